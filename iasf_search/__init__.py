@@ -1,0 +1,34 @@
+"""iasf-search: plugin-based, hardware-aware neural-architecture search on Optuna.
+
+Python API (what the CLI does)::
+
+    import iasf_search
+    space = iasf_search.load_space("search_spaces/vision.yaml")
+    result = iasf_search.run_search(space, trials=10)          # resumable
+    best = iasf_search.best_trials(result.study)[0]
+    graph = iasf_search.trial_architecture(best)                # networkx.DiGraph
+    model = iasf_search.build_model(graph, space.components, sample_shape=(1, 8, 8), num_classes=10)
+"""
+
+from iasf_search.hookspecs import hookimpl
+
+__version__ = "0.1.0"
+
+from iasf_search.build import build_model  # noqa: E402
+from iasf_search.errors import BadInput, SpaceError  # noqa: E402
+from iasf_search.space import SearchSpace, load_space  # noqa: E402
+from iasf_search.study import SearchResult, best_trials, load_results, run_search, trial_architecture  # noqa: E402
+
+__all__ = [
+    "BadInput",
+    "SearchResult",
+    "SearchSpace",
+    "SpaceError",
+    "best_trials",
+    "build_model",
+    "hookimpl",
+    "load_results",
+    "load_space",
+    "run_search",
+    "trial_architecture",
+]

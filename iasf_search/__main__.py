@@ -1,0 +1,3 @@
+from iasf_search.cli import main
+
+raise SystemExit(main())

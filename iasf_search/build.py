@@ -1,0 +1,94 @@
+"""Architecture graph -> ``torch.nn.Module``: stem, the graph's nodes in topological order, head."""
+
+from __future__ import annotations
+
+import networkx as nx
+import torch
+from torch import nn
+
+from iasf_search.components import BuildContext
+from iasf_search.errors import BadInput
+from iasf_search.graph import INPUT, OUTPUT, hidden_nodes, inputs_of
+from iasf_search.plugin_manager import Components
+
+
+class OpContractError(BadInput):
+    """A node op or fusion returned a tensor of the wrong shape."""
+
+
+class NodeBlock(nn.Module):
+    """One graph node: fuse its inputs, then ``x + op(norm(x))`` (or ``op(x)`` for non-residual ops)."""
+
+    def __init__(self, name: str, op_name: str, op: nn.Module, residual: bool, fusion: nn.Module | None, width: int) -> None:
+        super().__init__()
+        self.name, self.op_name, self.residual = name, op_name, residual
+        self.fusion = fusion
+        self.norm = nn.LayerNorm(width) if residual else nn.Identity()
+        self.op = op
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        x = self.fusion(inputs) if self.fusion is not None else inputs[0]  # (B, T, D)
+        y = self.op(self.norm(x))
+        if y.shape != x.shape:
+            raise OpContractError(f"op '{self.op_name}' at node {self.name} returned shape {tuple(y.shape)}, "
+                                  f"expected {tuple(x.shape)} (ops must map (B, T, D) to the same shape)")
+        return x + y if self.residual else y
+
+
+class ArchNet(nn.Module):
+    """The model an architecture graph describes: ``(B, *sample_shape) -> (B, num_classes)`` logits."""
+
+    def __init__(self, graph: nx.DiGraph, components: Components, sample_shape: tuple[int, ...], num_classes: int) -> None:
+        super().__init__()
+        width = graph.graph["width"]
+        stem_attrs = graph.nodes[INPUT]
+        stem = components.stems.get(stem_attrs["op"])
+        self.layout = stem.layout(stem_attrs["config"], sample_shape)
+        ctx = BuildContext(width=width, layout=self.layout)
+        self.stem = stem.build(stem_attrs["config"], sample_shape, width)
+        self.order = hidden_nodes(graph)
+        self.sources = {n: inputs_of(graph, n) for n in [*self.order, OUTPUT]}
+        self.blocks = nn.ModuleDict()
+        for n in self.order:
+            attrs = graph.nodes[n]
+            op = components.ops.get(attrs["op"])
+            self.blocks[n] = NodeBlock(n, attrs["op"], op.build(attrs["config"], ctx), op.residual,
+                                       self._fusion(components, attrs, len(self.sources[n]), ctx), width)
+        self.out_fusion = self._fusion(components, graph.nodes[OUTPUT], len(self.sources[OUTPUT]), ctx)
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, num_classes)
+
+    @staticmethod
+    def _fusion(components: Components, attrs: dict, n_inputs: int, ctx: BuildContext) -> nn.Module | None:
+        if n_inputs < 2:
+            return None
+        return components.fusions.get(attrs["fusion"]).build(attrs.get("fusion_config", {}), n_inputs, ctx)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Token representations at the output node: ``(B, T, D)``."""
+        values = {INPUT: self.stem(x)}  # (B, T, D)
+        for n in self.order:
+            values[n] = self.blocks[n]([values[s] for s in self.sources[n]])
+        outs = [values[s] for s in self.sources[OUTPUT]]
+        return self.out_fusion(outs) if self.out_fusion is not None else outs[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(self.features(x)).mean(dim=1))  # mean over tokens -> (B, classes)
+
+
+def build_model(graph: nx.DiGraph, components: Components, sample_shape: tuple[int, ...], num_classes: int) -> ArchNet:
+    """Build the module for ``graph`` and check every op's shape contract on a 2-sample batch.
+
+    :raises OpContractError: an op or fusion returns the wrong shape (the message names it).
+    :raises ValueError: a component rejects its configuration.
+    """
+    model = ArchNet(graph, components, sample_shape, num_classes)
+    with torch.no_grad():
+        out = model(torch.zeros(2, *sample_shape))
+    if out.shape != (2, num_classes):
+        raise OpContractError(f"model output has shape {tuple(out.shape)}, expected (2, {num_classes})")
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

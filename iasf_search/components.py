@@ -1,0 +1,184 @@
+"""The contracts that plugins implement: node operations, fusions, stems, datasets, samplers, pruners.
+
+Each contract is a small abstract class. A plugin registers *instances* of them through the
+``iasf_register_*`` hooks (see :mod:`iasf_search.hookspecs`). Every component has a ``name``
+(the word used in space files) and a ``params`` mapping of :class:`~iasf_search.params.Param`
+declarations that the space file may narrow; the core validates the space against these
+declarations, samples them with Optuna and hands the sampled values back as a plain ``dict``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import optuna
+import torch
+from torch import nn
+
+from iasf_search.params import Param, Range
+
+Suggest = Callable[[str], Any]
+"""``suggest(param_name)`` samples one declared parameter of a component in the current trial."""
+
+
+@dataclass(frozen=True)
+class TokenLayout:
+    """How the tokens a stem emits are arranged.
+
+    :param shape: the token grid: ``(T,)`` for a sequence, ``(H, W)`` for an image's patches.
+        Ops that care about locality (convolution, local attention) use it; ``T = prod(shape)``.
+    """
+
+    shape: tuple[int, ...]
+
+    @property
+    def length(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    def coordinates(self) -> torch.Tensor:
+        """``(T, len(shape))`` integer grid coordinates of every token, in token order."""
+        axes = [torch.arange(s) for s in self.shape]
+        return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(self.length, len(self.shape))
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a component is told when it builds its module.
+
+    :param width: the token width ``D`` every node reads and writes.
+    :param layout: the token arrangement the stem produced.
+    """
+
+    width: int
+    layout: TokenLayout
+
+
+class Component(ABC):
+    """Common part of every registered component: a ``name`` and its declared ``params``."""
+
+    name: ClassVar[str]
+    params: ClassVar[Mapping[str, Param]] = {}
+    description: ClassVar[str] = ""
+
+    def sample(self, ranges: Mapping[str, Range], suggest: Suggest) -> dict[str, Any]:
+        """Return this component's configuration for one trial.
+
+        The default samples every declared parameter. Override to make parameters conditional
+        (for example ``window`` only for local attention); call ``suggest(name)`` for each one used.
+        """
+        return {name: suggest(name) for name in ranges}
+
+    def describe(self, config: Mapping[str, Any]) -> str:
+        """A short human label for a configured component, used in progress lines."""
+        inner = ",".join(f"{v}" for v in config.values())
+        return f"{self.name}({inner})" if inner else self.name
+
+
+class NodeOp(Component):
+    """A token-mixing operation: the module maps ``(B, T, D) -> (B, T, D)``.
+
+    The core wraps it as ``x + op(norm(x))`` (pre-norm residual) unless ``residual`` is False,
+    in which case the op's output replaces its input (``identity`` does this).
+    """
+
+    residual: ClassVar[bool] = True
+
+    @abstractmethod
+    def build(self, config: Mapping[str, Any], ctx: BuildContext) -> nn.Module:
+        """Return a module ``(B, T, D) -> (B, T, D)`` for ``config`` (the sampled parameters)."""
+
+
+class Fusion(Component):
+    """A synthesis operator for a node with several inputs: ``list[(B, T, D)] -> (B, T, D)``."""
+
+    @abstractmethod
+    def build(self, config: Mapping[str, Any], n_inputs: int, ctx: BuildContext) -> nn.Module:
+        """Return a module whose ``forward(inputs: list[Tensor])`` fuses ``n_inputs`` tensors."""
+
+
+class Stem(Component):
+    """Turns a batch of raw inputs of one modality into tokens ``(B, T, D)``."""
+
+    modality: ClassVar[str]
+
+    @abstractmethod
+    def layout(self, config: Mapping[str, Any], sample_shape: tuple[int, ...]) -> TokenLayout:
+        """The token layout for inputs of ``sample_shape`` (one sample, without the batch axis)."""
+
+    @abstractmethod
+    def build(self, config: Mapping[str, Any], sample_shape: tuple[int, ...], width: int) -> nn.Module:
+        """Return a module ``(B, *sample_shape) -> (B, T, width)``."""
+
+
+@dataclass
+class TaskData:
+    """An in-memory classification task, split three ways.
+
+    ``x_*`` are float tensors ``(N, *sample_shape)``, ``y_*`` int64 labels in ``[0, num_classes)``.
+    Model selection uses ``val`` only; ``test`` is evaluated for reporting.
+    """
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    modality: str
+    info: dict[str, Any] = field(default_factory=dict)
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
+    """Optional training-time augmentation of a batch ``x`` (same shape out), drawn from ``generator``."""
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    def to(self, device: torch.device | str) -> TaskData:
+        """A copy with every tensor on ``device`` (so batches need no host-to-device copy)."""
+        moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
+        return TaskData(**moved)
+
+
+class Dataset(Component):
+    """A dataset: loads (or generates) data offline and splits it.
+
+    ``params`` here are *options* (fixed values such as a path), not searched ranges.
+    """
+
+    modality: ClassVar[str]
+
+    @abstractmethod
+    def load(self, options: Mapping[str, Any], split: SplitSpec) -> TaskData:
+        """Return the task's splits; raise :class:`~iasf_search.errors.BadInput` for unusable data."""
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """Fractions of the data held out for validation and test, and the shuffling seed."""
+
+    val: float = 0.15
+    test: float = 0.2
+    seed: int = 0
+
+
+class SamplerFactory(Component):
+    """Builds an Optuna sampler by name (``search.sampler`` in the space)."""
+
+    @abstractmethod
+    def create(self, options: Mapping[str, Any], *, seed: int | None, n_objectives: int) -> optuna.samplers.BaseSampler:
+        """Return a fresh sampler; ``options`` are the space's ``search.sampler_options``."""
+
+
+class PrunerFactory(Component):
+    """Builds an Optuna pruner by name (``search.pruner`` in the space)."""
+
+    @abstractmethod
+    def create(self, options: Mapping[str, Any], *, epochs: int) -> optuna.pruners.BasePruner:
+        """Return a fresh pruner; ``epochs`` is the largest step a trial reports."""

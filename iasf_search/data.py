@@ -1,0 +1,62 @@
+"""Dataset helpers shared by dataset plugins: stratified splitting and checks at ingestion."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from iasf_search.components import SplitSpec, TaskData
+from iasf_search.errors import BadInput
+
+
+def split_arrays(x: np.ndarray, y: np.ndarray, split: SplitSpec, *, modality: str, info: dict | None = None,
+                 x_test: np.ndarray | None = None, y_test: np.ndarray | None = None) -> TaskData:
+    """Stratified train/val/test split of ``(x, y)`` into a :class:`TaskData`.
+
+    When the dataset ships its own test set (``x_test``, ``y_test``), that is the test split and
+    ``split.val`` is taken from the rest; ``split.test`` is then ignored.
+    """
+    y = np.asarray(y)
+    idx = np.arange(len(y))
+    if x_test is None:
+        rest, test = train_test_split(idx, test_size=split.test, random_state=split.seed, stratify=y)
+        x_test, y_test = x[test], y[test]
+        val_share = split.val / (1.0 - split.test)
+    else:
+        rest, val_share = idx, split.val
+    train, val = train_test_split(rest, test_size=val_share, random_state=split.seed, stratify=y[rest])
+
+    def tensor(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)
+
+    def labels(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(a), dtype=torch.int64)
+
+    num_classes = int(max(y.max(), np.asarray(y_test).max())) + 1
+    return TaskData(tensor(x[train]), labels(y[train]), tensor(x[val]), labels(y[val]), tensor(x_test), labels(y_test),
+                    num_classes=num_classes, modality=modality, info=dict(info or {}))
+
+
+def check_task(name: str, data: TaskData) -> None:
+    """Raise :class:`BadInput` naming ``name`` if the task's tensors are unusable.
+
+    Checks: non-empty splits, matching sample shapes and lengths, finite values, labels in
+    ``[0, num_classes)``, and every class present in the training split.
+    """
+    shape = data.sample_shape
+    for split in ("train", "val", "test"):
+        x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+        if len(x) == 0:
+            raise BadInput(f"dataset '{name}': the {split} split is empty; use more data or smaller split fractions")
+        if len(x) != len(y):
+            raise BadInput(f"dataset '{name}': {split} split has {len(x)} samples but {len(y)} labels")
+        if tuple(x.shape[1:]) != shape:
+            raise BadInput(f"dataset '{name}': {split} samples have shape {tuple(x.shape[1:])}, train samples {shape}")
+        if not torch.isfinite(x).all():
+            raise BadInput(f"dataset '{name}': the {split} split holds NaN or infinite values; clean the data")
+        if y.min() < 0 or y.max() >= data.num_classes:
+            raise BadInput(f"dataset '{name}': {split} labels must lie in [0, {data.num_classes}), got {int(y.min())}..{int(y.max())}")
+    missing = sorted(set(range(data.num_classes)) - set(data.y_train.tolist()))
+    if missing:
+        raise BadInput(f"dataset '{name}': classes {missing} have no training sample; check the labels")

@@ -1,0 +1,33 @@
+"""Errors that the CLI turns into a one-line message and exit status 2."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class BadInput(Exception):
+    """User input is wrong (space file, flags, dataset, plugin); the message says what and how to fix it.
+
+    The CLI prints ``iasf-search: error: <message>`` and exits with status 2, without a traceback.
+    """
+
+
+class SpaceError(BadInput):
+    """A search-space file is invalid at ``key`` (a dotted path such as ``manifold.ops.attention``)."""
+
+    def __init__(self, file: str, key: str, problem: str) -> None:
+        self.file, self.key, self.problem = file, key, problem
+        where = f"{file}: {key}" if key else file
+        super().__init__(f"{where}: {problem}")
+
+
+def did_you_mean(word: str, options: Iterable[str]) -> str:
+    """Return ``" (did you mean 'x'?)"`` for the closest option, or an empty string."""
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def allowed(options: Iterable[str]) -> str:
+    """``"allowed: a, b, c"`` for an error message."""
+    return "allowed: " + ", ".join(sorted(str(o) for o in options))

@@ -1,0 +1,220 @@
+"""Architecture graphs: sampling through Optuna, validation, canonical hashing and JSON.
+
+An architecture is a networkx ``DiGraph`` with three kinds of node (attribute ``role``):
+
+* ``input`` — the stem; attributes ``op`` (the modality), ``config`` (sampled stem parameters);
+* ``node`` — a token-mixing node ``n0, n1, ...``; ``op`` and ``config``, and when it reads
+  several inputs ``fusion`` and ``fusion_config``;
+* ``output`` — reads every node that no other node reads (fusing them if several), then the head.
+
+Edges carry ``slot``: the position of the source among the destination's inputs (order matters
+to non-commutative fusions). The graph attribute ``width`` is the token width ``D``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import networkx as nx
+import optuna
+
+from iasf_search.params import Range
+
+if TYPE_CHECKING:
+    from iasf_search.space import SearchSpace
+
+INPUT = "input"
+OUTPUT = "output"
+
+
+class GraphError(ValueError):
+    """An architecture graph breaks a structural rule (cycle, unreachable node, missing fusion)."""
+
+
+def node_name(i: int) -> str:
+    return f"n{i}"
+
+
+def inputs_of(graph: nx.DiGraph, node: str) -> list[str]:
+    """The sources feeding ``node``, ordered by edge ``slot``."""
+    return sorted(graph.predecessors(node), key=lambda p: graph.edges[p, node]["slot"])
+
+
+def hidden_nodes(graph: nx.DiGraph) -> list[str]:
+    """The token-mixing nodes in a deterministic topological order."""
+    order = nx.lexicographical_topological_sort(graph, key=_node_sort_key)
+    return [n for n in order if graph.nodes[n]["role"] == "node"]
+
+
+def _node_sort_key(n: str) -> tuple[int, int]:
+    return (0, -1) if n == INPUT else (2, 0) if n == OUTPUT else (1, int(n[1:]))
+
+
+def validate(graph: nx.DiGraph) -> None:
+    """Raise :class:`GraphError` unless ``graph`` is a well-formed architecture.
+
+    Rules: a DAG with exactly one input and one output; every node is reachable from the input and
+    reaches the output; in-edge slots are ``0..k-1``; a node with several inputs has a fusion.
+    """
+    if not nx.is_directed_acyclic_graph(graph):
+        raise GraphError(f"not acyclic: cycle {nx.find_cycle(graph)}")
+    for required in (INPUT, OUTPUT):
+        if required not in graph:
+            raise GraphError(f"no '{required}' node")
+    reachable = nx.descendants(graph, INPUT) | {INPUT}
+    reaching = nx.ancestors(graph, OUTPUT) | {OUTPUT}
+    for n, attrs in graph.nodes(data=True):
+        if n not in reachable:
+            raise GraphError(f"node {n} is not reachable from the input")
+        if n not in reaching:
+            raise GraphError(f"node {n} does not reach the output")
+        if n == INPUT:
+            continue
+        slots = sorted(graph.edges[p, n]["slot"] for p in graph.predecessors(n))
+        if slots != list(range(len(slots))):
+            raise GraphError(f"node {n} has input slots {slots}, expected 0..{len(slots) - 1}")
+        if len(slots) > 1 and not attrs.get("fusion"):
+            raise GraphError(f"node {n} reads {len(slots)} inputs but has no fusion")
+
+
+def sample_graph(trial: optuna.Trial, space: SearchSpace) -> nx.DiGraph:
+    """Sample one architecture from ``space`` with Optuna's define-by-run API.
+
+    Parameter names are stable so that samplers can learn across trials: ``arch.nodes``,
+    ``arch.width``, ``stem.<param>``, ``n<i>.op``, ``n<i>.<op>.<param>``, ``n<i>.in0`` (the first
+    input), ``n<i>.in.<src>`` (whether ``src`` is an extra input), ``n<i>.fusion`` and
+    ``output.fusion``. An op's own parameters are sampled only when that op is chosen.
+    """
+    comps = space.components
+    graph = nx.DiGraph(width=space.width.suggest(trial, "arch.width"))
+    stem = comps.stems.get(space.modality)
+    graph.add_node(INPUT, role="input", op=space.modality,
+                   config=stem.sample(space.stem, _suggester(trial, space.stem, "stem")))
+    n_nodes = space.nodes.suggest(trial, "arch.nodes")
+    op_choice = _choice(sorted(space.ops))
+    for i in range(n_nodes):
+        name = node_name(i)
+        earlier = [INPUT] + [node_name(j) for j in range(i)]
+        candidates = earlier[-space.lookback:] if space.lookback else earlier
+        first = trial.suggest_categorical(f"{name}.in0", candidates) if len(candidates) > 1 else candidates[0]
+        sources = [first]
+        for src in reversed(candidates):  # most recent first
+            if len(sources) >= space.max_in_degree:
+                break
+            if src != first and trial.suggest_categorical(f"{name}.in.{src}", [False, True]):
+                sources.append(src)
+        op_name = op_choice.suggest(trial, f"{name}.op")
+        op = comps.ops.get(op_name)
+        attrs: dict[str, Any] = {"role": "node", "op": op_name,
+                                 "config": op.sample(space.ops[op_name], _suggester(trial, space.ops[op_name], f"{name}.{op_name}"))}
+        if len(sources) > 1:
+            attrs.update(_sample_fusion(trial, space, name))
+        graph.add_node(name, **attrs)
+        for slot, src in enumerate(sources):
+            graph.add_edge(src, name, slot=slot)
+    sinks = [n for n in graph if graph.out_degree(n) == 0 and n != INPUT] or [INPUT]
+    out_attrs: dict[str, Any] = {"role": "output"}
+    if len(sinks) > 1:
+        out_attrs.update(_sample_fusion(trial, space, OUTPUT))
+    graph.add_node(OUTPUT, **out_attrs)
+    for slot, src in enumerate(sinks):
+        graph.add_edge(src, OUTPUT, slot=slot)
+    validate(graph)
+    return graph
+
+
+def _choice(options: list[str]) -> Range:
+    return Range(fixed=options[0]) if len(options) == 1 else Range(choices=tuple(options))
+
+
+def _sample_fusion(trial: optuna.Trial, space: SearchSpace, name: str) -> dict[str, Any]:
+    fusion_name = _choice(sorted(space.fusions)).suggest(trial, f"{name}.fusion")
+    fusion = space.components.fusions.get(fusion_name)
+    ranges = space.fusions[fusion_name]
+    return {"fusion": fusion_name, "fusion_config": fusion.sample(ranges, _suggester(trial, ranges, f"{name}.{fusion_name}"))}
+
+
+def _suggester(trial: optuna.Trial, ranges: Mapping[str, Any], prefix: str):
+    def suggest(param: str) -> Any:
+        return ranges[param].suggest(trial, f"{prefix}.{param}")
+
+    return suggest
+
+
+# -- identity -------------------------------------------------------------------------------------
+
+
+def _label(attrs: Mapping[str, Any]) -> str:
+    parts = {k: attrs.get(k) for k in ("role", "op", "config", "fusion", "fusion_config")}
+    return json.dumps(parts, sort_keys=True, default=str)
+
+
+def labelled(graph: nx.DiGraph) -> nx.DiGraph:
+    """A copy whose nodes carry one string ``label`` holding everything that defines them.
+
+    Edge slots go into the destination's label (as the ordered labels are not known before
+    hashing, the in-degree is used; fusions in this project treat inputs symmetrically up to
+    learned weights). The width goes into the input's label.
+    """
+    out = nx.DiGraph()
+    for n, attrs in graph.nodes(data=True):
+        label = _label(attrs) + f"|in={graph.in_degree(n)}"
+        if n == INPUT:
+            label += f"|width={graph.graph['width']}"
+        out.add_node(n, label=label)
+    out.add_edges_from(graph.edges())
+    return out
+
+
+def canonical_hash(graph: nx.DiGraph) -> str:
+    """Weisfeiler-Lehman hash over node labels; equal for isomorphic architectures.
+
+    WL is incomplete in general: confirm a match with :func:`same_architecture` when it must be exact.
+    """
+    import warnings
+
+    g = labelled(graph)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # networkx warns that directed hashes changed in 3.5
+        return nx.weisfeiler_lehman_graph_hash(g, node_attr="label", iterations=max(3, len(g)), digest_size=16)
+
+
+def same_architecture(a: nx.DiGraph, b: nx.DiGraph) -> bool:
+    """Exact check: the two labelled graphs are isomorphic."""
+    return nx.is_isomorphic(labelled(a), labelled(b), node_match=lambda x, y: x["label"] == y["label"])
+
+
+def to_json(graph: nx.DiGraph) -> str:
+    """Serialise an architecture (networkx node-link form, sorted keys)."""
+    return json.dumps(nx.node_link_data(graph, edges="edges"), sort_keys=True)
+
+
+def from_json(text: str) -> nx.DiGraph:
+    """Inverse of :func:`to_json`; validates the result."""
+    graph = nx.node_link_graph(json.loads(text), directed=True, edges="edges")
+    validate(graph)
+    return graph
+
+
+def summary(graph: nx.DiGraph, describe: Any = None) -> str:
+    """A one-line description: width, then each node's op, with ``<-`` inputs where not a chain.
+
+    :param describe: optional ``(op_name, config) -> str`` giving short op labels.
+    """
+    parts = []
+    previous = INPUT
+    for n in hidden_nodes(graph):
+        attrs = graph.nodes[n]
+        text = describe(attrs["op"], attrs["config"]) if describe else attrs["op"]
+        ins = inputs_of(graph, n)
+        if ins != [previous]:
+            text += "<" + ",".join("in" if i == INPUT else i[1:] for i in ins)
+            if len(ins) > 1:
+                text += f"|{attrs['fusion']}"
+        parts.append(text)
+        previous = n
+    outs = inputs_of(graph, OUTPUT)
+    tail = "" if outs == [previous] else " out<" + ",".join("in" if i == INPUT else i[1:] for i in outs)
+    return f"w{graph.graph['width']} " + " > ".join(parts) + tail

@@ -1,0 +1,112 @@
+"""Every hook iasf-search calls, grouped by phase. Plugins implement them with ``@iasf_search.hookimpl``.
+
+Registration hooks receive a :class:`~iasf_search.registry.Registry` and call its ``register``
+for each component they contribute; they return nothing. They are called once, when the plugin
+set is loaded, for every plugin (built-in ones first, then entry points, ``--plugin`` modules and
+the space file's ``plugins:``).
+
+Life-cycle hooks are called for every plugin; their results are ignored. They are meant for
+loggers, progress displays and artifact writers, and must not change the study.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    import optuna
+
+    from iasf_search.registry import Registry
+    from iasf_search.space import SearchSpace
+
+hookspec = pluggy.HookspecMarker("iasf_search")
+hookimpl = pluggy.HookimplMarker("iasf_search")
+"""Decorator for hook implementations; import it as ``from iasf_search import hookimpl``."""
+
+
+# -- start-up: what a plugin contributes ----------------------------------------------------------
+
+
+@hookspec
+def iasf_register_ops(registry: Registry) -> None:
+    """Register node operations (:class:`~iasf_search.components.NodeOp` instances).
+
+    :param registry: call ``registry.register(op)`` for each op; its ``name`` is the key used
+        under ``manifold.ops`` in a space file.
+    """
+
+
+@hookspec
+def iasf_register_fusions(registry: Registry) -> None:
+    """Register fusion (cross-domain synthesis) operators for nodes with several inputs.
+
+    :param registry: call ``registry.register(fusion)`` with :class:`~iasf_search.components.Fusion`
+        instances; names are used in ``manifold.fusions``.
+    """
+
+
+@hookspec
+def iasf_register_stems(registry: Registry) -> None:
+    """Register stems (:class:`~iasf_search.components.Stem`), one per modality.
+
+    :param registry: call ``registry.register(stem)``; the stem's ``modality`` must be unique, and
+        its ``name`` is the modality name.
+    """
+
+
+@hookspec
+def iasf_register_datasets(registry: Registry) -> None:
+    """Register datasets (:class:`~iasf_search.components.Dataset`), named in ``task.dataset``.
+
+    :param registry: call ``registry.register(dataset)``.
+    """
+
+
+@hookspec
+def iasf_register_samplers(registry: Registry) -> None:
+    """Register Optuna sampler factories (:class:`~iasf_search.components.SamplerFactory`).
+
+    :param registry: call ``registry.register(factory)``; names are used in ``search.sampler``.
+    """
+
+
+@hookspec
+def iasf_register_pruners(registry: Registry) -> None:
+    """Register Optuna pruner factories (:class:`~iasf_search.components.PrunerFactory`).
+
+    :param registry: call ``registry.register(factory)``; names are used in ``search.pruner``.
+    """
+
+
+# -- study life cycle -----------------------------------------------------------------------------
+
+
+@hookspec
+def iasf_study_start(study: optuna.Study, space: SearchSpace, target: int) -> None:
+    """Called once per search run, after the study is created or loaded and before any trial.
+
+    :param study: the Optuna study (may already hold trials when a search resumes).
+    :param space: the validated search space.
+    :param target: the number of finished (complete or pruned) trials the run aims for.
+    """
+
+
+@hookspec
+def iasf_trial_end(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Called after each trial of this run has finished, whatever its state.
+
+    :param study: the study.
+    :param trial: the finished trial; ``trial.user_attrs`` hold the architecture, its hash,
+        metrics and, for failed or pruned trials, ``failure_reason``.
+    """
+
+
+@hookspec
+def iasf_study_end(study: optuna.Study, space: SearchSpace) -> None:
+    """Called once when a search run stops (target reached, timeout, or interrupted).
+
+    :param study: the study.
+    :param space: the validated search space.
+    """

@@ -1,0 +1,113 @@
+"""One trial: sample an architecture and training settings, reuse or build, train, record.
+
+User attributes written on every trial (the dashboard shows them):
+
+``architecture`` (graph JSON), ``arch_hash`` (canonical WL hash), ``summary`` (one line),
+``train_config``, ``reuse_key``; after training ``params``, ``train_seconds``, ``epochs``,
+``val_accuracy``, ``val_loss``, ``test_accuracy``; ``reused_from`` (trial number) when the result
+was copied from an identical finished trial; ``pruned_at_epoch`` when pruned; ``failure_reason``
+when the trial failed or was stopped for a reason other than ordinary pruning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import networkx as nx
+import optuna
+import torch
+
+from iasf_search import graph as arch
+from iasf_search.build import build_model, count_parameters
+from iasf_search.components import TaskData
+from iasf_search.space import SearchSpace
+from iasf_search.train import Diverged, evaluate, train
+
+REUSED_ATTRS = ("params", "train_seconds", "epochs", "val_accuracy", "val_loss", "test_accuracy")
+
+
+def describe_graph(graph: nx.DiGraph, space: SearchSpace) -> str:
+    """One-line summary of an architecture using each component's ``describe``."""
+    comps = space.components
+    stem = graph.nodes[arch.INPUT]
+    head = comps.stems.get(stem["op"]).describe(stem["config"])
+    return f"{head} " + arch.summary(graph, lambda op, cfg: comps.ops.get(op).describe(cfg))
+
+
+class TrialObjective:
+    """The Optuna objective for a search: ``objective(trial) -> value(s)`` in the space's objective order."""
+
+    def __init__(self, space: SearchSpace, data: TaskData, device: torch.device, seed: int) -> None:
+        self.space, self.data, self.device, self.seed = space, data, device, seed
+        task = {"dataset": space.dataset, "options": dict(space.dataset_options), "split": vars(space.split), "seed": seed}
+        self.task_fingerprint = json.dumps(task, sort_keys=True, default=str)
+
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        try:
+            return self._run(trial)
+        except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("failure_reason", "interrupted")
+            raise
+        except Exception as exc:
+            trial.set_user_attr("failure_reason", f"{type(exc).__name__}: {exc}"[:500])
+            raise
+
+    def _run(self, trial: optuna.Trial) -> float | list[float]:
+        space = self.space
+        graph = arch.sample_graph(trial, space)
+        train_config = {k: r.suggest(trial, f"train.{k}") for k, r in space.training.items()}
+        arch_hash = arch.canonical_hash(graph)
+        key = hashlib.sha256(f"{arch_hash}|{json.dumps(train_config, sort_keys=True)}|{self.task_fingerprint}".encode()).hexdigest()[:32]
+        for name, value in (("architecture", arch.to_json(graph)), ("arch_hash", arch_hash),
+                            ("summary", describe_graph(graph, space)), ("train_config", train_config), ("reuse_key", key)):
+            trial.set_user_attr(name, value)
+
+        previous = self._finished_twin(trial.study, key, graph)
+        if previous is not None:
+            for name in REUSED_ATTRS:
+                if name in previous.user_attrs:
+                    trial.set_user_attr(name, previous.user_attrs[name])
+            trial.set_user_attr("reused_from", previous.number)
+            return previous.values if len(previous.values) > 1 else previous.values[0]
+
+        torch.manual_seed(self.seed)
+        model = build_model(graph, space.components, self.data.sample_shape, self.data.num_classes)
+        params = count_parameters(model)
+        trial.set_user_attr("params", params)
+        single = len(space.objectives) == 1
+        metric = space.objectives[0].metric
+
+        def report(epoch: int, val_acc: float, val_loss: float) -> None:
+            if not single or metric == "params":
+                return  # Optuna's pruners are single-objective, and a parameter count does not change per epoch
+            trial.report(val_acc if metric == "accuracy" else val_loss, epoch)
+            if trial.should_prune():
+                trial.set_user_attr("val_accuracy", val_acc)
+                trial.set_user_attr("pruned_at_epoch", epoch)
+                raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+        try:
+            result = train(model, self.data, train_config, device=self.device, seed=self.seed, report=report)
+        except Diverged as exc:
+            trial.set_user_attr("failure_reason", f"diverged: {exc}")
+            raise optuna.TrialPruned(str(exc)) from None
+        test_acc, _ = evaluate(model, self.data.x_test, self.data.y_test, self.device)
+        for name, value in (("train_seconds", round(result.seconds, 3)), ("epochs", result.epochs),
+                            ("val_accuracy", result.val_accuracy), ("val_loss", result.val_loss),
+                            ("test_accuracy", test_acc)):
+            trial.set_user_attr(name, value)
+        metrics: dict[str, Any] = {"accuracy": result.val_accuracy, "loss": result.val_loss, "params": params}
+        values = [float(metrics[o.metric]) for o in space.objectives]
+        return values[0] if single else values
+
+    @staticmethod
+    def _finished_twin(study: optuna.Study, key: str, graph: nx.DiGraph) -> optuna.trial.FrozenTrial | None:
+        """A COMPLETE trial with the same reuse key whose architecture is exactly isomorphic, if any."""
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            if t.user_attrs.get("reuse_key") == key and arch.same_architecture(arch.from_json(t.user_attrs["architecture"]), graph):
+                return t
+        return None

@@ -1,0 +1,109 @@
+"""Loading plugins and collecting what they register.
+
+Plugins come from four places, loaded in this order:
+
+1. the built-in plugins (:data:`BUILTIN_PLUGINS`), which use only the public hooks;
+2. installed packages exposing the entry-point group :data:`ENTRY_POINT_GROUP` (skipped when the
+   environment variable :data:`DISABLE_AUTOLOAD_ENV` is set to a non-empty value);
+3. modules named with ``--plugin MODULE`` (or ``plugins=`` in the Python API);
+4. modules listed under ``plugins:`` in the space file.
+
+Nothing is ever imported implicitly from the current directory.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import pluggy
+
+from iasf_search import hookspecs
+from iasf_search.components import Dataset, Fusion, NodeOp, PrunerFactory, SamplerFactory, Stem
+from iasf_search.errors import BadInput
+from iasf_search.registry import Registry
+
+ENTRY_POINT_GROUP = "iasf_search"
+DISABLE_AUTOLOAD_ENV = "IASF_SEARCH_DISABLE_PLUGIN_AUTOLOAD"
+BUILTIN_PLUGINS = (
+    "iasf_search.plugins.ops",
+    "iasf_search.plugins.fusions",
+    "iasf_search.plugins.stems",
+    "iasf_search.plugins.datasets",
+    "iasf_search.plugins.optuna_components",
+)
+
+
+@dataclass
+class Components:
+    """Everything the loaded plugins registered, plus the plugin manager for life-cycle hooks."""
+
+    pm: pluggy.PluginManager
+    ops: Registry[NodeOp] = field(default_factory=lambda: Registry("op", NodeOp))
+    fusions: Registry[Fusion] = field(default_factory=lambda: Registry("fusion", Fusion))
+    stems: Registry[Stem] = field(default_factory=lambda: Registry("stem", Stem))
+    datasets: Registry[Dataset] = field(default_factory=lambda: Registry("dataset", Dataset))
+    samplers: Registry[SamplerFactory] = field(default_factory=lambda: Registry("sampler", SamplerFactory))
+    pruners: Registry[PrunerFactory] = field(default_factory=lambda: Registry("pruner", PrunerFactory))
+    sources: dict[str, str] = field(default_factory=dict)
+    """plugin name -> where it came from (``built-in``, ``entry point``, ``--plugin``, ``space file``)."""
+
+
+_REGISTRATION_HOOKS = {
+    "iasf_register_ops": "ops",
+    "iasf_register_fusions": "fusions",
+    "iasf_register_stems": "stems",
+    "iasf_register_datasets": "datasets",
+    "iasf_register_samplers": "samplers",
+    "iasf_register_pruners": "pruners",
+}
+
+
+def _import_plugin(module: str, source: str) -> object:
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise BadInput(f"cannot load plugin module '{module}' (from {source}): {exc}; install it or fix the name") from None
+
+
+def load_components(modules: Iterable[tuple[str, str]] = (), *, autoload: bool | None = None) -> Components:
+    """Load the built-in plugins, entry points (unless disabled) and ``modules``; collect registrations.
+
+    :param modules: ``(module_name, source)`` pairs, e.g. ``("my_ops", "--plugin")``.
+    :param autoload: load entry-point plugins; default: unless :data:`DISABLE_AUTOLOAD_ENV` is set.
+    :returns: the filled registries.
+    :raises BadInput: a module cannot be imported, or two plugins register the same name.
+    """
+    pm = pluggy.PluginManager("iasf_search")
+    pm.add_hookspecs(hookspecs)
+    components = Components(pm=pm)
+    for name in BUILTIN_PLUGINS:
+        pm.register(_import_plugin(name, "built-in"), name=name)
+        components.sources[name] = "built-in"
+    if autoload is None:
+        autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
+    if autoload:
+        before = set(pm.get_plugins())
+        try:
+            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        except Exception as exc:  # a broken installed plugin must say which one
+            raise BadInput(f"an installed plugin (entry point group '{ENTRY_POINT_GROUP}') failed to load: {exc}; "
+                           f"set {DISABLE_AUTOLOAD_ENV}=1 to skip installed plugins") from None
+        for plugin in set(pm.get_plugins()) - before:
+            components.sources[pm.get_name(plugin)] = "entry point"
+    for module, source in modules:
+        if pm.has_plugin(module):
+            continue
+        pm.register(_import_plugin(module, source), name=module)
+        components.sources[module] = source
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise BadInput(f"plugin '{exc.plugin}' implements a hook iasf-search does not have: {exc}") from None
+    for hook_name, attr in _REGISTRATION_HOOKS.items():
+        registry: Registry = getattr(components, attr)
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            impl.function(registry=registry._as_plugin(impl.plugin_name))
+    return components

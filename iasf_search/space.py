@@ -1,0 +1,286 @@
+"""Search-space files: YAML -> a validated :class:`SearchSpace`.
+
+Validation is complete before anything runs: every key is known (with a "did you mean" for a
+misspelling), every value has the right type and lies in what the owning component accepts, and
+every error is a :class:`~iasf_search.errors.SpaceError` naming the file and the key path.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from iasf_search.components import SplitSpec
+from iasf_search.errors import BadInput, SpaceError, allowed, did_you_mean
+from iasf_search.params import Param, Range, parse_params
+from iasf_search.plugin_manager import Components, load_components
+from iasf_search.registry import Registry
+from iasf_search.train import TRAINING_PARAMS
+
+METRICS = {"accuracy": "maximize", "loss": "minimize", "params": "minimize"}
+"""Objective metrics: validation accuracy, validation loss, parameter count; with default direction."""
+
+_TOP_KEYS = ("name", "description", "plugins", "task", "stem", "manifold", "training", "objectives", "search")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class Objective:
+    metric: str
+    direction: str
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    sampler: str = "tpe"
+    sampler_options: Mapping[str, Any] = field(default_factory=dict)
+    pruner: str = "median"
+    pruner_options: Mapping[str, Any] = field(default_factory=dict)
+    trials: int = 20
+    timeout: float | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A validated search space. ``components`` are the plugins' registries it was checked against."""
+
+    file: str
+    name: str
+    plugins: tuple[str, ...]
+    dataset: str
+    dataset_options: Mapping[str, Any]
+    split: SplitSpec
+    modality: str
+    stem: Mapping[str, Range]
+    nodes: Range
+    max_in_degree: int
+    lookback: int | None
+    width: Range
+    ops: Mapping[str, Mapping[str, Range]]
+    fusions: Mapping[str, Mapping[str, Range]]
+    training: Mapping[str, Range]
+    objectives: tuple[Objective, ...]
+    search: SearchSettings
+    components: Components = field(repr=False, compare=False)
+    description: str = ""
+
+    @property
+    def directions(self) -> list[str]:
+        return [o.direction for o in self.objectives]
+
+    def resolved(self) -> dict[str, Any]:
+        """The space with every default filled in, in space-file syntax (saved with the study)."""
+        return {
+            "name": self.name,
+            "plugins": list(self.plugins),
+            "task": {"dataset": self.dataset, "options": dict(self.dataset_options),
+                     "split": {"val": self.split.val, "test": self.split.test, "seed": self.split.seed}},
+            "stem": {k: r.to_yaml() for k, r in self.stem.items()},
+            "manifold": {
+                "nodes": self.nodes.to_yaml(), "max_in_degree": self.max_in_degree, "lookback": self.lookback,
+                "width": self.width.to_yaml(),
+                "ops": {op: {k: r.to_yaml() for k, r in ranges.items()} for op, ranges in self.ops.items()},
+                "fusions": {f: {k: r.to_yaml() for k, r in ranges.items()} for f, ranges in self.fusions.items()},
+            },
+            "training": {k: r.to_yaml() for k, r in self.training.items()},
+            "objectives": [{"metric": o.metric, "direction": o.direction} for o in self.objectives],
+            "search": {
+                "sampler": self.search.sampler, "sampler_options": dict(self.search.sampler_options),
+                "pruner": self.search.pruner, "pruner_options": dict(self.search.pruner_options),
+                "trials": self.search.trials, "timeout": self.search.timeout, "seed": self.search.seed,
+            },
+        }
+
+
+class _Reader:
+    """Walks one YAML document, checking keys and types and remembering the key path."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+
+    def fail(self, key: str, problem: str) -> SpaceError:
+        return SpaceError(self.file, key, problem)
+
+    def mapping(self, value: Any, key: str, keys: Sequence[str]) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(key, f"expected a mapping with keys {', '.join(keys)}; got {value!r}")
+        for k in value:
+            if k not in keys:
+                path = f"{key}.{k}" if key else str(k)
+                raise self.fail(path, f"unknown key{did_you_mean(k, keys)}; {allowed(keys)}")
+        return value
+
+    def value(self, section: Mapping[str, Any], key: str, param: Param, prefix: str) -> Any:
+        raw = section.get(key, param.default)
+        return param.check(raw, self.file, f"{prefix}.{key}" if prefix else key)
+
+    def known(self, registry: Registry, name: Any, key: str) -> Any:
+        """The component ``name`` from ``registry``, or a SpaceError at ``key`` listing what exists."""
+        if not isinstance(name, str) or name not in registry:
+            raise self.fail(key, f"unknown {registry.kind} {name!r}{did_you_mean(name, registry)}; {allowed(registry)}")
+        return registry.get(name)
+
+    def components(self, value: Any, key: str, registry: Registry) -> dict[str, dict[str, Range]]:
+        """A list of component names, or a mapping of name to parameter ranges (null: defaults)."""
+        kind = registry.kind
+        if isinstance(value, list):
+            if len(set(map(str, value))) != len(value):
+                raise self.fail(key, f"{kind} names repeat in {value!r}; list each once")
+            value = {name: None for name in value}
+        if not isinstance(value, dict) or not value:
+            raise self.fail(key, f"expected a non-empty list of {kind} names, or a mapping of {kind} name to "
+                                 f"parameter ranges; {allowed(registry)}")
+        out = {}
+        for name, ranges in value.items():
+            if name not in registry:
+                raise self.fail(f"{key}.{name}", f"unknown {kind}{did_you_mean(name, registry)}; {allowed(registry)}")
+            out[name] = parse_params(ranges, dict(registry.get(name).params), self.file, f"{key}.{name}")
+        return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a space file with YAML safe loading; BadInput for a missing or unparsable file."""
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInput(f"{file}: no such space file; pass the path of a YAML file such as search_spaces/vision.yaml") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{file}: cannot read the space file: {exc}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpaceError(file, "", f"not valid YAML: {where}{problem}") from None
+    if not isinstance(doc, dict):
+        raise SpaceError(file, "", "the file must hold a YAML mapping with at least 'name', 'task' and 'manifold'")
+    return doc
+
+
+def load_space(path: str | Path, *, plugins: Sequence[str] = (), autoload: bool | None = None) -> SearchSpace:
+    """Read and validate a space file.
+
+    :param path: the YAML file.
+    :param plugins: extra plugin modules to load (like ``--plugin``), before the file's ``plugins:``.
+    :param autoload: load installed entry-point plugins (default: unless disabled by environment).
+    :raises BadInput: the file is missing or invalid, or a plugin cannot be loaded.
+    """
+    doc = read_yaml(path)
+    r = _Reader(str(path))
+    r.mapping(doc, "", _TOP_KEYS)
+    space_plugins = doc.get("plugins") or []
+    if not isinstance(space_plugins, list) or not all(isinstance(p, str) for p in space_plugins):
+        raise r.fail("plugins", f"expected a list of module names, got {space_plugins!r}")
+    modules = [(m, "--plugin") for m in plugins] + [(m, "space file") for m in space_plugins]
+    components = load_components(modules, autoload=autoload)
+    return parse_space(doc, components, file=str(path), plugins=tuple(space_plugins))
+
+
+def parse_space(doc: Mapping[str, Any], components: Components, *, file: str = "<space>",
+                plugins: tuple[str, ...] = ()) -> SearchSpace:
+    """Validate an already-parsed space document against ``components``."""
+    r = _Reader(file)
+    r.mapping(doc, "", _TOP_KEYS)
+    if "name" not in doc:
+        raise r.fail("name", "missing; give the study a name such as 'vision'")
+    name = doc["name"]
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise r.fail("name", f"expected letters, digits, '_', '.' or '-', got {name!r}")
+    description = doc.get("description") or ""
+
+    task = r.mapping(doc.get("task"), "task", ("dataset", "options", "split"))
+    if "dataset" not in task:
+        raise r.fail("task.dataset", f"missing; {allowed(components.datasets)}")
+    dataset = r.known(components.datasets, task["dataset"], "task.dataset")
+    options_in = r.mapping(task.get("options"), "task.options", tuple(dataset.params))
+    options = {k: r.value(options_in, k, p, "task.options") for k, p in dataset.params.items()}
+    split_in = r.mapping(task.get("split"), "task.split", ("val", "test", "seed"))
+    split = SplitSpec(val=r.value(split_in, "val", Param(0.15, float, low=0.01, high=0.9), "task.split"),
+                      test=r.value(split_in, "test", Param(0.2, float, low=0.0, high=0.9), "task.split"),
+                      seed=r.value(split_in, "seed", Param(0, int), "task.split"))
+    if split.val + split.test >= 0.9:
+        raise r.fail("task.split", f"val + test must leave at least 10% for training, got val={split.val}, test={split.test}")
+
+    modality = dataset.modality
+    if modality not in components.stems:
+        raise r.fail("task.dataset", f"dataset {dataset.name!r} has modality {modality!r}, for which no plugin registers a stem; "
+                     f"stems exist for: {', '.join(components.stems)}")
+    stem = parse_params(doc.get("stem"), dict(components.stems.get(modality).params), file, "stem")
+
+    manifold = r.mapping(doc.get("manifold"), "manifold",
+                         ("nodes", "max_in_degree", "lookback", "width", "ops", "fusions"))
+    nodes = Range.parse(manifold.get("nodes", {"low": 1, "high": 4}), Param(1, int, low=1, high=64), file, "manifold.nodes")
+    max_in = r.value(manifold, "max_in_degree", Param(2, int, low=1, high=16), "manifold")
+    lookback = r.value(manifold, "lookback", Param(None, int, low=1, nullable=True), "manifold")
+    width = Range.parse(manifold.get("width", [64]), Param(64, int, low=4, high=8192), file, "manifold.width")
+    ops = r.components(manifold.get("ops"), "manifold.ops", components.ops)
+    fusions = r.components(manifold.get("fusions", ["sum"]), "manifold.fusions", components.fusions)
+    _check_heads_fit_width(ops, width, r)
+
+    training = parse_params(doc.get("training"), TRAINING_PARAMS, file, "training")
+    objectives = _parse_objectives(doc.get("objectives"), r)
+
+    s = r.mapping(doc.get("search"), "search",
+                  ("sampler", "sampler_options", "pruner", "pruner_options", "trials", "timeout", "seed"))
+    sampler = r.known(components.samplers, r.value(s, "sampler", Param("tpe", str), "search"), "search.sampler").name
+    pruner = r.known(components.pruners, r.value(s, "pruner", Param("median", str), "search"), "search.pruner").name
+    sampler_options = r.mapping(s.get("sampler_options"), "search.sampler_options", tuple(components.samplers.get(sampler).params))
+    pruner_options = r.mapping(s.get("pruner_options"), "search.pruner_options", tuple(components.pruners.get(pruner).params))
+    search = SearchSettings(
+        sampler=sampler,
+        sampler_options={k: r.value(sampler_options, k, p, "search.sampler_options")
+                         for k, p in components.samplers.get(sampler).params.items()},
+        pruner=pruner,
+        pruner_options={k: r.value(pruner_options, k, p, "search.pruner_options")
+                        for k, p in components.pruners.get(pruner).params.items()},
+        trials=r.value(s, "trials", Param(20, int, low=1), "search"),
+        timeout=r.value(s, "timeout", Param(None, float, low=1.0, nullable=True), "search"),
+        seed=r.value(s, "seed", Param(0, int), "search"),
+    )
+    return SearchSpace(
+        file=file, name=name, plugins=plugins, dataset=dataset.name, dataset_options=options, split=split,
+        modality=modality, stem=stem, nodes=nodes, max_in_degree=max_in, lookback=lookback, width=width, ops=ops,
+        fusions=fusions, training=training, objectives=objectives, search=search, components=components,
+        description=str(description),
+    )
+
+
+def _parse_objectives(value: Any, r: _Reader) -> tuple[Objective, ...]:
+    if value is None:
+        value = [{"metric": "accuracy"}]
+    if not isinstance(value, list) or not value:
+        raise r.fail("objectives", "expected a non-empty list such as [{metric: accuracy, direction: maximize}]")
+    out = []
+    for i, item in enumerate(value):
+        key = f"objectives[{i}]"
+        item = r.mapping(item, key, ("metric", "direction"))
+        metric = r.value(item, "metric", Param("accuracy", str, choices=tuple(METRICS)), key)
+        direction = r.value(item, "direction", Param(METRICS[metric], str, choices=("maximize", "minimize")), key)
+        out.append(Objective(metric, direction))
+    if len({o.metric for o in out}) != len(out):
+        raise r.fail("objectives", "a metric is listed twice; list each once")
+    return tuple(out)
+
+
+def _check_heads_fit_width(ops: Mapping[str, Mapping[str, Range]], width: Range, r: _Reader) -> None:
+    """Every sampled ``heads`` value must divide every sampled width (else the build would fail)."""
+    widths = width.values()
+    for op_name, ranges in ops.items():
+        heads = ranges.get("heads")
+        if heads is None or widths is None or heads.values() is None:
+            continue
+        for w in widths:
+            for h in heads.values():
+                if w % h:
+                    raise r.fail(f"manifold.ops.{op_name}.heads",
+                                 f"{h} heads do not divide width {w} (manifold.width); choose heads that divide every width")

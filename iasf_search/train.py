@@ -1,0 +1,146 @@
+"""The training loop: AdamW/Adam/SGD, warm-up + cosine schedule, bf16 autocast on CUDA, per-epoch reports.
+
+Data stay on the training device for the whole run; batches are index slices, so there is no
+per-batch host-to-device copy. With the same seed, configuration and device the result is the same.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from iasf_search.components import TaskData
+from iasf_search.params import Param
+
+TRAINING_PARAMS: dict[str, Param] = {
+    "epochs": Param(20, int, low=1, help="passes over the training split"),
+    "batch_size": Param(128, int, low=1, help="samples per optimisation step"),
+    "optimizer": Param("adamw", str, choices=("adamw", "adam", "sgd"), help="optimiser"),
+    "lr": Param(2.0e-3, float, low=0.0, help="peak learning rate"),
+    "weight_decay": Param(0.05, float, low=0.0, help="decoupled weight decay (adamw) or L2 (adam, sgd)"),
+    "warmup": Param(0.1, float, low=0.0, high=1.0, help="share of steps with linear warm-up, then cosine decay to 0"),
+    "label_smoothing": Param(0.0, float, low=0.0, high=0.9, help="cross-entropy label smoothing"),
+    "grad_clip": Param(1.0, float, low=0.0, help="clip the gradient norm to this (0: off)"),
+    "augment": Param(False, bool, help="apply the dataset's training-time augmentation, if it has one"),
+}
+"""Keys of the space file's ``training:`` section; each may be a fixed value, a list or a range."""
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    val_accuracy: float
+    val_loss: float
+    epochs: int
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cpu``, ``cuda``, ``cuda:N`` as given (checked)."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise ValueError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {spec!r} requested but CUDA is not available; use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {spec!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible")
+    elif device.type != "cpu":
+        raise ValueError(f"unsupported device {spec!r}; use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; nothing on CPU (keeps CPU results exact and reproducible)."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+
+def make_optimizer(model: nn.Module, config: Mapping[str, Any]) -> torch.optim.Optimizer:
+    """Weight decay on matrices and conv kernels only; biases, norms, position tables excluded."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2 and p.shape[0] != 1]
+    ids = {id(p) for p in decay}
+    no_decay = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+    groups = [{"params": decay, "weight_decay": config["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
+    name, lr = config["optimizer"], config["lr"]
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr)
+    return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch_size: int = 1024) -> tuple[float, float]:
+    """``(accuracy, mean cross-entropy)`` of ``model`` on ``(x, y)``."""
+    model.eval()
+    correct, loss = 0, 0.0
+    for i in range(0, len(x), batch_size):
+        with autocast(device):
+            logits = model(x[i : i + batch_size]).float()
+        yb = y[i : i + batch_size]
+        correct += int((logits.argmax(1) == yb).sum())
+        loss += float(F.cross_entropy(logits, yb, reduction="sum"))
+    return correct / len(x), loss / len(x)
+
+
+def train(model: nn.Module, data: TaskData, config: Mapping[str, Any], *, device: torch.device, seed: int,
+          report: Callable[[int, float, float], None] | None = None) -> TrainResult:
+    """Train ``model`` on ``data.x_train`` and evaluate on ``data.x_val`` after each epoch.
+
+    :param data: a task whose tensors are already on ``device``.
+    :param config: sampled training settings (the keys of :data:`TRAINING_PARAMS`).
+    :param seed: seeds batch order and augmentation.
+    :param report: ``report(epoch, val_accuracy, val_loss)`` after each epoch, 1-based; it may raise
+        (e.g. ``optuna.TrialPruned``) to stop training.
+    :raises Diverged: at the first non-finite training loss.
+    """
+    start = time.perf_counter()
+    model.to(device)
+    optimizer = make_optimizer(model, config)
+    n, bs, epochs = len(data.x_train), config["batch_size"], config["epochs"]
+    steps_per_epoch = math.ceil(n / bs)
+    total, warm = epochs * steps_per_epoch, max(1, int(config["warmup"] * epochs * steps_per_epoch))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    augment = data.augment if config["augment"] else None
+    history: list[dict[str, float]] = []
+    val_acc = val_loss = float("nan")
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = torch.randperm(n, generator=generator).to(device)
+        for i in range(0, n, bs):
+            idx = order[i : i + bs]
+            xb, yb = data.x_train[idx], data.y_train[idx]
+            if augment is not None:
+                xb = augment(xb, generator)
+            with autocast(device):
+                loss = F.cross_entropy(model(xb).float(), yb, label_smoothing=config["label_smoothing"])
+            if not torch.isfinite(loss):
+                raise Diverged(f"training loss became {float(loss)} at epoch {epoch}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config["grad_clip"] > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), config["grad_clip"])
+            optimizer.step()
+            schedule.step()
+        val_acc, val_loss = evaluate(model, data.x_val, data.y_val, device)
+        history.append({"epoch": epoch, "val_accuracy": val_acc, "val_loss": val_loss})
+        if report is not None:
+            report(epoch, val_acc, val_loss)
+    return TrainResult(val_acc, val_loss, epochs, time.perf_counter() - start, history)

@@ -1,0 +1,207 @@
+"""Built-in node operations: self-attention with connectivity patterns, convolution, MLP, pooling, identity.
+
+Every op maps tokens ``(B, T, D) -> (B, T, D)``. Ops that care about locality read the token grid
+from ``ctx.layout`` (``(T,)`` for sequences, ``(H, W)`` for image patches), so "local" means a
+neighbourhood in the grid, not in the flattened order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from iasf_search import hookimpl
+from iasf_search.components import BuildContext, NodeOp, Suggest, TokenLayout
+from iasf_search.params import Param
+
+PATTERNS = ("full", "local", "dilated", "topk")
+
+
+def connectivity_mask(layout: TokenLayout, pattern: str, window: int, dilation: int) -> torch.Tensor | None:
+    """Boolean ``(T, T)`` mask (True = may attend) for a static pattern; None for ``full``/``topk``.
+
+    ``local``: tokens within ``window // 2`` steps along every grid axis.
+    ``dilated``: tokens whose offset along every axis is a multiple of ``dilation`` and at most
+    ``(window // 2) * dilation`` steps away. Every token always sees itself.
+    """
+    if pattern in ("full", "topk"):
+        return None
+    coords = layout.coordinates()
+    offset = (coords[:, None, :] - coords[None, :, :]).abs()  # (T, T, axes)
+    reach = window // 2
+    if pattern == "local":
+        return (offset <= reach).all(-1)
+    if pattern == "dilated":
+        return ((offset <= reach * dilation) & (offset % dilation == 0)).all(-1)
+    raise ValueError(f"unknown attention pattern {pattern!r}")
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention through ``F.scaled_dot_product_attention`` with an optional mask.
+
+    ``topk``: each query attends to its ``topk`` highest-scoring keys (a data-dependent mask).
+    """
+
+    def __init__(self, width: int, heads: int, mask: torch.Tensor | None, topk: int | None) -> None:
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"{heads} heads do not divide width {width}")
+        self.heads, self.topk = heads, topk
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.register_buffer("mask", mask, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # (B, H, T, hd) each
+        mask = self.mask
+        if self.topk is not None and self.topk < T:
+            with torch.no_grad():
+                scores = q @ k.transpose(-2, -1)  # (B, H, T, T); the scale does not change the ranking
+                kth = scores.topk(self.topk, dim=-1).values[..., -1:]
+                mask = scores >= kth
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, T, hd)
+        return self.proj(y.transpose(1, 2).reshape(B, T, D))
+
+
+class Attention(NodeOp):
+    name = "attention"
+    description = "multi-head self-attention; pattern: full, local window, dilated or top-k sparse"
+    params = {
+        "heads": Param([1, 2, 4], int, low=1, help="attention heads (must divide the width)"),
+        "pattern": Param(list(PATTERNS), str, choices=PATTERNS, help="connectivity pattern"),
+        "window": Param([3, 5], int, low=1, help="neighbourhood size per grid axis (local, dilated)"),
+        "dilation": Param(2, int, low=1, help="stride between attended tokens (dilated)"),
+        "topk": Param(8, int, low=1, help="keys kept per query (topk)"),
+    }
+
+    def sample(self, ranges: Mapping[str, Any], suggest: Suggest) -> dict[str, Any]:
+        config = {"heads": suggest("heads"), "pattern": suggest("pattern")}
+        if config["pattern"] in ("local", "dilated"):
+            config["window"] = suggest("window")
+        if config["pattern"] == "dilated":
+            config["dilation"] = suggest("dilation")
+        if config["pattern"] == "topk":
+            config["topk"] = suggest("topk")
+        return config
+
+    def build(self, config: Mapping[str, Any], ctx: BuildContext) -> nn.Module:
+        pattern = config["pattern"]
+        mask = connectivity_mask(ctx.layout, pattern, config.get("window", 1), config.get("dilation", 1))
+        return SelfAttention(ctx.width, config["heads"], mask, config.get("topk") if pattern == "topk" else None)
+
+    def describe(self, config: Mapping[str, Any]) -> str:
+        pattern = {"full": "full", "local": f"loc{config.get('window')}",
+                   "dilated": f"dil{config.get('window')}x{config.get('dilation')}",
+                   "topk": f"top{config.get('topk')}"}[config["pattern"]]
+        return f"attn-{pattern}/h{config['heads']}"
+
+
+class GridMixer(nn.Module):
+    """Applies a spatial ``layer`` to tokens laid out on ``layout``'s grid: (B, T, D) -> (B, T, D)."""
+
+    def __init__(self, layout: TokenLayout, layer: nn.Module, pointwise: nn.Module | None = None) -> None:
+        super().__init__()
+        self.shape = layout.shape
+        self.layer = layer
+        self.pointwise = pointwise
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, D = x.shape
+        grid = x.transpose(1, 2).reshape(B, D, *self.shape)  # (B, D, *grid)
+        y = self.layer(grid).reshape(B, D, T).transpose(1, 2)  # (B, T, D)
+        return self.pointwise(y) if self.pointwise is not None else y
+
+
+def _spatial(layout: TokenLayout, conv1d: type, conv2d: type) -> type:
+    if len(layout.shape) == 1:
+        return conv1d
+    if len(layout.shape) == 2:
+        return conv2d
+    raise ValueError(f"token grids of {len(layout.shape)} axes are not supported (1 or 2)")
+
+
+class Conv(NodeOp):
+    name = "conv"
+    description = "depthwise convolution over the token grid, then a pointwise projection"
+    params = {
+        "kernel": Param([3, 5], int, low=1, help="kernel size per grid axis"),
+        "dilation": Param(1, int, low=1, help="dilation of the kernel"),
+    }
+
+    def build(self, config: Mapping[str, Any], ctx: BuildContext) -> nn.Module:
+        conv = _spatial(ctx.layout, nn.Conv1d, nn.Conv2d)
+        D = ctx.width
+        depthwise = conv(D, D, config["kernel"], padding="same", dilation=config["dilation"], groups=D)
+        return GridMixer(ctx.layout, depthwise, nn.Sequential(nn.GELU(), nn.Linear(D, D)))
+
+    def describe(self, config: Mapping[str, Any]) -> str:
+        d = config["dilation"]
+        return f"conv{config['kernel']}" + (f"d{d}" if d != 1 else "")
+
+
+class MLP(NodeOp):
+    name = "mlp"
+    description = "per-token feed-forward block D -> expansion*D -> D"
+    params = {"expansion": Param([2, 4], int, low=1, help="hidden width as a multiple of D")}
+
+    def build(self, config: Mapping[str, Any], ctx: BuildContext) -> nn.Module:
+        hidden = ctx.width * config["expansion"]
+        return nn.Sequential(nn.Linear(ctx.width, hidden), nn.GELU(), nn.Linear(hidden, ctx.width))
+
+    def describe(self, config: Mapping[str, Any]) -> str:
+        return f"mlp{config['expansion']}"
+
+
+class PoolMix(nn.Module):
+    """PoolFormer-style token mixer: pool(x) - x over the token grid."""
+
+    def __init__(self, layout: TokenLayout, kind: str, kernel: int) -> None:
+        super().__init__()
+        if kind == "avg":
+            pool = _spatial(layout, nn.AvgPool1d, nn.AvgPool2d)(kernel, stride=1, padding=kernel // 2, count_include_pad=False)
+        else:
+            pool = _spatial(layout, nn.MaxPool1d, nn.MaxPool2d)(kernel, stride=1, padding=kernel // 2)
+        self.mix = GridMixer(layout, pool)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mix(x) - x
+
+
+class Pool(NodeOp):
+    name = "pool"
+    description = "pooling over the token grid (stride 1, odd kernel), PoolFormer-style"
+    params = {
+        "kind": Param(["avg", "max"], str, choices=("avg", "max"), help="pooling function"),
+        "kernel": Param(3, int, low=1, help="odd window size per grid axis"),
+    }
+
+    def build(self, config: Mapping[str, Any], ctx: BuildContext) -> nn.Module:
+        if config["kernel"] % 2 == 0:
+            raise ValueError(f"pool kernel must be odd to keep the token count, got {config['kernel']}")
+        return PoolMix(ctx.layout, config["kind"], config["kernel"])
+
+    def describe(self, config: Mapping[str, Any]) -> str:
+        return f"{config['kind']}pool{config['kernel']}"
+
+
+class Identity(NodeOp):
+    name = "identity"
+    description = "skip: passes its (fused) input through unchanged"
+    residual = False
+
+    def build(self, config: Mapping[str, Any], ctx: BuildContext) -> nn.Module:
+        return nn.Identity()
+
+    def describe(self, config: Mapping[str, Any]) -> str:
+        return "id"
+
+
+@hookimpl
+def iasf_register_ops(registry) -> None:
+    for op in (Attention(), Conv(), MLP(), Pool(), Identity()):
+        registry.register(op)
