@@ -157,7 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Optuna logs every failed trial with a traceback at WARNING; the progress lines already say why.
+    optuna.logging.set_verbosity(optuna.logging.WARNING if args.debug else optuna.logging.ERROR)
     warnings.showwarning = _one_line_warning
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
 from iasf_search.components import SplitSpec, TaskData
 from iasf_search.errors import BadInput
@@ -17,6 +16,8 @@ def split_arrays(x: np.ndarray, y: np.ndarray, split: SplitSpec, *, modality: st
     When the dataset ships its own test set (``x_test``, ``y_test``), that is the test split and
     ``split.val`` is taken from the rest; ``split.test`` is then ignored.
     """
+    from sklearn.model_selection import train_test_split  # imported here: scikit-learn takes a second to import
+
     y = np.asarray(y)
     idx = np.arange(len(y))
     if x_test is None:

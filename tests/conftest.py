@@ -1,0 +1,160 @@
+"""Shared fixtures: tiny space files, isolated working directory, loaded components, digits data, graphs."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import pytest
+import torch
+import yaml
+
+from iasf_search.components import SplitSpec, TaskData
+from iasf_search.graph import INPUT, OUTPUT, node_name
+from iasf_search.plugin_manager import DISABLE_AUTOLOAD_ENV, Components, load_components
+
+# Another process may keep both cores busy; OpenMP threads that spin-wait then make even a tiny model
+# dozens of times slower. One intra-op thread keeps the suite fast and results reproducible.
+torch.set_num_threads(1)
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+TINY_SPACE: dict[str, Any] = {
+    "name": "tiny",
+    "task": {"dataset": "digits", "options": {"shift": 0}},
+    "stem": {"patch": 2, "overlap": False, "position": "learned"},
+    "manifold": {
+        "nodes": {"low": 1, "high": 2},
+        "max_in_degree": 2,
+        "lookback": 2,
+        "width": [8, 16],
+        "ops": {"mlp": {"expansion": [1, 2]}, "conv": {"kernel": 3}},
+        "fusions": ["sum"],
+    },
+    "training": {"epochs": 1, "batch_size": 128, "lr": 0.003},
+    "search": {"sampler": "random", "pruner": "none", "seed": 0},
+}
+"""A space whose trials train in a fraction of a second on digits (4x4 tokens, width <= 16, 1 epoch)."""
+
+_DROP = object()
+
+
+def make_doc(set: Mapping[str, Any] | None = None, drop: Iterable[str] = (), base: Mapping[str, Any] | None = None) -> dict:
+    """A copy of ``base`` (default :data:`TINY_SPACE`) with dotted keys set (``{"manifold.width": [8]}``) or dropped."""
+    doc = copy.deepcopy(dict(base if base is not None else TINY_SPACE))
+    changes = [(k, v) for k, v in (set or {}).items()] + [(k, _DROP) for k in drop]
+    for dotted, value in changes:
+        *parents, last = dotted.split(".")
+        node = doc
+        for p in parents:
+            node = node.setdefault(p, {})
+        if value is _DROP:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    return doc
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs in its own directory (so ``runs/`` lands there), without installed plugins,
+    and can import the sample plugins as ``plugin_samples.NAME``."""
+    monkeypatch.setenv(DISABLE_AUTOLOAD_ENV, "1")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(TESTS_DIR))
+
+
+@pytest.fixture
+def write_space(tmp_path: Path):
+    """``write_space(set=..., drop=..., filename=..., doc=..., text=...)`` writes a space file, returns its path.
+
+    Without ``doc`` or ``text`` it writes :data:`TINY_SPACE` changed by ``set`` / ``drop`` (see :func:`make_doc`).
+    """
+
+    def write(set: Mapping[str, Any] | None = None, drop: Iterable[str] = (), *, filename: str = "tiny.yaml",
+              doc: Mapping[str, Any] | None = None, text: str | None = None) -> Path:
+        path = tmp_path / filename
+        if text is None:
+            text = yaml.safe_dump(make_doc(set, drop, base=doc), sort_keys=False)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def components() -> Components:
+    """The built-in components only (no entry points, no extra plugins)."""
+    return load_components(autoload=False)
+
+
+@pytest.fixture(scope="session")
+def digits(components: Components) -> TaskData:
+    """The digits task (8x8 images, 10 classes), default split, no augmentation."""
+    return components.datasets.get("digits").load({"shift": 0}, SplitSpec())
+
+
+def build_graph(nodes: Sequence[Mapping[str, Any]], *, width: int = 16, modality: str = "image",
+                stem: Mapping[str, Any] | None = None, output: Sequence[str] | None = None,
+                output_fusion: str = "sum") -> nx.DiGraph:
+    """An architecture graph by hand.
+
+    :param nodes: one mapping per hidden node ``n0, n1, ...`` with ``op``, ``config`` and optionally
+        ``inputs`` (default: the previous node) and ``fusion`` (default ``sum`` when several inputs).
+    :param output: the nodes the output reads (default: the last node).
+    """
+    graph = nx.DiGraph(width=width)
+    stem_config = dict(stem or {"patch": 2, "overlap": False, "position": "learned"})
+    graph.add_node(INPUT, role="input", op=modality, config=stem_config)
+    previous = INPUT
+    for i, spec in enumerate(nodes):
+        name = node_name(i)
+        inputs = list(spec.get("inputs", [previous]))
+        attrs: dict[str, Any] = {"role": "node", "op": spec["op"], "config": dict(spec.get("config", {}))}
+        if len(inputs) > 1:
+            attrs["fusion"] = spec.get("fusion", "sum")
+            attrs["fusion_config"] = {}
+        graph.add_node(name, **attrs)
+        for slot, src in enumerate(inputs):
+            graph.add_edge(src, name, slot=slot)
+        previous = name
+    outs = list(output or [previous])
+    out_attrs: dict[str, Any] = {"role": "output"}
+    if len(outs) > 1:
+        out_attrs.update(fusion=output_fusion, fusion_config={})
+    graph.add_node(OUTPUT, **out_attrs)
+    for slot, src in enumerate(outs):
+        graph.add_edge(src, OUTPUT, slot=slot)
+    return graph
+
+
+@pytest.fixture
+def make_graph():
+    """The :func:`build_graph` helper."""
+    return build_graph
+
+
+TRAIN_CONFIG: dict[str, Any] = {
+    "epochs": 2, "batch_size": 128, "optimizer": "adamw", "lr": 3.0e-3, "weight_decay": 0.05, "warmup": 0.1,
+    "label_smoothing": 0.0, "grad_clip": 1.0, "augment": False,
+}
+
+
+@pytest.fixture
+def train_config() -> dict[str, Any]:
+    """A complete training configuration (every key of TRAINING_PARAMS), 2 epochs."""
+    return dict(TRAIN_CONFIG)
+
+
+@pytest.fixture
+def make_space(components: Components):
+    """``make_space(set=..., drop=..., base=...)``: a validated SearchSpace from a document (see :func:`make_doc`)."""
+    from iasf_search.space import parse_space
+
+    def make(set: Mapping[str, Any] | None = None, drop: Iterable[str] = (), base: Mapping[str, Any] | None = None):
+        return parse_space(make_doc(set, drop, base=base), components, file="test-space.yaml")
+
+    return make

@@ -1,0 +1,287 @@
+"""The command line, in-process: search, resume, best, default storage, and bad input (exit 2, one line)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import iasf_search
+from iasf_search import graph as arch
+from iasf_search.cli import main
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+TRIAL_LINE = re.compile(r"^\[\s*(\d+)/(\d+)\] #(\d+)\s", re.MULTILINE)
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    rc = main(list(args))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.trials if t.state in FINISHED]
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_search_resume_and_best(capsys, tmp_path, write_space):
+    write_space()
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    search = ["--space", "tiny.yaml", "--storage", url]
+
+    rc, out, err = run(capsys, *search, "--trials", "3")
+    assert rc == 0, err
+    lines = TRIAL_LINE.findall(out)
+    assert [(int(done), int(target), int(number)) for done, target, number in lines] == [(1, 3, 0), (2, 3, 1), (3, 3, 2)]
+    assert "starting study 'tiny': 0/3 finished trials" in out
+    assert "study 'tiny': 3/3 finished trials, 3 run now" in out
+    assert f"optuna-dashboard sqlite:///{tmp_path / 's.db'}" in out
+    assert "Traceback" not in err
+
+    study = optuna.load_study(study_name="tiny", storage=url)
+    assert len(study.trials) == 3 and len(finished(study)) == 3
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert complete
+    for t in complete:
+        attrs = t.user_attrs
+        assert {"architecture", "arch_hash", "params", "train_seconds", "val_accuracy", "test_accuracy"} <= set(attrs)
+        graph = arch.from_json(attrs["architecture"])
+        assert attrs["arch_hash"] == arch.canonical_hash(graph)
+        assert isinstance(attrs["params"], int) and attrs["params"] > 0
+        assert 0.0 <= attrs["val_accuracy"] <= 1.0 and 0.0 <= attrs["test_accuracy"] <= 1.0
+        assert t.value == attrs["val_accuracy"]
+        assert attrs["train_config"]["epochs"] == 1 and attrs["train_config"]["batch_size"] == 128
+        assert graph.graph["width"] in (8, 16)
+        assert {graph.nodes[n]["op"] for n in arch.hidden_nodes(graph)} <= {"mlp", "conv"}
+    # the resolved space is saved with the study
+    assert study.user_attrs["space"] == iasf_search.load_space("tiny.yaml").resolved()
+
+    # the same command again: nothing to do, nothing added
+    rc, out, err = run(capsys, *search, "--trials", "3")
+    assert rc == 0, err
+    assert "nothing to train" in out
+    assert TRIAL_LINE.findall(out) == []
+    assert len(optuna.load_study(study_name="tiny", storage=url).trials) == 3
+
+    # a larger target resumes up to exactly that many finished trials
+    rc, out, err = run(capsys, *search, "--trials", "5")
+    assert rc == 0, err
+    assert "resuming study 'tiny': 3/5 finished trials" in out
+    assert [int(n) for _, _, n in TRIAL_LINE.findall(out)] == [3, 4]
+    study = optuna.load_study(study_name="tiny", storage=url)
+    assert len(finished(study)) == 5 and len(study.trials) == 5
+
+    # best, through the space file and through --storage/--study
+    rc, out, err = run(capsys, "best", "--space", "tiny.yaml", "--storage", url)
+    assert rc == 0, err
+    assert f"best trial #{study.best_trial.number}:" in out
+    assert f"architecture {study.best_trial.user_attrs['arch_hash']}" in out
+    assert "training: " in out
+    rc, out2, err = run(capsys, "best", "--storage", url, "--study", "tiny")
+    assert rc == 0, err
+    assert out2 == out
+
+
+def test_quiet_prints_only_the_summary(capsys, tmp_path, write_space):
+    write_space({"manifold.nodes": 1, "manifold.width": 8, "manifold.ops": {"mlp": {"expansion": 1}}})
+    rc, out, err = run(capsys, "search", "--space", "tiny.yaml", "--storage", f"sqlite:///{tmp_path / 'q.db'}", "--trials", "1", "-q")
+    assert rc == 0, err
+    assert TRIAL_LINE.findall(out) == []
+    assert "starting study" not in out
+    assert "best trial #0" in out and "1/1 finished trials" in out
+
+
+def test_default_storage_is_runs_name_db(capsys, tmp_path, write_space):
+    write_space({"name": "defaultdb", "manifold.nodes": 1, "manifold.width": 8, "manifold.ops": {"mlp": {"expansion": 1}}})
+    rc, out, err = run(capsys, "--space", "tiny.yaml", "--trials", "1")
+    assert rc == 0, err
+    db = tmp_path / "runs" / "defaultdb.db"
+    assert db.is_file()
+    assert "optuna-dashboard sqlite:///runs/defaultdb.db" in out
+    study = optuna.load_study(study_name="defaultdb", storage=f"sqlite:///{db}")
+    assert len(finished(study)) == 1
+    rc, out, err = run(capsys, "best", "--space", "tiny.yaml")  # finds the same default storage
+    assert rc == 0, err
+    assert "best trial #0" in out
+
+
+def test_seed_and_study_flags(capsys, tmp_path, write_space):
+    write_space()
+    url = f"sqlite:///{tmp_path / 'seed.db'}"
+    rc, _, err = run(capsys, "--space", "tiny.yaml", "--storage", url, "--study", "first", "--seed", "5", "--trials", "2")
+    assert rc == 0, err
+    rc, _, err = run(capsys, "--space", "tiny.yaml", "--storage", url, "--study", "second", "--seed", "5", "--trials", "2")
+    assert rc == 0, err
+    a = optuna.load_study(study_name="first", storage=url)
+    b = optuna.load_study(study_name="second", storage=url)
+    assert [t.params for t in a.trials] == [t.params for t in b.trials]
+    assert [t.user_attrs["arch_hash"] for t in a.trials] == [t.user_attrs["arch_hash"] for t in b.trials]
+    assert {s.study_name for s in optuna.get_all_study_summaries(url)} == {"first", "second"}
+
+
+def test_two_objectives_print_the_pareto_set(capsys, tmp_path, write_space):
+    write_space({"objectives": [{"metric": "accuracy"}, {"metric": "params"}],
+                 "search": {"sampler": "nsga2", "sampler_options": {"population_size": 2}, "pruner": "none", "seed": 0}})
+    url = f"sqlite:///{tmp_path / 'mo.db'}"
+    rc, out, err = run(capsys, "--space", "tiny.yaml", "--storage", url, "--trials", "3")
+    assert rc == 0, err
+    study = optuna.load_study(study_name="tiny", storage=url)
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert "Pareto set (" in out
+    for t in study.trials:
+        assert t.values == [t.user_attrs["val_accuracy"], float(t.user_attrs["params"])]
+    rc, out, err = run(capsys, "best", "--space", "tiny.yaml", "--storage", url)
+    assert rc == 0, err
+    assert "Pareto set (" in out and "accuracy" in out and "params" in out
+
+
+def test_help_exits_zero(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: iasf-search" in out and "search" in out and "best" in out
+    with pytest.raises(SystemExit) as info:
+        main(["search", "--help"])
+    assert info.value.code == 0
+    assert "--trials" in capsys.readouterr().out
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"iasf-search {iasf_search.__version__}"
+
+
+def test_no_arguments_prints_help_and_exits_2(capsys):
+    assert main([]) == 2
+    assert "usage: iasf-search" in capsys.readouterr().out
+
+
+# -- bad input: exit 2, one line on stderr, nothing written -----------------------------------------
+
+BAD_SPACE = "name: tiny\ntask: {dataset: digits}\nmanifld: {nodes: 1}\n"
+
+BAD_INPUT = {
+    # id: (args after the storage flag, space text or None for the tiny space, fragment of the message)
+    "bad-space": (["--space", "tiny.yaml", "--trials", "1"], BAD_SPACE, "did you mean 'manifold'"),
+    "missing-space": (["--space", "no-such.yaml", "--trials", "1"], None, "no such space file"),
+    "no-gpu": (["--space", "tiny.yaml", "--device", "cuda:7", "--trials", "1"], None, "cuda:7"),
+    "unknown-device": (["--space", "tiny.yaml", "--device", "tpu", "--trials", "1"], None, "tpu"),
+    "zero-trials": (["--space", "tiny.yaml", "--trials", "0"], None, "--trials must be at least 1"),
+    "zero-timeout": (["--space", "tiny.yaml", "--timeout", "0"], None, "--timeout must be positive"),
+    "unknown-plugin": (["--space", "tiny.yaml", "--plugin", "no_such_module", "--trials", "1"], None, "no_such_module"),
+}
+
+
+def _assert_one_error_line(rc: int, out: str, err: str, fragment: str) -> None:
+    assert rc == 2, (out, err)
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("iasf-search: error:")
+    assert fragment in lines[0]
+    assert "Traceback" not in err and "Traceback" not in out
+
+
+@pytest.mark.parametrize(("args", "space_text", "fragment"), BAD_INPUT.values(), ids=BAD_INPUT.keys())
+def test_bad_input_on_a_fresh_storage(capsys, tmp_path, write_space, args, space_text, fragment):
+    write_space(text=space_text)
+    db = tmp_path / "fresh" / "s.db"
+    rc, out, err = run(capsys, "--storage", f"sqlite:///{db}", *args)
+    _assert_one_error_line(rc, out, err, fragment)
+    assert not db.exists()
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(("args", "space_text", "fragment"), BAD_INPUT.values(), ids=BAD_INPUT.keys())
+def test_bad_input_leaves_an_existing_study_untouched(capsys, tmp_path, write_space, existing_db, args, space_text, fragment):
+    db = tmp_path / "existing.db"
+    db.write_bytes(existing_db.read_bytes())
+    before = digest(db)
+    write_space(text=space_text)
+    rc, out, err = run(capsys, "--storage", f"sqlite:///{db}", *args)
+    _assert_one_error_line(rc, out, err, fragment)
+    assert digest(db) == before
+    assert len(optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}").trials) == 1
+
+
+@pytest.fixture(scope="module")
+def existing_db(tmp_path_factory) -> Path:
+    """A study database holding one finished trial of the tiny space (built once, copied by tests)."""
+    folder = tmp_path_factory.mktemp("existing")
+    space_file = folder / "tiny.yaml"
+    space_file.write_text("name: tiny\ntask: {dataset: digits, options: {shift: 0}}\n"
+                          "stem: {patch: 2, overlap: false}\nmanifold: {nodes: 1, width: 8, ops: {mlp: {expansion: 1}}}\n"
+                          "training: {epochs: 1}\nsearch: {sampler: random, pruner: none}\n", encoding="utf-8")
+    db = folder / "existing.db"
+    iasf_search.run_search(iasf_search.load_space(space_file, autoload=False), trials=1, storage=f"sqlite:///{db}", device="cpu")
+    return db
+
+
+@pytest.mark.parametrize("url", ["notaurl://", "not a url at all", "sqlite+nodriver:///x.db"])
+def test_malformed_storage_url(capsys, write_space, tmp_path, url):
+    write_space()
+    rc, out, err = run(capsys, "--space", "tiny.yaml", "--storage", url, "--trials", "1")
+    _assert_one_error_line(rc, out, err, "storage")
+    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_best_without_a_database(capsys, tmp_path, write_space):
+    write_space()
+    rc, out, err = run(capsys, "best", "--space", "tiny.yaml", "--storage", f"sqlite:///{tmp_path / 'none.db'}")
+    _assert_one_error_line(rc, out, err, "no such study database")
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_best_needs_space_or_storage_and_study(capsys):
+    rc, out, err = run(capsys, "best", "--storage", "sqlite:///x.db")
+    _assert_one_error_line(rc, out, err, "--space")
+
+
+def test_best_unknown_study_lists_the_existing_ones(capsys, existing_db):
+    rc, out, err = run(capsys, "best", "--storage", f"sqlite:///{existing_db}", "--study", "tinny")
+    _assert_one_error_line(rc, out, err, "no study 'tinny'")
+    assert "studies there: tiny" in err
+
+
+def test_study_created_from_another_space_warns(capsys, tmp_path, write_space):
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    write_space({"manifold.nodes": 1, "manifold.width": 8, "manifold.ops": {"mlp": {"expansion": 1}}})
+    assert run(capsys, "--space", "tiny.yaml", "--storage", url, "--trials", "1")[0] == 0
+    write_space({"manifold.nodes": 1, "manifold.width": 8, "manifold.ops": {"mlp": {"expansion": 2}}})
+    rc, out, err = run(capsys, "--space", "tiny.yaml", "--storage", url, "--trials", "2")
+    assert rc == 0, err
+    assert "iasf-search: warning: study 'tiny' was created from a different space" in err
+    assert len(optuna.load_study(study_name="tiny", storage=url).trials) == 2
+
+
+def test_study_with_other_directions_is_not_resumed(capsys, tmp_path, write_space, existing_db):
+    db = tmp_path / "dir.db"
+    db.write_bytes(existing_db.read_bytes())
+    before = digest(db)
+    write_space({"objectives": [{"metric": "loss"}]})
+    rc, out, err = run(capsys, "--space", "tiny.yaml", "--storage", f"sqlite:///{db}", "--trials", "2")
+    _assert_one_error_line(rc, out, err, "--study NEW_NAME")
+    assert digest(db) == before
+
+
+def test_architecture_json_is_plain_json(capsys, tmp_path, write_space):
+    write_space({"manifold.nodes": 2, "manifold.width": 8})
+    url = f"sqlite:///{tmp_path / 'j.db'}"
+    assert run(capsys, "--space", "tiny.yaml", "--storage", url, "--trials", "1")[0] == 0
+    (trial,) = optuna.load_study(study_name="tiny", storage=url).trials
+    doc = json.loads(trial.user_attrs["architecture"])
+    assert doc["graph"]["width"] == 8
+    assert {n["id"] for n in doc["nodes"]} == {"input", "n0", "n1", "output"}

@@ -1,0 +1,165 @@
+"""Space files: the shipped ones load, bad ones fail with the file and key path, resolved() round-trips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import iasf_search
+from iasf_search.errors import BadInput, SpaceError
+from iasf_search.space import SearchSpace, parse_space
+
+SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+SHIPPED = sorted(SPACES_DIR.glob("*.yaml"))
+
+
+def test_vision_space_is_shipped():
+    assert SPACES_DIR / "vision.yaml" in SHIPPED
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_space_loads(path):
+    space = iasf_search.load_space(path)
+    assert isinstance(space, SearchSpace)
+    assert space.name == path.stem
+    assert space.dataset in space.components.datasets
+    assert set(space.ops) <= set(space.components.ops)
+    assert set(space.fusions) <= set(space.components.fusions)
+
+
+def test_vision_space_values():
+    space = iasf_search.load_space(SPACES_DIR / "vision.yaml")
+    assert space.dataset == "digits"
+    assert space.modality == "image"
+    assert (space.nodes.low, space.nodes.high) == (2, 4)
+    assert space.width.choices == (32, 48)
+    assert space.max_in_degree == 2 and space.lookback == 3
+    assert set(space.ops) == {"attention", "conv", "mlp", "pool", "identity"}
+    assert space.ops["attention"]["pattern"].choices == ("full", "local", "dilated", "topk")
+    assert space.training["lr"].log is True
+    assert space.training["epochs"].fixed == 30
+    assert space.directions == ["maximize"]
+    assert (space.search.sampler, space.search.pruner, space.search.trials) == ("tpe", "median", 20)
+    assert space.search.timeout == 270.0
+
+
+def test_defaults_are_filled(write_space):
+    path = write_space(drop=["training", "search", "manifold.fusions", "manifold.lookback", "manifold.max_in_degree"])
+    space = iasf_search.load_space(path)
+    assert space.fusions == {"sum": {}}
+    assert space.lookback is None and space.max_in_degree == 2
+    assert space.training["epochs"].fixed == 20
+    assert space.training["optimizer"].fixed == "adamw"
+    assert (space.search.sampler, space.search.pruner, space.search.seed) == ("tpe", "median", 0)
+    assert space.objectives[0].metric == "accuracy" and space.directions == ["maximize"]
+    # an op's undeclared parameters take the op's defaults
+    assert space.ops["conv"]["dilation"].fixed == 1
+
+
+# Each case: (id, set, drop, raw text, expected key path, fragments the message must contain).
+BAD_FILES = [
+    ("misspelt-top-key", {"manifld": {"nodes": 1}}, [], None, "manifld", ["did you mean 'manifold'"]),
+    ("unknown-op", {"manifold.ops": {"atention": {"heads": 2}, "mlp": None}}, [], None, "manifold.ops.atention",
+     ["did you mean 'attention'"]),
+    ("unknown-pattern", {"manifold.ops": {"attention": {"heads": 2, "pattern": ["ful", "local"]}}}, [], None,
+     "manifold.ops.attention.pattern[0]", ["did you mean 'full'"]),
+    ("missing-name", None, ["name"], None, "name", ["missing"]),
+    ("bad-name-characters", {"name": "my study!"}, [], None, "name", ["letters, digits"]),
+    ("empty-choice-list", {"manifold.width": []}, [], None, "manifold.width", ["empty"]),
+    ("low-above-high", {"training.lr": {"low": 0.01, "high": 0.001}}, [], None, "training.lr", ["low <= high"]),
+    ("unknown-dataset", {"task.dataset": "digts"}, [], None, "task.dataset", ["did you mean 'digits'"]),
+    ("unknown-sampler", {"search.sampler": "rando"}, [], None, "search.sampler", ["did you mean 'random'"]),
+    ("unknown-pruner", {"search.pruner": "medain"}, [], None, "search.pruner", ["did you mean 'median'"]),
+    ("heads-do-not-divide-width", {"manifold.width": [8, 12], "manifold.ops": {"attention": {"heads": [2, 8]}}}, [], None,
+     "manifold.ops.attention.heads", ["8 heads do not divide width 12"]),
+    ("split-too-large", {"task.split": {"val": 0.5, "test": 0.45}}, [], None, "task.split", ["at least 10%"]),
+    ("unknown-op-parameter", {"manifold.ops": {"conv": {"kernal": 3}}}, [], None, "manifold.ops.conv.kernal",
+     ["did you mean 'kernel'"]),
+    ("unknown-manifold-key", {"manifold.widht": [8]}, [], None, "manifold.widht", ["did you mean 'width'"]),
+    ("no-ops", {"manifold.ops": []}, [], None, "manifold.ops", ["non-empty list"]),
+    ("unknown-fusion", {"manifold.fusions": ["sum", "concatt"]}, [], None, "manifold.fusions.concatt",
+     ["did you mean 'concat'"]),
+    ("unknown-metric", {"objectives": [{"metric": "acuracy"}]}, [], None, "objectives[0].metric",
+     ["did you mean 'accuracy'"]),
+    ("unknown-training-key", {"training.epoch": 3}, [], None, "training.epoch", ["did you mean 'epochs'"]),
+    ("invalid-yaml", None, [], "name: tiny\nmanifold:\n  width: [8, 16\n  nodes: 1\n", "", ["not valid YAML", "line "]),
+    ("not-a-mapping", None, [], "- just\n- a list\n", "", ["YAML mapping"]),
+]
+
+
+@pytest.mark.parametrize(("set_", "drop", "text", "key", "fragments"), [c[1:] for c in BAD_FILES], ids=[c[0] for c in BAD_FILES])
+def test_bad_space_file(write_space, set_, drop, text, key, fragments):
+    path = write_space(set_, drop, filename="bad-space.yaml", text=text)
+    with pytest.raises(SpaceError) as info:
+        iasf_search.load_space(path)
+    message = str(info.value)
+    assert info.value.file == str(path)
+    assert message.startswith(str(path))
+    assert "bad-space.yaml" in message
+    assert info.value.key == key
+    if key:
+        assert f": {key}: " in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_invalid_yaml_names_the_line(write_space):
+    path = write_space(text="name: tiny\nmanifold:\n  width: [8, 16\n  nodes: 1\n")
+    with pytest.raises(SpaceError, match=r"not valid YAML: line \d+, column \d+"):
+        iasf_search.load_space(path)
+
+
+def test_missing_file_is_bad_input(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(BadInput) as info:
+        iasf_search.load_space(missing)
+    assert "nope.yaml" in str(info.value)
+    assert "no such space file" in str(info.value)
+
+
+def test_unknown_plugin_in_space_file(write_space):
+    path = write_space({"plugins": ["plugin_samples.does_not_exist"]})
+    with pytest.raises(BadInput, match="cannot load plugin module 'plugin_samples.does_not_exist' \\(from space file\\)"):
+        iasf_search.load_space(path)
+
+
+def test_plugins_must_be_a_list_of_names(write_space):
+    path = write_space({"plugins": "plugin_samples.scale_op"})
+    with pytest.raises(SpaceError) as info:
+        iasf_search.load_space(path)
+    assert info.value.key == "plugins"
+
+
+def _roundtrip(space: SearchSpace) -> None:
+    resolved = space.resolved()
+    again = parse_space(resolved, space.components, file="resolved.yaml")
+    assert again.resolved() == resolved
+    for field in ("name", "dataset", "dataset_options", "split", "stem", "nodes", "max_in_degree", "lookback", "width",
+                  "ops", "fusions", "training", "objectives", "search"):
+        assert getattr(again, field) == getattr(space, field), field
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_resolved_roundtrips_for_shipped_space(path):
+    _roundtrip(iasf_search.load_space(path))
+
+
+def test_resolved_roundtrips_with_ranges_and_options(write_space):
+    path = write_space({
+        "manifold.nodes": {"low": 1, "high": 5},
+        "manifold.width": {"low": 8, "high": 32, "step": 8},
+        "manifold.lookback": None,
+        "manifold.ops": {"mlp": {"expansion": {"low": 1, "high": 4}}, "pool": None, "identity": {}},
+        "manifold.fusions": {"sum": None, "gated": None},
+        "training.lr": {"low": 1.0e-4, "high": 1.0e-2, "log": True},
+        "training.warmup": {"low": 0.0, "high": 0.5, "step": 0.1},
+        "training.optimizer": ["adamw", "sgd"],
+        "training.augment": [True, False],
+        "objectives": [{"metric": "accuracy"}, {"metric": "params"}],
+        "search": {"sampler": "nsga2", "sampler_options": {"population_size": 4}, "pruner": "hyperband", "timeout": 60},
+    })
+    space = iasf_search.load_space(path)
+    assert space.directions == ["maximize", "minimize"]
+    assert space.search.sampler_options == {"population_size": 4}
+    _roundtrip(space)

@@ -1,0 +1,154 @@
+"""The training loop on digits: learning, determinism, per-epoch reports, divergence, devices."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import pytest
+import torch
+from iasf_search.plugins.datasets import random_shift
+
+from iasf_search.build import build_model
+from iasf_search.plugin_manager import load_components
+from iasf_search.train import TRAINING_PARAMS, Diverged, evaluate, make_optimizer, resolve_device, train
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def small_graph(make_graph):
+    return make_graph([{"op": "conv", "config": {"kernel": 3, "dilation": 1}}, {"op": "mlp", "config": {"expansion": 2}}],
+                      width=16)
+
+
+def fresh_model(graph, components, digits, seed=0):
+    torch.manual_seed(seed)
+    return build_model(graph, components, digits.sample_shape, digits.num_classes)
+
+
+def test_train_config_fixture_is_complete(train_config):
+    assert set(train_config) == set(TRAINING_PARAMS)
+
+
+def test_training_reduces_the_loss(make_graph, components, digits, train_config):
+    graph = make_graph([{"op": "conv", "config": {"kernel": 3, "dilation": 1}}, {"op": "mlp", "config": {"expansion": 2}}],
+                       width=16, stem={"patch": 2, "overlap": True, "position": "learned"})
+    model = fresh_model(graph, components, digits)
+    _, loss_before = evaluate(model, digits.x_val, digits.y_val, CPU)
+    config = {**train_config, "epochs": 4, "lr": 1.0e-2, "warmup": 0.0, "grad_clip": 0.0, "weight_decay": 0.0}
+    result = train(model, digits, config, device=CPU, seed=0)
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
+    first, last = result.history[0], result.history[-1]
+    assert last["val_loss"] < first["val_loss"] - 0.1
+    assert first["val_loss"] < loss_before
+    assert last["val_accuracy"] > first["val_accuracy"] + 0.1
+    assert last["val_accuracy"] > 0.3  # 10 classes: chance is 0.1
+    assert (result.val_accuracy, result.val_loss) == (last["val_accuracy"], last["val_loss"])
+    assert result.epochs == 4 and result.seconds > 0
+    # evaluate() agrees with what train() reported for the final model
+    acc, loss = evaluate(model, digits.x_val, digits.y_val, CPU)
+    assert acc == result.val_accuracy
+    assert loss == pytest.approx(result.val_loss)
+
+
+def test_same_seed_same_result(small_graph, components, digits, train_config):
+    runs = []
+    for _ in range(2):
+        model = fresh_model(small_graph, components, digits)
+        runs.append((train(model, digits, train_config, device=CPU, seed=3), model.state_dict()))
+    (a, state_a), (b, state_b) = runs
+    assert a.val_accuracy == b.val_accuracy
+    assert a.history == b.history
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+
+
+def test_different_seed_changes_the_batch_order(small_graph, components, digits, train_config):
+    a = train(fresh_model(small_graph, components, digits), digits, train_config, device=CPU, seed=0)
+    b = train(fresh_model(small_graph, components, digits), digits, train_config, device=CPU, seed=1)
+    assert a.history != b.history
+
+
+def test_report_is_called_once_per_epoch(small_graph, components, digits, train_config):
+    calls = []
+    result = train(fresh_model(small_graph, components, digits), digits, {**train_config, "epochs": 3}, device=CPU, seed=0,
+                   report=lambda epoch, acc, loss: calls.append((epoch, acc, loss)))
+    assert [c[0] for c in calls] == [1, 2, 3]
+    assert [(h["val_accuracy"], h["val_loss"]) for h in result.history] == [(c[1], c[2]) for c in calls]
+
+
+def test_report_may_stop_training(small_graph, components, digits, train_config):
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def report(epoch, acc, loss):
+        seen.append(epoch)
+        if epoch == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(fresh_model(small_graph, components, digits), digits, {**train_config, "epochs": 5}, device=CPU, seed=0, report=report)
+    assert seen == [1, 2]
+
+
+def test_nan_op_diverges(make_graph, digits, train_config):
+    comps = load_components([("plugin_samples.nan_op", "--plugin")], autoload=False)
+    graph = make_graph([{"op": "nan_op", "config": {}}], width=8)
+    model = fresh_model(graph, comps, digits)  # the shape check passes: NaN has the right shape
+    calls = []
+    with pytest.raises(Diverged, match="epoch 1"):
+        train(model, digits, train_config, device=CPU, seed=0, report=lambda *a: calls.append(a))
+    assert calls == []
+
+
+def test_huge_learning_rate_diverges(make_graph, components, digits, train_config):
+    graph = make_graph([{"op": "mlp", "config": {"expansion": 2}}], width=8)
+    config = {**train_config, "optimizer": "sgd", "lr": 1.0e12, "grad_clip": 0.0, "warmup": 0.0, "epochs": 3}
+    with pytest.raises(Diverged):
+        train(fresh_model(graph, components, digits), digits, config, device=CPU, seed=0)
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adam", "sgd"])
+def test_optimizers_and_augmentation_run(small_graph, components, digits, train_config, optimizer):
+    data = digits.to("cpu")
+    data.augment = partial(random_shift, pixels=1)
+    config = {**train_config, "epochs": 1, "optimizer": optimizer, "augment": True, "label_smoothing": 0.1}
+    model = fresh_model(small_graph, components, digits)
+    before = [p.detach().clone() for p in model.parameters()]
+    result = train(model, data, config, device=CPU, seed=0)
+    assert 0.0 <= result.val_accuracy <= 1.0
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_random_shift_moves_pixels_within_bounds():
+    x = torch.zeros(64, 1, 8, 8)
+    x[:, 0, 4, 4] = 1.0
+    shifted = random_shift(x, torch.Generator().manual_seed(0), pixels=1)
+    assert shifted.shape == x.shape
+    rows, cols = shifted[:, 0].nonzero()[:, 1], shifted[:, 0].nonzero()[:, 2]
+    assert shifted.sum() == 64  # one pixel each, none lost
+    assert set(rows.tolist()) <= {3, 4, 5} and set(cols.tolist()) <= {3, 4, 5}
+    assert len(set(zip(rows.tolist(), cols.tolist(), strict=True))) > 1
+
+
+def test_weight_decay_groups_cover_every_parameter_once(small_graph, components, digits, train_config):
+    model = fresh_model(small_graph, components, digits)
+    groups = make_optimizer(model, train_config).param_groups
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert sorted(ids) == sorted(id(p) for p in model.parameters())
+    decayed = {id(p) for p in groups[0]["params"]}
+    assert id(model.stem.pos) not in decayed and id(model.head.bias) not in decayed
+    assert id(model.head.weight) in decayed
+    assert groups[1]["weight_decay"] == 0.0
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == CPU
+    assert resolve_device("auto").type in ("cpu", "cuda")
+    for bad in ("tpu", "gpu0"):
+        with pytest.raises(ValueError, match="device"):
+            resolve_device(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda:7")
