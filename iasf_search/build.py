@@ -16,6 +16,17 @@ class OpContractError(BadInput):
     """A node op or fusion returned a tensor of the wrong shape."""
 
 
+def fuse(fusion: nn.Module | None, inputs: list[torch.Tensor], node: str) -> torch.Tensor:
+    """Apply ``fusion`` to ``inputs`` (or pass a single input through), checking the shape contract."""
+    if fusion is None:
+        return inputs[0]
+    out = fusion(inputs)
+    if out.shape != inputs[0].shape:
+        raise OpContractError(f"fusion '{getattr(fusion, 'fusion_name', type(fusion).__name__)}' at node {node} returned shape "
+                              f"{tuple(out.shape)}, expected {tuple(inputs[0].shape)} (fusions must keep (B, T, D))")
+    return out
+
+
 class NodeBlock(nn.Module):
     """One graph node: fuse its inputs, then ``x + op(norm(x))`` (or ``op(x)`` for non-residual ops)."""
 
@@ -27,7 +38,7 @@ class NodeBlock(nn.Module):
         self.op = op
 
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        x = self.fusion(inputs) if self.fusion is not None else inputs[0]  # (B, T, D)
+        x = fuse(self.fusion, inputs, self.name)  # (B, T, D)
         y = self.op(self.norm(x))
         if y.shape != x.shape:
             raise OpContractError(f"op '{self.op_name}' at node {self.name} returned shape {tuple(y.shape)}, "
@@ -62,15 +73,16 @@ class ArchNet(nn.Module):
     def _fusion(components: Components, attrs: dict, n_inputs: int, ctx: BuildContext) -> nn.Module | None:
         if n_inputs < 2:
             return None
-        return components.fusions.get(attrs["fusion"]).build(attrs.get("fusion_config", {}), n_inputs, ctx)
+        module = components.fusions.get(attrs["fusion"]).build(attrs.get("fusion_config", {}), n_inputs, ctx)
+        module.fusion_name = attrs["fusion"]  # for error messages
+        return module
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Token representations at the output node: ``(B, T, D)``."""
         values = {INPUT: self.stem(x)}  # (B, T, D)
         for n in self.order:
             values[n] = self.blocks[n]([values[s] for s in self.sources[n]])
-        outs = [values[s] for s in self.sources[OUTPUT]]
-        return self.out_fusion(outs) if self.out_fusion is not None else outs[0]
+        return fuse(self.out_fusion, [values[s] for s in self.sources[OUTPUT]], OUTPUT)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.norm(self.features(x)).mean(dim=1))  # mean over tokens -> (B, classes)

@@ -159,8 +159,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     # Optuna logs every failed trial with a traceback at WARNING; the progress lines already say why.
     optuna.logging.set_verbosity(optuna.logging.WARNING if args.debug else optuna.logging.ERROR)
-    warnings.showwarning = _one_line_warning
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except BadInput as exc:

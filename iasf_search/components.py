@@ -103,9 +103,7 @@ class Fusion(Component):
 
 
 class Stem(Component):
-    """Turns a batch of raw inputs of one modality into tokens ``(B, T, D)``."""
-
-    modality: ClassVar[str]
+    """Turns a batch of raw inputs of one modality into tokens ``(B, T, D)``; ``name`` is the modality."""
 
     @abstractmethod
     def layout(self, config: Mapping[str, Any], sample_shape: tuple[int, ...]) -> TokenLayout:

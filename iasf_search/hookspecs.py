@@ -51,8 +51,8 @@ def iasf_register_fusions(registry: Registry) -> None:
 def iasf_register_stems(registry: Registry) -> None:
     """Register stems (:class:`~iasf_search.components.Stem`), one per modality.
 
-    :param registry: call ``registry.register(stem)``; the stem's ``modality`` must be unique, and
-        its ``name`` is the modality name.
+    :param registry: call ``registry.register(stem)``; the stem's ``name`` is the modality it
+        serves (a dataset's ``modality`` picks its stem).
     """
 
 

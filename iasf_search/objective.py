@@ -85,7 +85,7 @@ class TrialObjective:
             if not single or metric == "params":
                 return  # Optuna's pruners are single-objective, and a parameter count does not change per epoch
             trial.report(val_acc if metric == "accuracy" else val_loss, epoch)
-            if trial.should_prune():
+            if epoch < train_config["epochs"] and trial.should_prune():  # a fully trained trial is kept
                 trial.set_user_attr("val_accuracy", val_acc)
                 trial.set_user_attr("pruned_at_epoch", epoch)
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")

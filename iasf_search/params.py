@@ -13,6 +13,8 @@ through Optuna's define-by-run API.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +45,8 @@ class Param:
     high: float | None = None
     help: str = ""
     nullable: bool = False
+    rule: Callable[[Any], str | None] | None = None
+    """Extra check of one value: returns what is wrong (e.g. ``"must be odd"``) or None."""
 
     def check(self, value: Any, file: str, key: str) -> Scalar:
         """Return ``value`` if it is a valid single value for this parameter, else raise SpaceError."""
@@ -51,14 +55,30 @@ class Param:
         if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, self.kind) or (self.kind is not bool and isinstance(value, bool)):
-            raise SpaceError(file, key, f"expected {self.kind.__name__}, got {value!r}")
+            hint = ""
+            if self.kind is float and isinstance(value, str) and _is_number(value):
+                hint = f"; YAML reads {value} as a string: write the number with a dot (1.0e-3, not 1e-3)"
+            raise SpaceError(file, key, f"expected {self.kind.__name__}, got {value!r}{hint}")
+        if self.kind is float and not math.isfinite(value):
+            raise SpaceError(file, key, f"expected a finite number, got {value!r}")
         if self.choices is not None and value not in self.choices:
             raise SpaceError(file, key, f"{value!r} is not accepted{did_you_mean(value, self.choices)}; {allowed(self.choices)}")
         if self.low is not None and value < self.low:
             raise SpaceError(file, key, f"{value!r} is below the minimum {self.low}")
         if self.high is not None and value > self.high:
             raise SpaceError(file, key, f"{value!r} is above the maximum {self.high}")
+        problem = self.rule(value) if self.rule is not None else None
+        if problem:
+            raise SpaceError(file, key, f"{value!r} {problem}")
         return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 _RANGE_KEYS = ("low", "high", "log", "step")
@@ -135,10 +155,14 @@ class Range:
         return trial.suggest_float(name, float(self.low), float(self.high), step=self.step, log=self.log)
 
     def values(self) -> tuple[Scalar, ...] | None:
-        """Every value this range can take, or None for a continuous/int interval."""
+        """Every value this range can take, or None for a float interval or a very large int one."""
         if self.is_fixed:
             return (self.fixed,)
-        return self.choices
+        if self.choices is not None:
+            return self.choices
+        if self.is_int and self.high - self.low <= 10_000:
+            return tuple(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+        return None
 
     def to_yaml(self) -> Any:
         """The space-file form of this range (for the resolved space saved with a study)."""

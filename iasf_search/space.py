@@ -176,21 +176,22 @@ def load_space(path: str | Path, *, plugins: Sequence[str] = (), autoload: bool 
     :raises BadInput: the file is missing or invalid, or a plugin cannot be loaded.
     """
     doc = read_yaml(path)
-    r = _Reader(str(path))
-    r.mapping(doc, "", _TOP_KEYS)
+    _Reader(str(path)).mapping(doc, "", _TOP_KEYS)
     space_plugins = doc.get("plugins") or []
     if not isinstance(space_plugins, list) or not all(isinstance(p, str) for p in space_plugins):
-        raise r.fail("plugins", f"expected a list of module names, got {space_plugins!r}")
+        raise SpaceError(str(path), "plugins", f"expected a list of module names, got {space_plugins!r}")
     modules = [(m, "--plugin") for m in plugins] + [(m, "space file") for m in space_plugins]
     components = load_components(modules, autoload=autoload)
-    return parse_space(doc, components, file=str(path), plugins=tuple(space_plugins))
+    return parse_space(doc, components, file=str(path))
 
 
-def parse_space(doc: Mapping[str, Any], components: Components, *, file: str = "<space>",
-                plugins: tuple[str, ...] = ()) -> SearchSpace:
-    """Validate an already-parsed space document against ``components``."""
+def parse_space(doc: Mapping[str, Any], components: Components, *, file: str = "<space>") -> SearchSpace:
+    """Validate an already-parsed space document against ``components`` (which must hold its plugins)."""
     r = _Reader(file)
     r.mapping(doc, "", _TOP_KEYS)
+    plugins = doc.get("plugins") or []
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise r.fail("plugins", f"expected a list of module names, got {plugins!r}")
     if "name" not in doc:
         raise r.fail("name", "missing; give the study a name such as 'vision'")
     name = doc["name"]
@@ -248,7 +249,7 @@ def parse_space(doc: Mapping[str, Any], components: Components, *, file: str = "
         seed=r.value(s, "seed", Param(0, int), "search"),
     )
     return SearchSpace(
-        file=file, name=name, plugins=plugins, dataset=dataset.name, dataset_options=options, split=split,
+        file=file, name=name, plugins=tuple(plugins), dataset=dataset.name, dataset_options=options, split=split,
         modality=modality, stem=stem, nodes=nodes, max_in_degree=max_in, lookback=lookback, width=width, ops=ops,
         fusions=fusions, training=training, objectives=objectives, search=search, components=components,
         description=str(description),

@@ -6,6 +6,7 @@ same call after an interruption continues and after completion does nothing.
 
 from __future__ import annotations
 
+import itertools
 import time
 import warnings
 from dataclasses import dataclass
@@ -144,6 +145,7 @@ def run_search(space: SearchSpace, *, trials: int | None = None, timeout: float 
 
     data = comps.datasets.get(space.dataset).load(space.dataset_options, space.split)
     check_task(space.dataset, data)
+    check_stem_fits(space, data.sample_shape)
     data = data.to(torch_device)
 
     url = storage or default_storage_url(space.name)
@@ -170,6 +172,23 @@ def run_search(space: SearchSpace, *, trials: int | None = None, timeout: float 
         warnings.warn(f"stopped after {MAX_CONSECUTIVE_FAILURES} consecutive failed trials; "
                       f"see their failure_reason (iasf-search best shows the study)", stacklevel=2)
     return SearchResult(study, url, target, len(study.trials) - before, time.perf_counter() - start)
+
+
+def check_stem_fits(space: SearchSpace, sample_shape: tuple[int, ...]) -> None:
+    """Every combination of the space's stem values must accept the data's sample shape.
+
+    :raises BadInput: naming the space file and the stem's complaint (e.g. a patch that does not divide the grid).
+    """
+    stem = space.components.stems.get(space.modality)
+    choices = {k: r.values() for k, r in space.stem.items()}
+    if any(v is None for v in choices.values()):
+        return  # a float interval: nothing finite to enumerate
+    for combo in itertools.product(*choices.values()):
+        try:
+            stem.layout(dict(zip(choices, combo, strict=True)), sample_shape)
+        except ValueError as exc:
+            raise BadInput(f"{space.file}: stem: {exc} (dataset '{space.dataset}' samples have shape {sample_shape}); "
+                           f"narrow the stem's values") from None
 
 
 def _max_epochs(space: SearchSpace) -> int:

@@ -132,7 +132,7 @@ def train(model: nn.Module, data: TaskData, config: Mapping[str, Any], *, device
             with autocast(device):
                 loss = F.cross_entropy(model(xb).float(), yb, label_smoothing=config["label_smoothing"])
             if not torch.isfinite(loss):
-                raise Diverged(f"training loss became {float(loss)} at epoch {epoch}")
+                raise Diverged(f"training loss became {loss.item()} at epoch {epoch}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config["grad_clip"] > 0:

@@ -177,7 +177,8 @@ class Pool(NodeOp):
     description = "pooling over the token grid (stride 1, odd kernel), PoolFormer-style"
     params = {
         "kind": Param(["avg", "max"], str, choices=("avg", "max"), help="pooling function"),
-        "kernel": Param(3, int, low=1, help="odd window size per grid axis"),
+        "kernel": Param(3, int, low=1, help="odd window size per grid axis",
+                        rule=lambda k: None if k % 2 else "is even: pooling keeps the token count only with an odd kernel"),
     }
 
     def build(self, config: Mapping[str, Any], ctx: BuildContext) -> nn.Module:

@@ -102,8 +102,9 @@ def test_quiet_prints_only_the_summary(capsys, tmp_path, write_space):
 
 
 def test_default_storage_is_runs_name_db(capsys, tmp_path, write_space):
-    write_space({"name": "defaultdb", "manifold.nodes": 1, "manifold.width": 8, "manifold.ops": {"mlp": {"expansion": 1}}})
-    rc, out, err = run(capsys, "--space", "tiny.yaml", "--trials", "1")
+    write_space({"name": "defaultdb", "manifold.nodes": 1, "manifold.width": 8, "manifold.ops": {"mlp": {"expansion": 1}},
+                 "search.trials": 1})
+    rc, out, err = run(capsys, "--space", "tiny.yaml")  # the target comes from search.trials
     assert rc == 0, err
     db = tmp_path / "runs" / "defaultdb.db"
     assert db.is_file()
@@ -182,6 +183,10 @@ BAD_INPUT = {
     "zero-trials": (["--space", "tiny.yaml", "--trials", "0"], None, "--trials must be at least 1"),
     "zero-timeout": (["--space", "tiny.yaml", "--timeout", "0"], None, "--timeout must be positive"),
     "unknown-plugin": (["--space", "tiny.yaml", "--plugin", "no_such_module", "--trials", "1"], None, "no_such_module"),
+    "stem-does-not-fit-the-data": (["--space", "tiny.yaml", "--trials", "1"],
+                                   "name: tiny\ntask: {dataset: digits}\nstem: {patch: [2, 3]}\n"
+                                   "manifold: {nodes: 1, width: 8, ops: {mlp: {}}}\n",
+                                   "patch 3 does not divide the input grid (8, 8)"),
 }
 
 
@@ -240,9 +245,12 @@ def test_malformed_storage_url(capsys, write_space, tmp_path, url):
 
 def test_best_without_a_database(capsys, tmp_path, write_space):
     write_space()
-    rc, out, err = run(capsys, "best", "--space", "tiny.yaml", "--storage", f"sqlite:///{tmp_path / 'none.db'}")
+    rc, out, err = run(capsys, "best", "--space", "tiny.yaml", "--storage", f"sqlite:///{tmp_path / 'sub' / 'none.db'}")
     _assert_one_error_line(rc, out, err, "no such study database")
-    assert not (tmp_path / "none.db").exists()
+    assert not (tmp_path / "sub").exists()
+    rc, out, err = run(capsys, "best", "--space", "tiny.yaml")  # default storage runs/tiny.db
+    _assert_one_error_line(rc, out, err, "no such study database")
+    assert not (tmp_path / "runs").exists()
 
 
 def test_best_needs_space_or_storage_and_study(capsys):
@@ -285,3 +293,37 @@ def test_architecture_json_is_plain_json(capsys, tmp_path, write_space):
     doc = json.loads(trial.user_attrs["architecture"])
     assert doc["graph"]["width"] == 8
     assert {n["id"] for n in doc["nodes"]} == {"input", "n0", "n1", "output"}
+
+
+def test_storage_password_is_never_printed(capsys, write_space):
+    write_space()
+    rc, out, err = run(capsys, "--space", "tiny.yaml", "--storage", "postgresql://user:s3cret@127.0.0.1:1/db", "--trials", "1")
+    _assert_one_error_line(rc, out, err, "postgresql://user:***@127.0.0.1:1/db")
+    assert "s3cret" not in err + out
+
+
+# -- progress lines ---------------------------------------------------------------------------------
+
+
+def test_clock():
+    from iasf_search.progress import clock
+
+    assert [clock(s) for s in (0, 59.4, 61, 3599, 3600, 3725)] == ["0:00", "0:59", "1:01", "59:59", "1:00:00", "1:02:05"]
+
+
+def test_trial_outcome():
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    from iasf_search.progress import trial_outcome
+
+    def make(state, value=None, **attrs):
+        return create_trial(state=state, value=value, params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)},
+                            user_attrs=attrs)
+
+    assert trial_outcome(make(TrialState.COMPLETE, 0.9, val_accuracy=0.98154)) == "val 0.9815"
+    assert trial_outcome(make(TrialState.COMPLETE, 0.9, val_accuracy=0.5, reused_from=3)) == "val 0.5000 (reused #3)"
+    assert trial_outcome(make(TrialState.PRUNED, pruned_at_epoch=4, val_accuracy=0.91)) == "pruned at epoch 4 (val 0.9100)"
+    assert trial_outcome(make(TrialState.PRUNED, failure_reason="diverged: nan")) == "pruned: diverged: nan"
+    assert trial_outcome(make(TrialState.FAIL, failure_reason="RuntimeError: x")) == "FAIL: RuntimeError: x"
+    assert trial_outcome(make(TrialState.FAIL)) == "FAIL: no reason recorded"

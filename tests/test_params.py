@@ -59,7 +59,7 @@ def test_single_element_list_is_fixed():
 def test_int_interval():
     r = parse({"low": 2, "high": 8, "step": 2})
     assert (r.low, r.high, r.step, r.log, r.is_int) == (2, 8, 2, False, True)
-    assert r.values() is None
+    assert r.values() == (2, 4, 6, 8)
     assert r.to_yaml() == {"low": 2, "high": 8, "step": 2}
 
 

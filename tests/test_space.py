@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 import iasf_search
 from iasf_search.errors import BadInput, SpaceError
@@ -28,20 +29,46 @@ def test_shipped_space_loads(path):
     assert set(space.fusions) <= set(space.components.fusions)
 
 
+def _as_written(value):
+    """A space-file value as resolved() writes it back: a one-element list is a fixed value."""
+    return value[0] if isinstance(value, list) and len(value) == 1 else value
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_space_matches_its_file(path):
+    """Every value the file gives is what the validated space holds (the rest are defaults)."""
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    space = iasf_search.load_space(path)
+    resolved = space.resolved()
+    assert resolved["name"] == raw["name"]
+    assert resolved["task"]["dataset"] == raw["task"]["dataset"]
+    for section in ("stem", "training"):
+        for key, value in (raw.get(section) or {}).items():
+            assert resolved[section][key] == _as_written(value), f"{section}.{key}"
+    manifold = raw["manifold"]
+    for key in ("nodes", "max_in_degree", "lookback", "width"):
+        if key in manifold:
+            assert resolved["manifold"][key] == _as_written(manifold[key]), f"manifold.{key}"
+    assert list(space.ops) == list(manifold["ops"])
+    for op, ranges in manifold["ops"].items():
+        for key, value in (ranges or {}).items():
+            assert resolved["manifold"]["ops"][op][key] == _as_written(value), f"manifold.ops.{op}.{key}"
+    fusions = manifold.get("fusions", ["sum"])
+    assert list(space.fusions) == list(fusions)
+    for key, value in (raw.get("search") or {}).items():
+        assert resolved["search"][key] == value, f"search.{key}"
+    assert [o.metric for o in space.objectives] == [o["metric"] for o in raw.get("objectives", [{"metric": "accuracy"}])]
+
+
 def test_vision_space_values():
     space = iasf_search.load_space(SPACES_DIR / "vision.yaml")
     assert space.dataset == "digits"
     assert space.modality == "image"
-    assert (space.nodes.low, space.nodes.high) == (2, 4)
-    assert space.width.choices == (32, 48)
-    assert space.max_in_degree == 2 and space.lookback == 3
-    assert set(space.ops) == {"attention", "conv", "mlp", "pool", "identity"}
     assert space.ops["attention"]["pattern"].choices == ("full", "local", "dilated", "topk")
     assert space.training["lr"].log is True
-    assert space.training["epochs"].fixed == 30
     assert space.directions == ["maximize"]
-    assert (space.search.sampler, space.search.pruner, space.search.trials) == ("tpe", "median", 20)
-    assert space.search.timeout == 270.0
+    # every width is divisible by every head count (checked at load time)
+    assert all(w % h == 0 for w in space.width.values() for h in space.ops["attention"]["heads"].values())
 
 
 def test_defaults_are_filled(write_space):
@@ -85,6 +112,12 @@ BAD_FILES = [
     ("unknown-training-key", {"training.epoch": 3}, [], None, "training.epoch", ["did you mean 'epochs'"]),
     ("invalid-yaml", None, [], "name: tiny\nmanifold:\n  width: [8, 16\n  nodes: 1\n", "", ["not valid YAML", "line "]),
     ("not-a-mapping", None, [], "- just\n- a list\n", "", ["YAML mapping"]),
+    ("nan-learning-rate", {"training.lr": float("nan")}, [], None, "training.lr", ["finite"]),
+    ("exponent-without-dot", {"training.lr": "1e-3"}, [], None, "training.lr", ["YAML reads 1e-3 as a string", "1.0e-3"]),
+    ("even-pool-kernel", {"manifold.ops": {"pool": {"kernel": [3, 4]}}}, [], None, "manifold.ops.pool.kernel[1]", ["odd"]),
+    ("heads-do-not-divide-width-interval", {"manifold.width": {"low": 8, "high": 12, "step": 2},
+                                            "manifold.ops": {"attention": {"heads": 4}}}, [], None,
+     "manifold.ops.attention.heads", ["4 heads do not divide width 10"]),
 ]
 
 

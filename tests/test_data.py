@@ -1,0 +1,95 @@
+"""Dataset helpers (stratified splits, ingestion checks) and the built-in datasets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from iasf_search.components import SplitSpec
+from iasf_search.data import check_task, split_arrays
+from iasf_search.errors import BadInput
+
+
+def _toy(n_per_class: int = 20, classes: int = 4):
+    y = np.repeat(np.arange(classes), n_per_class)
+    x = np.arange(len(y), dtype=np.float64)[:, None, None] * np.ones((1, 2, 3))
+    return x, y
+
+
+def test_split_arrays_is_stratified_disjoint_and_complete():
+    x, y = _toy()
+    data = split_arrays(x, y, SplitSpec(val=0.25, test=0.25, seed=0), modality="image", info={"k": "v"})
+    sizes = (len(data.x_train), len(data.x_val), len(data.x_test))
+    assert sizes == (40, 20, 20)
+    ids = [data.x_train[:, 0, 0], data.x_val[:, 0, 0], data.x_test[:, 0, 0]]
+    all_ids = torch.cat(ids).long().tolist()
+    assert sorted(all_ids) == list(range(80))  # disjoint and complete
+    for part in (data.y_train, data.y_val, data.y_test):
+        assert torch.bincount(part, minlength=4).tolist() == [len(part) // 4] * 4  # stratified
+    assert data.x_train.dtype == torch.float32 and data.y_train.dtype == torch.int64
+    assert data.sample_shape == (2, 3) and data.num_classes == 4
+    assert data.modality == "image" and data.info == {"k": "v"}
+    # each sample keeps its label
+    assert all(int(i) // 20 == int(label) for i, label in zip(ids[0], data.y_train, strict=True))
+
+
+def test_split_arrays_is_reproducible_and_seeded():
+    x, y = _toy()
+    a = split_arrays(x, y, SplitSpec(seed=1), modality="image")
+    b = split_arrays(x, y, SplitSpec(seed=1), modality="image")
+    c = split_arrays(x, y, SplitSpec(seed=2), modality="image")
+    assert torch.equal(a.x_val, b.x_val)
+    assert not torch.equal(a.x_val, c.x_val)
+
+
+def test_split_arrays_with_a_shipped_test_set():
+    x, y = _toy()
+    x_test, y_test = x[:8] + 1000, y[:8]
+    data = split_arrays(x, y, SplitSpec(val=0.25, test=0.5), modality="sequence", x_test=x_test, y_test=y_test)
+    assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (60, 20, 8)  # split.test is ignored
+    assert data.x_test.min() >= 1000
+
+
+def test_check_task_accepts_a_good_task():
+    x, y = _toy()
+    check_task("toy", split_arrays(x, y, SplitSpec(), modality="image"))
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (lambda d: setattr(d, "x_val", d.x_val[:0]) or setattr(d, "y_val", d.y_val[:0]), "the val split is empty"),
+    (lambda d: setattr(d, "y_test", d.y_test[:-1]), "test split has"),
+    (lambda d: setattr(d, "x_test", d.x_test[:, :1]), "test samples have shape"),
+    (lambda d: d.x_train.__setitem__((0, 0, 0), float("nan")), "NaN or infinite"),
+    (lambda d: d.y_val.__setitem__(0, 7), "labels must lie in [0, 4)"),
+    (lambda d: setattr(d, "num_classes", 5), "classes [4] have no training sample"),
+])
+def test_check_task_rejects(damage, message):
+    x, y = _toy()
+    data = split_arrays(x, y, SplitSpec(), modality="image")
+    damage(data)
+    with pytest.raises(BadInput) as info:
+        check_task("toy", data)
+    assert str(info.value).startswith("dataset 'toy': ")
+    assert message in str(info.value)
+
+
+def test_digits(components):
+    data = components.datasets.get("digits").load({"shift": 0}, SplitSpec())
+    check_task("digits", data)
+    assert data.sample_shape == (1, 8, 8) and data.num_classes == 10 and data.modality == "image"
+    assert len(data.x_train) + len(data.x_val) + len(data.x_test) == 1797
+    assert float(data.x_train.min()) == 0.0 and float(data.x_train.max()) == 1.0
+    assert data.augment is None
+    shifted = components.datasets.get("digits").load({"shift": 2}, SplitSpec())
+    assert shifted.augment is not None and shifted.augment.keywords == {"pixels": 2}
+    out = shifted.augment(shifted.x_train[:5], torch.Generator().manual_seed(0))
+    assert out.shape == (5, 1, 8, 8)
+
+
+def test_mnist1d_small(components):
+    data = components.datasets.get("mnist1d").load({"samples": 500, "seed": 42}, SplitSpec(val=0.15, test=0.2))
+    check_task("mnist1d", data)
+    assert data.sample_shape == (40, 1) and data.num_classes == 10 and data.modality == "sequence"
+    assert len(data.x_test) == 100  # its own test split (a fifth of the samples), not split.test
+    assert len(data.x_train) + len(data.x_val) == 400
