@@ -76,7 +76,3 @@ class ConsoleProgress:
         took = f"{seconds:5.1f}s" if isinstance(seconds, (int, float)) and "reused_from" not in trial.user_attrs else "    - "
         self._print(f"[{done:>3}/{self.target}] #{trial.number:<3} {trial_outcome(trial):<28} {best:<18} {took}  "
                     f"{clock(elapsed)} ETA {clock(eta)}  {trial.user_attrs.get('summary', '')}")
-
-    @hookimpl
-    def iasf_study_end(self, study: optuna.Study, space: SearchSpace) -> None:
-        pass

@@ -7,6 +7,7 @@ same call after an interruption continues and after completion does nothing.
 from __future__ import annotations
 
 import itertools
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -76,8 +77,6 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage
 
 
 def _writable(path: Path) -> bool:
-    import os
-
     return os.access(path if path.exists() else path.parent, os.W_OK)
 
 

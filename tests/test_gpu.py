@@ -1,0 +1,47 @@
+"""GPU paths: bf16 autocast training with the data resident on the device. Skipped without CUDA."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import torch
+
+import iasf_search
+from iasf_search.build import build_model
+from iasf_search.cli import main
+from iasf_search.train import autocast, resolve_device, train
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none visible)")
+
+
+def test_auto_device_picks_cuda():
+    assert resolve_device("auto").type == "cuda"
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+
+
+def test_autocast_is_bf16_on_cuda():
+    with autocast(torch.device("cuda")):
+        y = torch.nn.Linear(8, 8).cuda()(torch.ones(2, 8, device="cuda"))
+    assert y.dtype == torch.bfloat16
+
+
+def test_training_on_cuda_learns_with_data_on_the_device(make_graph, components, digits, train_config):
+    graph = make_graph([{"op": "attention", "config": {"heads": 2, "pattern": "local", "window": 3}},
+                        {"op": "conv", "config": {"kernel": 3, "dilation": 1}}], width=16)
+    data = digits.to("cuda")
+    assert data.x_train.is_cuda and data.y_val.is_cuda
+    torch.manual_seed(0)
+    model = build_model(graph, components, data.sample_shape, data.num_classes)
+    result = train(model, data, {**train_config, "epochs": 4, "lr": 1.0e-2, "warmup": 0.0}, device=torch.device("cuda"), seed=0)
+    assert next(model.parameters()).is_cuda
+    assert result.history[-1]["val_loss"] < result.history[0]["val_loss"]
+    assert result.val_accuracy > 0.3
+
+
+def test_search_on_cuda_through_the_cli(tmp_path, write_space, capsys):
+    path = write_space()
+    url = f"sqlite:///{tmp_path / 'gpu.db'}"
+    assert main(["--space", str(path), "--storage", url, "--trials", "2", "--device", "cuda"]) == 0
+    study = optuna.load_study(study_name="tiny", storage=url)
+    assert len([t for t in study.trials if t.state.is_finished()]) == 2
+    assert iasf_search.best_trials(study)[0].user_attrs["test_accuracy"] >= 0.0
