@@ -167,6 +167,15 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return doc
 
 
+def _plugin_modules(doc: Mapping[str, Any], r: _Reader) -> list[str]:
+    """Check the top-level keys and return the ``plugins:`` list."""
+    r.mapping(doc, "", _TOP_KEYS)
+    plugins = doc.get("plugins") or []
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise r.fail("plugins", f"expected a list of module names, got {plugins!r}")
+    return plugins
+
+
 def load_space(path: str | Path, *, plugins: Sequence[str] = (), autoload: bool | None = None) -> SearchSpace:
     """Read and validate a space file.
 
@@ -176,11 +185,7 @@ def load_space(path: str | Path, *, plugins: Sequence[str] = (), autoload: bool 
     :raises BadInput: the file is missing or invalid, or a plugin cannot be loaded.
     """
     doc = read_yaml(path)
-    _Reader(str(path)).mapping(doc, "", _TOP_KEYS)
-    space_plugins = doc.get("plugins") or []
-    if not isinstance(space_plugins, list) or not all(isinstance(p, str) for p in space_plugins):
-        raise SpaceError(str(path), "plugins", f"expected a list of module names, got {space_plugins!r}")
-    modules = [(m, "--plugin") for m in plugins] + [(m, "space file") for m in space_plugins]
+    modules = [(m, "--plugin") for m in plugins] + [(m, "space file") for m in _plugin_modules(doc, _Reader(str(path)))]
     components = load_components(modules, autoload=autoload)
     return parse_space(doc, components, file=str(path))
 
@@ -188,10 +193,7 @@ def load_space(path: str | Path, *, plugins: Sequence[str] = (), autoload: bool 
 def parse_space(doc: Mapping[str, Any], components: Components, *, file: str = "<space>") -> SearchSpace:
     """Validate an already-parsed space document against ``components`` (which must hold its plugins)."""
     r = _Reader(file)
-    r.mapping(doc, "", _TOP_KEYS)
-    plugins = doc.get("plugins") or []
-    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
-        raise r.fail("plugins", f"expected a list of module names, got {plugins!r}")
+    plugins = _plugin_modules(doc, r)
     if "name" not in doc:
         raise r.fail("name", "missing; give the study a name such as 'vision'")
     name = doc["name"]

@@ -42,6 +42,15 @@ def safe_url(url: str) -> str:
         return "<malformed storage URL>"
 
 
+def absolute_url(url: str) -> str:
+    """``url`` with a relative SQLite path made absolute (so it works from any directory), password hidden."""
+    parsed = sqlalchemy.engine.make_url(url)
+    path = _sqlite_path(parsed)
+    if path is not None and not path.is_absolute():
+        return f"sqlite:///{path.resolve()}"
+    return safe_url(url)
+
+
 def _sqlite_path(url: sqlalchemy.engine.URL) -> Path | None:
     if not url.drivername.startswith("sqlite") or url.database in (None, "", ":memory:"):
         return None
@@ -100,7 +109,8 @@ class SearchResult:
 
     @property
     def dashboard_command(self) -> str:
-        return f"optuna-dashboard {safe_url(self.storage_url)}"
+        """The shell command that opens this study in optuna-dashboard (SQLite paths made absolute)."""
+        return f"optuna-dashboard {absolute_url(self.storage_url)}"
 
 
 class _FailureGuard:

@@ -108,7 +108,8 @@ def test_default_storage_is_runs_name_db(capsys, tmp_path, write_space):
     assert rc == 0, err
     db = tmp_path / "runs" / "defaultdb.db"
     assert db.is_file()
-    assert "optuna-dashboard sqlite:///runs/defaultdb.db" in out
+    assert "storage sqlite:///runs/defaultdb.db" in out
+    assert f"optuna-dashboard sqlite:///{db.resolve()}\n" in out  # absolute: works from any directory
     study = optuna.load_study(study_name="defaultdb", storage=f"sqlite:///{db}")
     assert len(finished(study)) == 1
     rc, out, err = run(capsys, "best", "--space", "tiny.yaml")  # finds the same default storage
