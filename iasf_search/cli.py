@@ -14,6 +14,7 @@ import optuna
 from iasf_search import __version__
 from iasf_search.errors import BadInput
 from iasf_search.graph import INPUT, OUTPUT, hidden_nodes, inputs_of
+from iasf_search.plugin_manager import contributions, load_components
 from iasf_search.progress import ConsoleProgress
 from iasf_search.space import SearchSpace, load_space
 from iasf_search.study import (
@@ -27,7 +28,7 @@ from iasf_search.study import (
     trial_architecture,
 )
 
-COMMANDS = ("search", "best")
+COMMANDS = ("search", "best", "plugins")
 
 
 def _common(parser: argparse.ArgumentParser, *, space_required: bool) -> None:
@@ -57,6 +58,9 @@ def make_parser() -> argparse.ArgumentParser:
     best = sub.add_parser("best", help="print the best trial (or Pareto set) and its architecture")
     _common(best, space_required=False)
     best.set_defaults(func=cmd_best)
+    plugins = sub.add_parser("plugins", help="list the loaded plugins, where each came from and what it contributes")
+    _common(plugins, space_required=False)
+    plugins.set_defaults(func=cmd_plugins)
     return parser
 
 
@@ -141,6 +145,19 @@ def cmd_best(args: argparse.Namespace) -> int:
         _print_trial(best[0], heading="best trial")
     else:
         _print_pareto(study, best)
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    """Print each plugin, its source (built-in, entry point, --plugin, space file) and its contributions."""
+    if args.space is not None:
+        components = _load(args).components
+    else:
+        components = load_components([(m, "--plugin") for m in args.plugin])
+    for name, contributed in contributions(components).items():
+        print(f"{name} ({components.sources.get(name, 'registered at run time')})")
+        for kind, items in contributed.items():
+            print(f"  {kind + 's' if kind != 'hooks' else kind}: {', '.join(items)}")
     return 0
 
 

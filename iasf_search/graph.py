@@ -154,17 +154,22 @@ def _label(attrs: Mapping[str, Any]) -> str:
 def labelled(graph: nx.DiGraph) -> nx.DiGraph:
     """A copy whose nodes carry one string ``label`` holding everything that defines them.
 
-    Edge slots go into the destination's label (as the ordered labels are not known before
-    hashing, the in-degree is used; fusions in this project treat inputs symmetrically up to
-    learned weights). The width goes into the input's label.
+    Each edge is subdivided by a node labelled ``primary`` (slot 0) or ``other``: Weisfeiler-Lehman
+    then sees direction and which input a node treats as its first (the query of
+    ``cross_attention``), which ``edge_attr`` hashing in networkx loses. The width goes into the
+    input's label.
     """
     out = nx.DiGraph()
     for n, attrs in graph.nodes(data=True):
-        label = _label(attrs) + f"|in={graph.in_degree(n)}"
+        label = _label(attrs)
         if n == INPUT:
             label += f"|width={graph.graph['width']}"
         out.add_node(n, label=label)
-    out.add_edges_from(graph.edges())
+    for src, dst, attrs in graph.edges(data=True):
+        edge = f"{src}->{dst}"
+        out.add_node(edge, label="primary" if attrs["slot"] == 0 else "other")
+        out.add_edge(src, edge)
+        out.add_edge(edge, dst)
     return out
 
 

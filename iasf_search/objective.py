@@ -6,7 +6,8 @@ User attributes written on every trial (the dashboard shows them):
 ``train_config``, ``reuse_key``; after training ``params``, ``train_seconds``, ``epochs``,
 ``val_accuracy``, ``val_loss``, ``test_accuracy``; ``reused_from`` (trial number) when the result
 was copied from an identical finished trial; ``pruned_at_epoch`` when pruned; ``failure_reason``
-when the trial failed or was stopped for a reason other than ordinary pruning.
+when the trial failed or was stopped for a reason other than ordinary pruning (naming the plugin
+whose code raised, also in ``failed_plugin``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from iasf_search import graph as arch
 from iasf_search.build import build_model, count_parameters
 from iasf_search.components import TaskData
+from iasf_search.plugin_manager import plugin_in_traceback
 from iasf_search.space import SearchSpace
 from iasf_search.train import Diverged, evaluate, train
 
@@ -53,7 +55,11 @@ class TrialObjective:
             trial.set_user_attr("failure_reason", "interrupted")
             raise
         except Exception as exc:
-            trial.set_user_attr("failure_reason", f"{type(exc).__name__}: {exc}"[:500])
+            plugin = plugin_in_traceback(self.space.components, exc.__traceback__)
+            where = f"plugin '{plugin}' raised " if plugin else ""
+            trial.set_user_attr("failure_reason", f"{where}{type(exc).__name__}: {exc}"[:500])
+            if plugin:
+                trial.set_user_attr("failed_plugin", plugin)
             raise
 
     def _run(self, trial: optuna.Trial) -> float | list[float]:

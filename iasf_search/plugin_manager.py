@@ -17,6 +17,7 @@ import importlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from types import TracebackType
 
 import pluggy
 
@@ -49,6 +50,35 @@ class Components:
     pruners: Registry[PrunerFactory] = field(default_factory=lambda: Registry("pruner", PrunerFactory))
     sources: dict[str, str] = field(default_factory=dict)
     """plugin name -> where it came from (``built-in``, ``entry point``, ``--plugin``, ``space file``)."""
+
+
+def contributions(components: Components) -> dict[str, dict[str, list[str]]]:
+    """For each loaded plugin: ``{"op": [...], "fusion": [...], ..., "hooks": [life-cycle hooks it implements]}``."""
+    out: dict[str, dict[str, list[str]]] = {name: {} for name in components.sources}
+    for attr in _REGISTRATION_HOOKS.values():
+        registry: Registry = getattr(components, attr)
+        for item in registry:
+            out.setdefault(registry.owner(item), {}).setdefault(registry.kind, []).append(item)
+    for plugin in components.pm.get_plugins():
+        name = components.pm.get_name(plugin)
+        hooks = [h.name for h in components.pm.get_hookcallers(plugin) or [] if h.name not in _REGISTRATION_HOOKS]
+        if hooks:
+            out.setdefault(name, {})["hooks"] = sorted(hooks)
+    return out
+
+
+def plugin_in_traceback(components: Components, tb: TracebackType | None) -> str | None:
+    """The plugin whose code raised: the innermost traceback frame inside a plugin module (or its sub-modules)."""
+    modules = {getattr(p, "__name__", None): components.pm.get_name(p) for p in components.pm.get_plugins()}
+    modules.pop(None, None)
+    found = None
+    while tb is not None:
+        module = tb.tb_frame.f_globals.get("__name__", "")
+        for prefix, name in modules.items():
+            if module == prefix or module.startswith(prefix + "."):
+                found = name
+        tb = tb.tb_next
+    return found
 
 
 _REGISTRATION_HOOKS = {

@@ -6,10 +6,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from iasf_search import hookimpl
 from iasf_search.components import BuildContext, Fusion
+from iasf_search.params import Param
 
 
 class SumFusion(nn.Module):
@@ -51,6 +53,49 @@ class BetaSoftmaxFusion(nn.Module):
         return sum(w * x for w, x in zip(weights, inputs, strict=True))
 
 
+class CrossAttentionFusion(nn.Module):
+    """The first input attends to the others (seed 001 §3.2.2: scores Z_i Z_j^T / sqrt(d)), plus a residual.
+
+    ``x_1 + proj(softmax(q(x_1) k(X)^T / sqrt(d)) v(X))`` where ``X`` concatenates inputs 2..k along
+    the token axis; ``heads`` split the width as in self-attention. Order matters: slot 0 is the query.
+    """
+
+    def __init__(self, n: int, width: int, heads: int) -> None:
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"{heads} heads do not divide width {width}")
+        self.heads = heads
+        self.q = nn.Linear(width, width)
+        self.kv = nn.Linear(width, 2 * width)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        query, others = inputs[0], torch.cat(inputs[1:], dim=1)  # (B, T, D), (B, (k-1)T, D)
+        B, T, D = query.shape
+        H = self.heads
+        q = self.q(query).view(B, T, H, D // H).transpose(1, 2)  # (B, H, T, hd)
+        k, v = self.kv(others).view(B, -1, 2, H, D // H).permute(2, 0, 3, 1, 4)  # (B, H, S, hd) each
+        y = F.scaled_dot_product_attention(q, k, v)  # (B, H, T, hd)
+        return query + self.proj(y.transpose(1, 2).reshape(B, T, D))
+
+
+class AlphaProductFusion(nn.Module):
+    """Seed 001 §2.2's alpha-gated product: ``a * prod_i x_i + (1 - a) * mean_i x_i``, ``a = sigmoid(alpha)``.
+
+    ``alpha`` is learned per channel and starts at -2 (a ~ 0.12), so training starts close to the mean
+    and the multiplicative interaction grows only where it helps.
+    """
+
+    def __init__(self, n: int, width: int) -> None:
+        super().__init__()
+        self.alpha = nn.Parameter(torch.full((width,), -2.0))
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        a = torch.sigmoid(self.alpha)
+        stacked = torch.stack(inputs)  # (k, B, T, D)
+        return a * stacked.prod(0) + (1 - a) * stacked.mean(0)
+
+
 class _Simple(Fusion):
     module: type
 
@@ -74,7 +119,20 @@ class BetaSoftmax(_Simple):
     name, module, description = "beta_softmax", BetaSoftmaxFusion, "softmax(beta)-weighted sum, beta learned"
 
 
+class AlphaProduct(_Simple):
+    name, module, description = "alpha_product", AlphaProductFusion, "alpha-gated element-wise product (seed 001 §2.2)"
+
+
+class CrossAttention(Fusion):
+    name = "cross_attention"
+    description = "the first input attends to the others (seed 001 §3.2.2), with a residual"
+    params = {"heads": Param([1, 2], int, low=1, help="attention heads (must divide the width)")}
+
+    def build(self, config: Mapping[str, Any], n_inputs: int, ctx: BuildContext) -> nn.Module:
+        return CrossAttentionFusion(n_inputs, ctx.width, config["heads"])
+
+
 @hookimpl
 def iasf_register_fusions(registry) -> None:
-    for fusion in (Sum(), Concat(), Gated(), BetaSoftmax()):
+    for fusion in (Sum(), Concat(), Gated(), BetaSoftmax(), CrossAttention(), AlphaProduct()):
         registry.register(fusion)

@@ -97,6 +97,21 @@ def digits(components: Components) -> TaskData:
     return components.datasets.get("digits").load({"shift": 0}, SplitSpec())
 
 
+def default_config(component: Any) -> dict[str, Any]:
+    """A configuration of ``component`` from its declared defaults: the first choice, or ``low`` of a range."""
+    out = {}
+    for name, param in component.params.items():
+        value = param.default
+        out[name] = value[0] if isinstance(value, list) else value["low"] if isinstance(value, dict) else value
+    return out
+
+
+def fusion_config(name: str) -> dict[str, Any]:
+    """Defaults of a built-in fusion; ``{}`` for one a test plugin registers."""
+    fusions = load_components(autoload=False).fusions
+    return default_config(fusions.get(name)) if name in fusions else {}
+
+
 def build_graph(nodes: Sequence[Mapping[str, Any]], *, width: int = 16, modality: str = "image",
                 stem: Mapping[str, Any] | None = None, output: Sequence[str] | None = None,
                 output_fusion: str = "sum") -> nx.DiGraph:
@@ -116,7 +131,7 @@ def build_graph(nodes: Sequence[Mapping[str, Any]], *, width: int = 16, modality
         attrs: dict[str, Any] = {"role": "node", "op": spec["op"], "config": dict(spec.get("config", {}))}
         if len(inputs) > 1:
             attrs["fusion"] = spec.get("fusion", "sum")
-            attrs["fusion_config"] = {}
+            attrs["fusion_config"] = fusion_config(attrs["fusion"])
         graph.add_node(name, **attrs)
         for slot, src in enumerate(inputs):
             graph.add_edge(src, name, slot=slot)
@@ -124,7 +139,7 @@ def build_graph(nodes: Sequence[Mapping[str, Any]], *, width: int = 16, modality
     outs = list(output or [previous])
     out_attrs: dict[str, Any] = {"role": "output"}
     if len(outs) > 1:
-        out_attrs.update(fusion=output_fusion, fusion_config={})
+        out_attrs.update(fusion=output_fusion, fusion_config=fusion_config(output_fusion))
     graph.add_node(OUTPUT, **out_attrs)
     for slot, src in enumerate(outs):
         graph.add_edge(src, OUTPUT, slot=slot)

@@ -328,3 +328,23 @@ def test_trial_outcome():
     assert trial_outcome(make(TrialState.PRUNED, failure_reason="diverged: nan")) == "pruned: diverged: nan"
     assert trial_outcome(make(TrialState.FAIL, failure_reason="RuntimeError: x")) == "FAIL: RuntimeError: x"
     assert trial_outcome(make(TrialState.FAIL)) == "FAIL: no reason recorded"
+
+
+def test_plugins_lists_sources_and_contributions(capsys, write_space):
+    write_space({"plugins": ["plugin_samples.scale_op"]})
+    rc, out, err = run(capsys, "plugins", "--space", "tiny.yaml")
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert "iasf_search.plugins.ops (built-in)" in lines
+    assert "  ops: attention, conv, mlp, pool, identity" in lines
+    assert "  fusions: sum, concat, gated, beta_softmax, cross_attention, alpha_product" in lines
+    assert "plugin_samples.scale_op (space file)" in lines
+    assert lines[lines.index("plugin_samples.scale_op (space file)") + 1] == "  ops: scaled_linear"
+
+
+def test_plugins_without_a_space_takes_plugin_flags(capsys):
+    rc, out, err = run(capsys, "plugins", "--plugin", "plugin_samples.scale_op")
+    assert rc == 0, err
+    assert "plugin_samples.scale_op (--plugin)" in out.splitlines()
+    rc, out, err = run(capsys, "plugins", "--plugin", "no_such_plugin_module")
+    assert rc == 2 and "no_such_plugin_module" in err

@@ -243,3 +243,15 @@ def test_from_json_validates(make_graph):
 def test_summary_line(make_graph):
     g = _diamond(make_graph)
     assert arch.summary(g) == "w16 mlp > conv > attention<0,1|gated > pool<in out<2,3"
+
+
+def test_hash_sees_which_input_is_first(make_graph):
+    """cross_attention queries with its first input: swapping the slots is another architecture."""
+    def two_branches(order):
+        return make_graph([{"op": "mlp", "config": {"expansion": 2}},
+                           {"op": "conv", "config": {"kernel": 3, "dilation": 1}, "inputs": ["input"]},
+                           {"op": "identity", "config": {}, "inputs": list(order), "fusion": "cross_attention"}])
+    a, b = two_branches(("n0", "n1")), two_branches(("n1", "n0"))
+    assert arch.canonical_hash(a) != arch.canonical_hash(b)
+    assert not arch.same_architecture(a, b)
+    assert arch.canonical_hash(a) == arch.canonical_hash(two_branches(("n0", "n1")))

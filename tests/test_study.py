@@ -118,12 +118,12 @@ def test_failing_trials_do_not_stop_the_study(capsys, tmp_path, write_space):
     assert failed, "the seeded sampler is expected to draw explode=True at least once"
     for t in failed:
         assert t.params == {"n0.explode.explode": True}
-        assert "RuntimeError" in t.user_attrs["failure_reason"]
-        assert "boom" in t.user_attrs["failure_reason"]
+        assert t.user_attrs["failure_reason"] == "plugin 'plugin_samples.explode_op' raised RuntimeError: boom: this op explodes"
+        assert t.user_attrs["failed_plugin"] == "plugin_samples.explode_op"
         assert "architecture" in t.user_attrs  # recorded before the build failed
     assert len([t for t in study.trials if t.state in FINISHED]) == 3
     assert all(t.params == {"n0.explode.explode": False} for t in study.trials if t.state == TrialState.COMPLETE)
-    assert "FAIL: RuntimeError: boom" in out
+    assert "FAIL: plugin 'plugin_samples.explode_op' raised RuntimeError: boom" in out
     assert "3/3 finished trials" in out
 
 
