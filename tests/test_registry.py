@@ -205,3 +205,30 @@ def test_plugins_listed_in_the_space_file(capsys, tmp_path, write_space):
     stored = optuna.load_study(study_name="tiny", storage=url).user_attrs["space"]
     assert stored["plugins"] == ["plugin_samples.scale_op"]
     assert json.dumps(stored)  # plain JSON
+
+
+def test_a_plugin_using_every_registration_hook_runs_a_search(tmp_path, write_space, capsys):
+    """A new modality from a third-party plugin: its stem, dataset, op, fusion, sampler and pruner all take part."""
+    from iasf_search.testing import check_dataset, check_fusion, check_op, check_stem
+
+    comps = load_components([("plugin_samples.every_hook", "--plugin")], autoload=False)
+    owners = {kind: getattr(comps, attr).owner(name) for kind, attr, name in [
+        ("op", "ops", "negate"), ("fusion", "fusions", "maximum"), ("stem", "stems", "flat"),
+        ("dataset", "datasets", "flat_digits"), ("sampler", "samplers", "seeded_random"), ("pruner", "pruners", "never")]}
+    assert set(owners.values()) == {"plugin_samples.every_hook"}
+    check_op(comps.ops.get("negate"))
+    check_fusion(comps.fusions.get("maximum"))
+    check_stem(comps.stems.get("flat"), (64,))
+    check_dataset(comps.datasets.get("flat_digits"))
+
+    write_space(doc={"name": "flat", "plugins": ["plugin_samples.every_hook"], "task": {"dataset": "flat_digits"},
+                     "manifold": {"nodes": 2, "max_in_degree": 2, "width": 8, "ops": ["negate", "mlp"], "fusions": ["maximum"]},
+                     "training": {"epochs": 1}, "search": {"sampler": "seeded_random", "pruner": "never", "trials": 3}})
+    url = f"sqlite:///{tmp_path / 'flat.db'}"
+    assert main(["--space", "tiny.yaml", "--storage", url]) == 0, capsys.readouterr().err
+    trials = optuna.load_study(study_name="flat", storage=url).trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    archs = [json.loads(t.user_attrs["architecture"]) for t in trials]
+    assert all(a["nodes"][0]["op"] == "flat" for a in archs)  # the plugin's stem
+    assert any(n.get("op") == "negate" for a in archs for n in a["nodes"])
+    assert any(n.get("fusion") == "maximum" for a in archs for n in a["nodes"])

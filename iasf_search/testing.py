@@ -1,0 +1,169 @@
+"""Contract checks for plugin authors: run your op, fusion, stem or dataset through what the engine relies on.
+
+Use them in your own tests, as the built-in plugins' tests do::
+
+    from iasf_search.testing import check_op
+    def test_my_op():
+        check_op(MyOp())
+
+Each check raises :class:`ContractError` (an ``AssertionError``) naming the component, the
+configuration and the broken rule. Configurations come from the component's own ``sample()``
+driven through its declared parameter defaults, so conditional parameters are exercised too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+
+from iasf_search.components import BuildContext, Component, Dataset, Fusion, NodeOp, SplitSpec, Stem, TokenLayout
+from iasf_search.data import check_task
+from iasf_search.errors import BadInput
+from iasf_search.params import Range
+
+LAYOUTS: tuple[tuple[int, ...], ...] = ((4, 4), (12,))
+"""Token grids the op and fusion checks use: an image-like 4x4 grid and a 12-step sequence."""
+
+
+class ContractError(AssertionError):
+    """A component breaks its contract; the message names it, the configuration and the rule."""
+
+
+def sample_configs(component: Component, count: int | None = None) -> Iterator[dict[str, Any]]:
+    """Configurations from ``component.sample()``, rotating through each parameter's default values.
+
+    Configuration ``i`` takes value ``i mod n`` of every parameter with ``n`` default values, so
+    ``max(n)`` configurations show every value of every parameter at least once.
+    """
+    ranges = {}
+    for name, param in component.params.items():
+        default = param.default
+        if isinstance(default, dict):  # an interval: use its ends
+            default = [default["low"], default["high"]]
+        ranges[name] = Range(choices=tuple(default)) if isinstance(default, list) and len(default) > 1 \
+            else Range(fixed=default[0] if isinstance(default, list) else default)
+    n = count or max([len(r.values() or ()) for r in ranges.values()] + [1])
+    for i in range(n):
+        def suggest(name: str, i: int = i) -> Any:
+            values = ranges[name].values()
+            return values[i % len(values)]
+
+        yield component.sample(ranges, suggest)
+
+
+def _fail(component: Component, config: Mapping[str, Any], rule: str) -> ContractError:
+    return ContractError(f"{type(component).__name__} '{component.name}' with {dict(config)}: {rule}")
+
+
+def _check_grads(component: Component, config: Mapping[str, Any], module: nn.Module, output: torch.Tensor,
+                 inputs: Sequence[torch.Tensor]) -> None:
+    output.float().square().mean().backward()
+    missing = [n for n, p in module.named_parameters() if p.requires_grad and p.grad is None]
+    if missing:
+        raise _fail(component, config, f"no gradient reaches parameters {missing}")
+    if not any(x.grad is not None and x.grad.abs().sum() > 0 for x in inputs):
+        raise _fail(component, config, "no gradient flows back to its input(s)")
+
+
+def _same_output(build: Callable[[], nn.Module], x: Any) -> bool:
+    """Two modules built under the same seed give the same output for ``x``."""
+    outputs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        outputs.append(build()(x))
+    return torch.equal(*outputs)
+
+
+def check_op(op: NodeOp, *, widths: Sequence[int] = (8, 16), batch_sizes: Sequence[int] = (1, 3),
+             layouts: Sequence[tuple[int, ...]] = LAYOUTS) -> None:
+    """``op`` maps ``(B, T, D)`` to the same shape with finite values for every sampled configuration,
+    width, batch size and token grid; gradients reach its parameters and its input; building it
+    twice under the same seed gives the same output."""
+    for config in sample_configs(op):
+        for shape in layouts:
+            layout = TokenLayout(shape)
+            for width in widths:
+                ctx = BuildContext(width=width, layout=layout)
+                try:
+                    module = op.build(config, ctx)
+                except Exception as exc:
+                    raise _fail(op, config, f"build failed for width {width}, grid {shape}: {type(exc).__name__}: {exc}") from exc
+                for batch in batch_sizes:
+                    x = torch.randn(batch, layout.length, width, requires_grad=True)
+                    y = module(x)
+                    if y.shape != x.shape:
+                        raise _fail(op, config, f"maps {tuple(x.shape)} to {tuple(y.shape)}; it must keep (B, T, D)")
+                    if not torch.isfinite(y).all():
+                        raise _fail(op, config, "returns NaN or infinite values for finite input")
+                    if any(p.requires_grad for p in module.parameters()) or op.residual:
+                        if y.requires_grad:
+                            _check_grads(op, config, module, y, [x])
+                x = torch.randn(2, layout.length, widths[0])
+                if not _same_output(partial(op.build, config, BuildContext(widths[0], layout)), x):
+                    raise _fail(op, config, "two builds under the same seed give different outputs")
+
+
+def check_fusion(fusion: Fusion, *, widths: Sequence[int] = (8, 16), n_inputs: Sequence[int] = (2, 3),
+                 batch_sizes: Sequence[int] = (1, 3), layouts: Sequence[tuple[int, ...]] = LAYOUTS) -> None:
+    """``fusion`` maps a list of ``k`` tensors ``(B, T, D)`` to one ``(B, T, D)``; gradients reach its
+    parameters and its inputs; deterministic under a seed."""
+    for config in sample_configs(fusion):
+        for shape in layouts:
+            layout = TokenLayout(shape)
+            for width in widths:
+                for k in n_inputs:
+                    module = fusion.build(config, k, BuildContext(width=width, layout=layout))
+                    for batch in batch_sizes:
+                        xs = [torch.randn(batch, layout.length, width, requires_grad=True) for _ in range(k)]
+                        y = module(xs)
+                        if y.shape != xs[0].shape:
+                            raise _fail(fusion, config, f"fuses {k} x {tuple(xs[0].shape)} into {tuple(y.shape)}; "
+                                                        f"it must keep (B, T, D)")
+                        if not torch.isfinite(y).all():
+                            raise _fail(fusion, config, "returns NaN or infinite values for finite input")
+                        _check_grads(fusion, config, module, y, xs)
+        xs = [torch.randn(2, 6, widths[0]) for _ in range(2)]
+        if not _same_output(partial(fusion.build, config, 2, BuildContext(widths[0], TokenLayout((6,)))), xs):
+            raise _fail(fusion, config, "two builds under the same seed give different outputs")
+
+
+def check_stem(stem: Stem, sample_shape: tuple[int, ...], *, widths: Sequence[int] = (8, 16),
+               batch_sizes: Sequence[int] = (1, 3)) -> None:
+    """``stem`` turns ``(B, *sample_shape)`` into ``(B, T, D)`` with ``T`` equal to its layout's length."""
+    for config in sample_configs(stem):
+        layout = stem.layout(config, sample_shape)
+        for width in widths:
+            module = stem.build(config, sample_shape, width)
+            for batch in batch_sizes:
+                x = torch.randn(batch, *sample_shape, requires_grad=True)
+                y = module(x)
+                if y.shape != (batch, layout.length, width):
+                    raise _fail(stem, config, f"maps {tuple(x.shape)} to {tuple(y.shape)}, "
+                                              f"expected {(batch, layout.length, width)} (layout {layout.shape})")
+                _check_grads(stem, config, module, y, [x])
+
+
+def check_dataset(dataset: Dataset, options: Mapping[str, Any] | None = None, split: SplitSpec | None = None) -> None:
+    """``dataset.load`` passes the ingestion checks, has the declared modality, and is deterministic."""
+    options = dict(options or {k: p.default for k, p in dataset.params.items()})
+    split = split or SplitSpec()
+    first = dataset.load(options, split)
+    try:
+        check_task(dataset.name, first)
+    except BadInput as exc:
+        raise _fail(dataset, options, str(exc)) from exc
+    if first.modality != dataset.modality:
+        raise _fail(dataset, options, f"loaded modality {first.modality!r}, declared {dataset.modality!r}")
+    second = dataset.load(options, split)
+    for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        if not torch.equal(getattr(first, name), getattr(second, name)):
+            raise _fail(dataset, options, f"two loads with the same options and split differ in {name}")
+    if first.augment is not None:
+        batch = first.x_train[:4]
+        out = first.augment(batch, torch.Generator().manual_seed(0))
+        if out.shape != batch.shape:
+            raise _fail(dataset, options, f"augment changes the batch shape {tuple(batch.shape)} to {tuple(out.shape)}")

@@ -1,0 +1,115 @@
+"""A third-party plugin that implements every registration hook: a new modality end to end.
+
+``flat`` inputs are feature vectors ``(F,)``: the stem makes one token per feature. The dataset
+``flat_digits`` serves digits as 64-vectors; ``negate`` is an op, ``maximum`` a fusion,
+``seeded_random`` a sampler and ``never`` a pruner.
+"""
+
+from __future__ import annotations
+
+import optuna
+import torch
+from torch import nn
+
+from iasf_search import hookimpl
+from iasf_search.components import Dataset, Fusion, NodeOp, PrunerFactory, SamplerFactory, Stem, TokenLayout
+from iasf_search.data import split_arrays
+
+
+class FlatTokens(nn.Module):
+    def __init__(self, features: int, width: int) -> None:
+        super().__init__()
+        self.embed = nn.Linear(1, width)
+        self.pos = nn.Parameter(torch.zeros(1, features, width))
+
+    def forward(self, x):  # (B, F) -> (B, F, D)
+        return self.embed(x[..., None]) + self.pos
+
+
+class FlatStem(Stem):
+    name = "flat"
+
+    def layout(self, config, sample_shape):
+        return TokenLayout((sample_shape[0],))
+
+    def build(self, config, sample_shape, width):
+        return FlatTokens(sample_shape[0], width)
+
+
+class FlatDigits(Dataset):
+    name = "flat_digits"
+    modality = "flat"
+
+    def load(self, options, split):
+        from sklearn.datasets import load_digits
+
+        x, y = load_digits(return_X_y=True)
+        return split_arrays(x / 16.0, y, split, modality=self.modality)
+
+
+class Negate(NodeOp):
+    name = "negate"
+
+    def build(self, config, ctx):
+        return nn.Sequential(nn.Linear(ctx.width, ctx.width), _Neg())
+
+
+class _Neg(nn.Module):
+    def forward(self, x):
+        return -x
+
+
+class Maximum(Fusion):
+    name = "maximum"
+
+    def build(self, config, n_inputs, ctx):
+        return _Max()
+
+
+class _Max(nn.Module):
+    def forward(self, xs):
+        return torch.stack(xs).amax(0)
+
+
+class SeededRandom(SamplerFactory):
+    name = "seeded_random"
+
+    def create(self, options, *, seed, n_objectives):
+        return optuna.samplers.RandomSampler(seed=seed)
+
+
+class Never(PrunerFactory):
+    name = "never"
+
+    def create(self, options, *, epochs):
+        return optuna.pruners.NopPruner()
+
+
+@hookimpl
+def iasf_register_ops(registry):
+    registry.register(Negate())
+
+
+@hookimpl
+def iasf_register_fusions(registry):
+    registry.register(Maximum())
+
+
+@hookimpl
+def iasf_register_stems(registry):
+    registry.register(FlatStem())
+
+
+@hookimpl
+def iasf_register_datasets(registry):
+    registry.register(FlatDigits())
+
+
+@hookimpl
+def iasf_register_samplers(registry):
+    registry.register(SeededRandom())
+
+
+@hookimpl
+def iasf_register_pruners(registry):
+    registry.register(Never())

@@ -1,0 +1,91 @@
+"""The plugin-author test kit, run over every registered built-in, and against broken components."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from iasf_search.components import BuildContext, Fusion, NodeOp
+from iasf_search.plugin_manager import load_components
+from iasf_search.testing import ContractError, check_dataset, check_fusion, check_op, check_stem, sample_configs
+
+COMPONENTS = load_components(autoload=False)
+SAMPLE_SHAPES = {"image": (1, 8, 8), "sequence": (40, 1)}
+
+
+@pytest.mark.parametrize("name", COMPONENTS.ops.names())
+def test_builtin_ops_pass_the_kit(name):
+    check_op(COMPONENTS.ops.get(name))
+
+
+@pytest.mark.parametrize("name", COMPONENTS.fusions.names())
+def test_builtin_fusions_pass_the_kit(name):
+    check_fusion(COMPONENTS.fusions.get(name))
+
+
+@pytest.mark.parametrize("name", COMPONENTS.stems.names())
+def test_builtin_stems_pass_the_kit(name):
+    check_stem(COMPONENTS.stems.get(name), SAMPLE_SHAPES[name])
+
+
+@pytest.mark.parametrize("name", COMPONENTS.datasets.names())
+def test_builtin_datasets_pass_the_kit(name):
+    dataset = COMPONENTS.datasets.get(name)
+    options = {k: p.default for k, p in dataset.params.items()}
+    if name == "mnist1d":
+        options["samples"] = 1000  # a quarter of the default: faster, same code path
+    check_dataset(dataset, options)
+
+
+def test_sample_configs_cover_every_attention_pattern():
+    patterns = {c["pattern"] for c in sample_configs(COMPONENTS.ops.get("attention"))}
+    assert patterns == {"full", "local", "dilated", "topk"}
+
+
+class _Shrink(NodeOp):
+    name = "shrink"
+
+    def build(self, config, ctx: BuildContext) -> nn.Module:
+        return nn.Linear(ctx.width, ctx.width // 2)
+
+
+class _Detached(NodeOp):
+    name = "detached"
+
+    def build(self, config, ctx: BuildContext) -> nn.Module:
+        class Detach(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.w = nn.Linear(ctx.width, ctx.width)
+
+            def forward(self, x):
+                return self.w(x.detach()) * 0 + torch.randn_like(x)
+
+        return Detach()
+
+
+class _FirstOnly(Fusion):
+    name = "first_only"
+
+    def build(self, config, n_inputs, ctx):
+        class First(nn.Module):
+            def forward(self, xs):
+                return torch.cat(xs, dim=-1)
+
+        return First()
+
+
+def test_kit_names_an_op_that_changes_the_shape():
+    with pytest.raises(ContractError, match=r"_Shrink 'shrink' with \{\}: maps \(1, 16, 8\) to \(1, 16, 4\)"):
+        check_op(_Shrink())
+
+
+def test_kit_names_an_op_that_cuts_the_gradient_or_is_random():
+    with pytest.raises(ContractError, match="'detached'.*(no gradient flows back|different outputs)"):
+        check_op(_Detached())
+
+
+def test_kit_names_a_fusion_that_changes_the_shape():
+    with pytest.raises(ContractError, match="'first_only'.*must keep"):
+        check_fusion(_FirstOnly())
