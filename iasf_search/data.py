@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
 
@@ -43,7 +45,8 @@ def check_task(name: str, data: TaskData) -> None:
     """Raise :class:`BadInput` naming ``name`` if the task's tensors are unusable.
 
     Checks: non-empty splits, matching sample shapes and lengths, finite values, labels in
-    ``[0, num_classes)``, and every class present in the training split.
+    ``[0, num_classes)``, every class present in the training split, and no sample of the
+    validation or test split repeated in the training split.
     """
     shape = data.sample_shape
     for split in ("train", "val", "test"):
@@ -61,3 +64,15 @@ def check_task(name: str, data: TaskData) -> None:
     missing = sorted(set(range(data.num_classes)) - set(data.y_train.tolist()))
     if missing:
         raise BadInput(f"dataset '{name}': classes {missing} have no training sample; check the labels")
+    train_rows = _row_digests(data.x_train)
+    for split in ("val", "test"):
+        shared = len(train_rows & _row_digests(getattr(data, f"x_{split}")))
+        if shared:
+            raise BadInput(f"dataset '{name}': {shared} {split} samples also appear in the training split; "
+                           f"remove the duplicates so that {split} accuracy is measured on unseen data")
+
+
+def _row_digests(x: torch.Tensor) -> set[bytes]:
+    """One digest per sample, for finding samples shared between splits."""
+    rows = x.detach().cpu().reshape(len(x), -1).numpy()
+    return {hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in rows}

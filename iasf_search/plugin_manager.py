@@ -33,6 +33,7 @@ BUILTIN_PLUGINS = (
     "iasf_search.plugins.fusions",
     "iasf_search.plugins.stems",
     "iasf_search.plugins.datasets",
+    "iasf_search.plugins.synthetic",
     "iasf_search.plugins.optuna_components",
 )
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from iasf_search.plugins.ops import PATTERNS, connectivity_mask
 
 import iasf_search
 from iasf_search import graph as arch
@@ -16,6 +15,7 @@ from iasf_search.build import ArchNet, OpContractError, build_model, count_param
 from iasf_search.components import BuildContext, TokenLayout
 from iasf_search.params import Range, parse_params
 from iasf_search.plugin_manager import load_components
+from iasf_search.plugins.ops import PATTERNS, connectivity_mask
 
 COMPONENTS = load_components(autoload=False)  # collection-time: parametrise over everything registered
 WIDTH, CLASSES = 8, 10

@@ -9,6 +9,7 @@ import torch
 from iasf_search.components import SplitSpec
 from iasf_search.data import check_task, split_arrays
 from iasf_search.errors import BadInput
+from iasf_search.plugins.synthetic import associative_recall, selective_copying
 
 
 def _toy(n_per_class: int = 20, classes: int = 4):
@@ -93,3 +94,51 @@ def test_mnist1d_small(components):
     assert data.sample_shape == (40, 1) and data.num_classes == 10 and data.modality == "sequence"
     assert len(data.x_test) == 100  # its own test split (a fifth of the samples), not split.test
     assert len(data.x_train) + len(data.x_val) == 400
+
+
+def test_samples_shared_between_splits_are_rejected():
+    x, y = _toy()
+    data = split_arrays(x, y, SplitSpec(val=0.25, test=0.25, seed=0), modality="image")
+    data.x_test[0] = data.x_train[3]
+    with pytest.raises(BadInput, match=r"dataset 'toy': 1 test samples also appear in the training split"):
+        check_task("toy", data)
+
+
+# -- generated sequence tasks -----------------------------------------------------------------------
+
+
+def test_associative_recall_labels_are_the_queried_values():
+    x, y = associative_recall(samples=200, pairs=5, keys=12, values=7, seed=3)
+    assert x.shape == (200, 11, 19) and y.shape == (200,)
+    assert (x.sum(-1) == 1).all()  # one token per position
+    tokens = x.argmax(-1)
+    for seq, label in zip(tokens, y, strict=True):
+        keys, values, query = seq[0:10:2], seq[1:10:2] - 12, seq[10]
+        assert len(set(keys.tolist())) == 5 and (keys < 12).all() and query in keys
+        assert label == values[list(keys).index(query)]
+    again, _ = associative_recall(samples=200, pairs=5, keys=12, values=7, seed=3)
+    assert np.array_equal(x, again)
+    assert not np.array_equal(x, associative_recall(samples=200, pairs=5, keys=12, values=7, seed=4)[0])
+
+
+def test_selective_copying_labels_are_the_indexed_colours():
+    x, y = selective_copying(samples=200, length=16, data=3, colours=5, seed=0)
+    assert x.shape == (200, 17, 9)
+    assert (x.sum(-1) == 1).all()
+    tokens = x.argmax(-1)
+    for seq, label in zip(tokens, y, strict=True):
+        coloured = [t for t in seq[:16] if t < 5]
+        assert len(coloured) == 3 and (seq[:16] != 5).sum() == 3  # 5 is the blank
+        assert label == coloured[seq[16] - 6]
+
+
+@pytest.mark.parametrize(("name", "options", "fragment"), [
+    ("associative_recall", {"pairs": 6, "keys": 4}, "keys (4) must be at least pairs (6)"),
+    ("selective_copying", {"data": 9, "length": 4}, "data (9) must not exceed length (4)"),
+])
+def test_generated_tasks_reject_impossible_options(name, options, fragment):
+    from iasf_search.plugin_manager import load_components
+
+    dataset = load_components(autoload=False).datasets.get(name)
+    with pytest.raises(BadInput, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        dataset.load({**{k: p.default for k, p in dataset.params.items()}, **options}, SplitSpec())

@@ -6,10 +6,10 @@ from functools import partial
 
 import pytest
 import torch
-from iasf_search.plugins.datasets import random_shift
 
 from iasf_search.build import build_model
 from iasf_search.plugin_manager import load_components
+from iasf_search.plugins.datasets import random_shift
 from iasf_search.train import TRAINING_PARAMS, Diverged, evaluate, make_optimizer, resolve_device, train
 
 CPU = torch.device("cpu")
