@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import networkx as nx
 import torch
 from torch import nn
@@ -10,6 +12,19 @@ from iasf_search.components import BuildContext
 from iasf_search.errors import BadInput
 from iasf_search.graph import INPUT, OUTPUT, hidden_nodes, inputs_of
 from iasf_search.plugin_manager import Components
+
+
+@dataclass
+class ForwardPass:
+    """What :meth:`ArchNet.run` returns: logits, each node's ``(B, T, D)`` output (``input`` is the
+    stem's tokens, ``output`` the fused input of the head), the captured fusion inputs, and the
+    graph's node order and sources."""
+
+    logits: torch.Tensor
+    values: dict[str, torch.Tensor]
+    fusion_inputs: dict[str, list[torch.Tensor]]
+    order: list[str]
+    sources: dict[str, list[str]]
 
 
 class OpContractError(BadInput):
@@ -77,15 +92,31 @@ class ArchNet(nn.Module):
         module.fusion_name = attrs["fusion"]  # for error messages
         return module
 
+    def run(self, x: torch.Tensor, *, capture_fusion_inputs: bool = False) -> ForwardPass:
+        """Forward pass keeping every node's representation (for auxiliary objectives).
+
+        :param capture_fusion_inputs: give each fused input its own autograd node, so that the
+            gradient flowing into one fusion through one branch can be measured (the CDS score).
+        """
+        values = {INPUT: self.stem(x)}  # (B, T, D)
+        fusion_inputs: dict[str, list[torch.Tensor]] = {}
+        for n in [*self.order, OUTPUT]:
+            inputs = [values[s] for s in self.sources[n]]
+            if capture_fusion_inputs and len(inputs) > 1:
+                inputs = fusion_inputs[n] = [t.view_as(t) for t in inputs]
+            if n == OUTPUT:
+                values[OUTPUT] = fuse(self.out_fusion, inputs, OUTPUT)
+            else:
+                values[n] = self.blocks[n](inputs)
+        logits = self.head(self.norm(values[OUTPUT]).mean(dim=1))  # mean over tokens -> (B, classes)
+        return ForwardPass(logits, values, fusion_inputs, self.order, self.sources)
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Token representations at the output node: ``(B, T, D)``."""
-        values = {INPUT: self.stem(x)}  # (B, T, D)
-        for n in self.order:
-            values[n] = self.blocks[n]([values[s] for s in self.sources[n]])
-        return fuse(self.out_fusion, [values[s] for s in self.sources[OUTPUT]], OUTPUT)
+        return self.run(x).values[OUTPUT]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.norm(self.features(x)).mean(dim=1))  # mean over tokens -> (B, classes)
+        return self.run(x).logits
 
 
 def build_model(graph: nx.DiGraph, components: Components, sample_shape: tuple[int, ...], num_classes: int) -> ArchNet:

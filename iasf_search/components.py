@@ -166,6 +166,35 @@ class SplitSpec:
     seed: int = 0
 
 
+class AuxObjective(Component):
+    """An auxiliary training objective over the nodes' representations (seed: meta-representation levels).
+
+    The training loss becomes ``cross_entropy + sum(weight * objective.loss(...))``; the reported
+    metrics are never changed. Every objective declares a ``weight`` parameter (fixed or searched).
+    After training, :meth:`measure` is called on a validation batch and its values are stored on
+    the trial as ``aux.<name>.<key>``.
+    """
+
+    needs_fusion_inputs: ClassVar[bool] = False
+    """Set True when :meth:`loss` or :meth:`measure` reads ``forward.fusion_inputs``."""
+    needs_double_backward: ClassVar[bool] = False
+    """Set True when :meth:`loss` differentiates gradients (``create_graph=True``): the forward
+    pass then runs attention with the math kernel, the one with a second derivative on every device."""
+
+    def build(self, config: Mapping[str, Any], forward: Any, width: int) -> nn.Module:
+        """Trainable helper modules (e.g. decoders) for one model; ``forward`` is a
+        :class:`~iasf_search.build.ForwardPass` of that model on a tiny batch. Default: none."""
+        return nn.Module()
+
+    @abstractmethod
+    def loss(self, module: nn.Module, config: Mapping[str, Any], forward: Any, targets: torch.Tensor) -> torch.Tensor:
+        """The objective's scalar term (before ``weight``) for one training batch."""
+
+    def measure(self, module: nn.Module, config: Mapping[str, Any], forward: Any, targets: torch.Tensor) -> dict[str, float]:
+        """Values recorded after training (on a validation batch); default ``{"loss": loss}``."""
+        return {"loss": float(self.loss(module, config, forward, targets).detach())}
+
+
 class SamplerFactory(Component):
     """Builds an Optuna sampler by name (``search.sampler`` in the space)."""
 

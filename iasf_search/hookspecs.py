@@ -65,6 +65,15 @@ def iasf_register_datasets(registry: Registry) -> None:
 
 
 @hookspec
+def iasf_register_aux_objectives(registry: Registry) -> None:
+    """Register auxiliary training objectives (:class:`~iasf_search.components.AuxObjective`).
+
+    :param registry: call ``registry.register(objective)``; names are the keys of the space
+        file's ``auxiliary:`` section. Each objective must declare a ``weight`` parameter.
+    """
+
+
+@hookspec
 def iasf_register_samplers(registry: Registry) -> None:
     """Register Optuna sampler factories (:class:`~iasf_search.components.SamplerFactory`).
 

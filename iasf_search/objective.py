@@ -4,7 +4,8 @@ User attributes written on every trial (the dashboard shows them):
 
 ``architecture`` (graph JSON), ``arch_hash`` (canonical WL hash), ``summary`` (one line),
 ``train_config``, ``reuse_key``; after training ``params``, ``train_seconds``, ``epochs``,
-``val_accuracy``, ``val_loss``, ``test_accuracy``; ``reused_from`` (trial number) when the result
+``val_accuracy``, ``val_loss``, ``test_accuracy``; ``aux.<objective>`` (a mapping of what each
+auxiliary objective measured on a validation batch after training); ``reused_from`` (trial number) when the result
 was copied from an identical finished trial; ``pruned_at_epoch`` when pruned; ``failure_reason``
 when the trial failed or was stopped for a reason other than ordinary pruning (naming the plugin
 whose code raised, also in ``failed_plugin``).
@@ -19,13 +20,17 @@ from typing import Any
 import networkx as nx
 import optuna
 import torch
+from torch import nn
 
 from iasf_search import graph as arch
 from iasf_search.build import build_model, count_parameters
 from iasf_search.components import TaskData
 from iasf_search.plugin_manager import plugin_in_traceback
 from iasf_search.space import SearchSpace
-from iasf_search.train import Diverged, evaluate, train
+from iasf_search.train import AuxTerm, Diverged, evaluate, measure_aux, train
+
+AUX_BATCH = 256
+"""Validation samples on which auxiliary objectives are measured after training."""
 
 REUSED_ATTRS = ("params", "train_seconds", "epochs", "val_accuracy", "val_loss", "test_accuracy")
 
@@ -66,6 +71,11 @@ class TrialObjective:
         space = self.space
         graph = arch.sample_graph(trial, space)
         train_config = {k: r.suggest(trial, f"train.{k}") for k, r in space.training.items()}
+        aux_config = {name: space.components.aux_objectives.get(name).sample(
+                          ranges, lambda p, n=name, rs=ranges: rs[p].suggest(trial, f"aux.{n}.{p}"))
+                      for name, ranges in space.auxiliary.items()}
+        if aux_config:
+            train_config["auxiliary"] = aux_config
         arch_hash = arch.canonical_hash(graph)
         key = hashlib.sha256(f"{arch_hash}|{json.dumps(train_config, sort_keys=True)}|{self.task_fingerprint}".encode()).hexdigest()[:32]
         for name, value in (("architecture", arch.to_json(graph)), ("arch_hash", arch_hash),
@@ -74,16 +84,17 @@ class TrialObjective:
 
         previous = self._finished_twin(trial.study, key, graph)
         if previous is not None:
-            for name in REUSED_ATTRS:
-                if name in previous.user_attrs:
-                    trial.set_user_attr(name, previous.user_attrs[name])
+            for name, value in previous.user_attrs.items():
+                if name in REUSED_ATTRS or name.startswith("aux."):
+                    trial.set_user_attr(name, value)
             trial.set_user_attr("reused_from", previous.number)
             return previous.values if len(previous.values) > 1 else previous.values[0]
 
         torch.manual_seed(self.seed)
         model = build_model(graph, space.components, self.data.sample_shape, self.data.num_classes)
-        params = count_parameters(model)
+        params = count_parameters(model)  # the deployable model, without auxiliary helpers
         trial.set_user_attr("params", params)
+        aux = self._attach_aux(model, aux_config)
         single = len(space.objectives) == 1
         metric = space.objectives[0].metric
 
@@ -97,11 +108,14 @@ class TrialObjective:
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
         try:
-            result = train(model, self.data, train_config, device=self.device, seed=self.seed, report=report)
+            result = train(model, self.data, train_config, device=self.device, seed=self.seed, report=report, aux=aux)
         except Diverged as exc:
             trial.set_user_attr("failure_reason", f"diverged: {exc}")
             raise optuna.TrialPruned(str(exc)) from None
         test_acc, _ = evaluate(model, self.data.x_test, self.data.y_test, self.device)
+        measured = measure_aux(model, aux, self.data.x_val[:AUX_BATCH], self.data.y_val[:AUX_BATCH], self.device)
+        for name, values in measured.items():
+            trial.set_user_attr(f"aux.{name}", values)
         for name, value in (("train_seconds", round(result.seconds, 3)), ("epochs", result.epochs),
                             ("val_accuracy", result.val_accuracy), ("val_loss", result.val_loss),
                             ("test_accuracy", test_acc)):
@@ -109,6 +123,18 @@ class TrialObjective:
         metrics: dict[str, Any] = {"accuracy": result.val_accuracy, "loss": result.val_loss, "params": params}
         values = [float(metrics[o.metric]) for o in space.objectives]
         return values[0] if single else values
+
+    def _attach_aux(self, model: nn.Module, aux_config: dict[str, dict[str, Any]]) -> list[AuxTerm]:
+        """Build each auxiliary objective's helper modules and make them part of ``model`` (so they train)."""
+        if not aux_config:
+            return []
+        with torch.no_grad():
+            probe = model.run(self.data.x_train[:2].cpu())
+        terms = [AuxTerm(self.space.components.aux_objectives.get(name), config,
+                         self.space.components.aux_objectives.get(name).build(config, probe, model.head.in_features))
+                 for name, config in aux_config.items()]
+        model.aux_modules = nn.ModuleList(t.module for t in terms)
+        return terms
 
     @staticmethod
     def _finished_twin(study: optuna.Study, key: str, graph: nx.DiGraph) -> optuna.trial.FrozenTrial | None:

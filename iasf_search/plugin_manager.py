@@ -22,7 +22,7 @@ from types import TracebackType
 import pluggy
 
 from iasf_search import hookspecs
-from iasf_search.components import Dataset, Fusion, NodeOp, PrunerFactory, SamplerFactory, Stem
+from iasf_search.components import AuxObjective, Dataset, Fusion, NodeOp, PrunerFactory, SamplerFactory, Stem
 from iasf_search.errors import BadInput
 from iasf_search.registry import Registry
 
@@ -34,6 +34,8 @@ BUILTIN_PLUGINS = (
     "iasf_search.plugins.stems",
     "iasf_search.plugins.datasets",
     "iasf_search.plugins.synthetic",
+    "iasf_search.plugins.meta_representation",
+    "iasf_search.plugins.cds",
     "iasf_search.plugins.optuna_components",
 )
 
@@ -47,6 +49,7 @@ class Components:
     fusions: Registry[Fusion] = field(default_factory=lambda: Registry("fusion", Fusion))
     stems: Registry[Stem] = field(default_factory=lambda: Registry("stem", Stem))
     datasets: Registry[Dataset] = field(default_factory=lambda: Registry("dataset", Dataset))
+    aux_objectives: Registry[AuxObjective] = field(default_factory=lambda: Registry("auxiliary objective", AuxObjective))
     samplers: Registry[SamplerFactory] = field(default_factory=lambda: Registry("sampler", SamplerFactory))
     pruners: Registry[PrunerFactory] = field(default_factory=lambda: Registry("pruner", PrunerFactory))
     sources: dict[str, str] = field(default_factory=dict)
@@ -87,6 +90,7 @@ _REGISTRATION_HOOKS = {
     "iasf_register_fusions": "fusions",
     "iasf_register_stems": "stems",
     "iasf_register_datasets": "datasets",
+    "iasf_register_aux_objectives": "aux_objectives",
     "iasf_register_samplers": "samplers",
     "iasf_register_pruners": "pruners",
 }

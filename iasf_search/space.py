@@ -25,7 +25,7 @@ from iasf_search.train import TRAINING_PARAMS
 METRICS = {"accuracy": "maximize", "loss": "minimize", "params": "minimize"}
 """Objective metrics: validation accuracy, validation loss, parameter count; with default direction."""
 
-_TOP_KEYS = ("name", "description", "plugins", "task", "stem", "manifold", "training", "objectives", "search")
+_TOP_KEYS = ("name", "description", "plugins", "task", "stem", "manifold", "training", "auxiliary", "objectives", "search")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -65,6 +65,7 @@ class SearchSpace:
     ops: Mapping[str, Mapping[str, Range]]
     fusions: Mapping[str, Mapping[str, Range]]
     training: Mapping[str, Range]
+    auxiliary: Mapping[str, Mapping[str, Range]]
     objectives: tuple[Objective, ...]
     search: SearchSettings
     components: Components = field(repr=False, compare=False)
@@ -89,6 +90,7 @@ class SearchSpace:
                 "fusions": {f: {k: r.to_yaml() for k, r in ranges.items()} for f, ranges in self.fusions.items()},
             },
             "training": {k: r.to_yaml() for k, r in self.training.items()},
+            "auxiliary": {a: {k: r.to_yaml() for k, r in ranges.items()} for a, ranges in self.auxiliary.items()},
             "objectives": [{"metric": o.metric, "direction": o.direction} for o in self.objectives],
             "search": {
                 "sampler": self.search.sampler, "sampler_options": dict(self.search.sampler_options),
@@ -231,6 +233,11 @@ def parse_space(doc: Mapping[str, Any], components: Components, *, file: str = "
     _check_heads_fit_width(ops, width, r)
 
     training = parse_params(doc.get("training"), TRAINING_PARAMS, file, "training")
+    auxiliary = r.components(doc["auxiliary"], "auxiliary", components.aux_objectives) if doc.get("auxiliary") else {}
+    for aux_name in auxiliary:
+        if "weight" not in components.aux_objectives.get(aux_name).params:
+            raise r.fail(f"auxiliary.{aux_name}", f"the objective declares no 'weight' parameter; "
+                                                  f"fix plugin '{components.aux_objectives.owner(aux_name)}'")
     objectives = _parse_objectives(doc.get("objectives"), r)
 
     s = r.mapping(doc.get("search"), "search",
@@ -253,7 +260,7 @@ def parse_space(doc: Mapping[str, Any], components: Components, *, file: str = "
     return SearchSpace(
         file=file, name=name, plugins=tuple(plugins), dataset=dataset.name, dataset_options=options, split=split,
         modality=modality, stem=stem, nodes=nodes, max_in_degree=max_in, lookback=lookback, width=width, ops=ops,
-        fusions=fusions, training=training, objectives=objectives, search=search, components=components,
+        fusions=fusions, training=training, auxiliary=auxiliary, objectives=objectives, search=search, components=components,
         description=str(description),
     )
 

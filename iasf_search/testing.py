@@ -20,10 +20,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from iasf_search.components import BuildContext, Component, Dataset, Fusion, NodeOp, SplitSpec, Stem, TokenLayout
+from iasf_search.components import AuxObjective, BuildContext, Component, Dataset, Fusion, NodeOp, SplitSpec, Stem, TokenLayout
 from iasf_search.data import check_task
 from iasf_search.errors import BadInput
 from iasf_search.params import Range
+from iasf_search.train import aux_forward_context
 
 LAYOUTS: tuple[tuple[int, ...], ...] = ((4, 4), (12,))
 """Token grids the op and fusion checks use: an image-like 4x4 grid and a 12-step sequence."""
@@ -167,3 +168,27 @@ def check_dataset(dataset: Dataset, options: Mapping[str, Any] | None = None, sp
         out = first.augment(batch, torch.Generator().manual_seed(0))
         if out.shape != batch.shape:
             raise _fail(dataset, options, f"augment changes the batch shape {tuple(batch.shape)} to {tuple(out.shape)}")
+
+
+def check_aux_objective(objective: AuxObjective, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+    """On ``model`` (an :class:`~iasf_search.build.ArchNet`) and a batch: the objective declares a
+    ``weight``, its loss is a finite scalar whose gradient reaches its helper modules, and
+    ``measure`` returns finite floats."""
+    if "weight" not in objective.params:
+        raise ContractError(f"auxiliary objective '{objective.name}' declares no 'weight' parameter")
+    for config in sample_configs(objective):
+        with aux_forward_context([objective]):
+            forward = model.run(x, capture_fusion_inputs=objective.needs_fusion_inputs)
+        module = objective.build(config, forward, model.head.in_features)
+        loss = objective.loss(module, config, forward, y)
+        if loss.dim() != 0 or not torch.isfinite(loss):
+            raise _fail(objective, config, f"loss must be a finite scalar, got shape {tuple(loss.shape)} value {loss}")
+        if loss.requires_grad:
+            loss.backward()
+            missing = [n for n, p in module.named_parameters() if p.grad is None]
+            if missing:
+                raise _fail(objective, config, f"no gradient reaches its helper parameters {missing}")
+        forward = model.run(x, capture_fusion_inputs=objective.needs_fusion_inputs)
+        measured = objective.measure(module, config, forward, y)
+        if not all(isinstance(v, float) and v == v and abs(v) != float("inf") for v in measured.values()):
+            raise _fail(objective, config, f"measure must return finite floats, got {measured}")

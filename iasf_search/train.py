@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from iasf_search.components import TaskData
+from iasf_search.components import AuxObjective, TaskData
 from iasf_search.params import Param
 
 TRAINING_PARAMS: dict[str, Param] = {
@@ -84,6 +84,17 @@ def make_optimizer(model: nn.Module, config: Mapping[str, Any]) -> torch.optim.O
     return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
 
 
+def measure_aux(model: nn.Module, aux: Sequence[AuxTerm], x: torch.Tensor, y: torch.Tensor,
+                device: torch.device) -> dict[str, dict[str, float]]:
+    """Each auxiliary objective's :meth:`measure` on the batch ``(x, y)`` (gradients enabled: some need them)."""
+    if not aux:
+        return {}
+    model.eval()
+    with torch.enable_grad(), autocast(device):
+        forward = model.run(x, capture_fusion_inputs=any(a.objective.needs_fusion_inputs for a in aux))
+        return {a.objective.name: a.objective.measure(a.module, a.config, forward, y) for a in aux}
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch_size: int = 1024) -> tuple[float, float]:
     """``(accuracy, mean cross-entropy)`` of ``model`` on ``(x, y)``."""
@@ -98,8 +109,40 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.d
     return correct / len(x), loss / len(x)
 
 
+@dataclass(frozen=True)
+class AuxTerm:
+    """One auxiliary objective attached to a model: the component, its sampled config, its helper modules."""
+
+    objective: AuxObjective
+    config: Mapping[str, Any]
+    module: nn.Module
+
+
+def aux_forward_context(objectives: Sequence[AuxObjective]):
+    """The math attention kernel when an objective needs a second derivative, else nothing."""
+    if any(o.needs_double_backward for o in objectives):
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        return sdpa_kernel([SDPBackend.MATH])
+    return nullcontext()
+
+
+def training_loss(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, label_smoothing: float,
+                  aux: Sequence[AuxTerm] = ()) -> torch.Tensor:
+    """Cross-entropy, plus ``weight * loss`` of every auxiliary objective with a non-zero weight."""
+    active = [a for a in aux if a.config["weight"]]
+    if not active:
+        return F.cross_entropy(model(xb).float(), yb, label_smoothing=label_smoothing)
+    with aux_forward_context([a.objective for a in active]):
+        forward = model.run(xb, capture_fusion_inputs=any(a.objective.needs_fusion_inputs for a in active))
+    loss = F.cross_entropy(forward.logits.float(), yb, label_smoothing=label_smoothing)
+    for a in active:
+        loss = loss + a.config["weight"] * a.objective.loss(a.module, a.config, forward, yb).float()
+    return loss
+
+
 def train(model: nn.Module, data: TaskData, config: Mapping[str, Any], *, device: torch.device, seed: int,
-          report: Callable[[int, float, float], None] | None = None) -> TrainResult:
+          report: Callable[[int, float, float], None] | None = None, aux: Sequence[AuxTerm] = ()) -> TrainResult:
     """Train ``model`` on ``data.x_train`` and evaluate on ``data.x_val`` after each epoch.
 
     :param data: a task whose tensors are already on ``device``.
@@ -107,6 +150,8 @@ def train(model: nn.Module, data: TaskData, config: Mapping[str, Any], *, device
     :param seed: seeds batch order and augmentation.
     :param report: ``report(epoch, val_accuracy, val_loss)`` after each epoch, 1-based; it may raise
         (e.g. ``optuna.TrialPruned``) to stop training.
+    :param aux: auxiliary objectives; their helper modules must already be part of ``model``
+        (so that the optimiser trains them). They shape training only, never the reported metrics.
     :raises Diverged: at the first non-finite training loss.
     """
     start = time.perf_counter()
@@ -130,7 +175,7 @@ def train(model: nn.Module, data: TaskData, config: Mapping[str, Any], *, device
             if augment is not None:
                 xb = augment(xb, generator)
             with autocast(device):
-                loss = F.cross_entropy(model(xb).float(), yb, label_smoothing=config["label_smoothing"])
+                loss = training_loss(model, xb, yb, config["label_smoothing"], aux)
             if not torch.isfinite(loss):
                 raise Diverged(f"training loss became {loss.item()} at epoch {epoch}")
             optimizer.zero_grad(set_to_none=True)

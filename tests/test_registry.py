@@ -214,7 +214,8 @@ def test_a_plugin_using_every_registration_hook_runs_a_search(tmp_path, write_sp
     comps = load_components([("plugin_samples.every_hook", "--plugin")], autoload=False)
     owners = {kind: getattr(comps, attr).owner(name) for kind, attr, name in [
         ("op", "ops", "negate"), ("fusion", "fusions", "maximum"), ("stem", "stems", "flat"),
-        ("dataset", "datasets", "flat_digits"), ("sampler", "samplers", "seeded_random"), ("pruner", "pruners", "never")]}
+        ("dataset", "datasets", "flat_digits"), ("sampler", "samplers", "seeded_random"), ("pruner", "pruners", "never"),
+        ("auxiliary objective", "aux_objectives", "smoothness")]}
     assert set(owners.values()) == {"plugin_samples.every_hook"}
     check_op(comps.ops.get("negate"))
     check_fusion(comps.fusions.get("maximum"))
@@ -223,7 +224,8 @@ def test_a_plugin_using_every_registration_hook_runs_a_search(tmp_path, write_sp
 
     write_space(doc={"name": "flat", "plugins": ["plugin_samples.every_hook"], "task": {"dataset": "flat_digits"},
                      "manifold": {"nodes": 2, "max_in_degree": 2, "width": 8, "ops": ["negate", "mlp"], "fusions": ["maximum"]},
-                     "training": {"epochs": 1}, "search": {"sampler": "seeded_random", "pruner": "never", "trials": 3}})
+                     "training": {"epochs": 1}, "auxiliary": {"smoothness": {}},
+                     "search": {"sampler": "seeded_random", "pruner": "never", "trials": 3}})
     url = f"sqlite:///{tmp_path / 'flat.db'}"
     assert main(["--space", "tiny.yaml", "--storage", url]) == 0, capsys.readouterr().err
     trials = optuna.load_study(study_name="flat", storage=url).trials
@@ -232,3 +234,5 @@ def test_a_plugin_using_every_registration_hook_runs_a_search(tmp_path, write_sp
     assert all(a["nodes"][0]["op"] == "flat" for a in archs)  # the plugin's stem
     assert any(n.get("op") == "negate" for a in archs for n in a["nodes"])
     assert any(n.get("fusion") == "maximum" for a in archs for n in a["nodes"])
+    assert all(t.user_attrs["train_config"]["auxiliary"] == {"smoothness": {"weight": 0.05}} for t in trials)
+    assert all(t.user_attrs["aux.smoothness"]["loss"] >= 0 for t in trials)

@@ -2,7 +2,7 @@
 
 ``flat`` inputs are feature vectors ``(F,)``: the stem makes one token per feature. The dataset
 ``flat_digits`` serves digits as 64-vectors; ``negate`` is an op, ``maximum`` a fusion,
-``seeded_random`` a sampler and ``never`` a pruner.
+``seeded_random`` a sampler, ``never`` a pruner and ``smoothness`` an auxiliary objective.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import torch
 from torch import nn
 
 from iasf_search import hookimpl
-from iasf_search.components import Dataset, Fusion, NodeOp, PrunerFactory, SamplerFactory, Stem, TokenLayout
+from iasf_search.components import AuxObjective, Dataset, Fusion, NodeOp, PrunerFactory, SamplerFactory, Stem, TokenLayout
 from iasf_search.data import split_arrays
+from iasf_search.params import Param
 
 
 class FlatTokens(nn.Module):
@@ -71,6 +72,17 @@ class _Max(nn.Module):
         return torch.stack(xs).amax(0)
 
 
+class Smoothness(AuxObjective):
+    """Neighbouring tokens of the last node should be similar (a toy auxiliary objective)."""
+
+    name = "smoothness"
+    params = {"weight": Param(0.05, float, low=0.0)}
+
+    def loss(self, module, config, forward, targets):
+        last = forward.values[forward.order[-1]]
+        return (last[:, 1:] - last[:, :-1]).pow(2).mean()
+
+
 class SeededRandom(SamplerFactory):
     name = "seeded_random"
 
@@ -103,6 +115,11 @@ def iasf_register_stems(registry):
 @hookimpl
 def iasf_register_datasets(registry):
     registry.register(FlatDigits())
+
+
+@hookimpl
+def iasf_register_aux_objectives(registry):
+    registry.register(Smoothness())
 
 
 @hookimpl
