@@ -11,27 +11,41 @@ from iasf_search.components import SplitSpec, TaskData
 from iasf_search.errors import BadInput
 
 
+def split_indices(y: np.ndarray, split: SplitSpec, *, has_test: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stratified ``(train, val, test)`` index arrays over ``len(y)`` samples (``test`` empty when ``has_test``).
+
+    :raises BadInput: a class has too few samples to be stratified.
+    """
+    from sklearn.model_selection import train_test_split  # imported here: scikit-learn takes a second to import
+
+    idx = np.arange(len(y))
+    try:
+        if has_test:
+            rest, test, val_share = idx, idx[:0], split.val
+        else:
+            rest, test = train_test_split(idx, test_size=split.test, random_state=split.seed, stratify=y)
+            val_share = split.val / (1.0 - split.test)
+        train, val = train_test_split(rest, test_size=val_share, random_state=split.seed, stratify=y[rest])
+    except ValueError as exc:
+        raise BadInput(f"cannot split {len(y)} samples into train/val/test by class: {exc}; use more data") from None
+    return train, val, test
+
+
 def split_arrays(x: np.ndarray, y: np.ndarray, split: SplitSpec, *, modality: str, info: dict | None = None,
                  x_test: np.ndarray | None = None, y_test: np.ndarray | None = None) -> TaskData:
-    """Stratified train/val/test split of ``(x, y)`` into a :class:`TaskData`.
+    """Stratified train/val/test split of ``(x, y)`` into a :class:`TaskData` (integer ``x`` stays int64).
 
     When the dataset ships its own test set (``x_test``, ``y_test``), that is the test split and
     ``split.val`` is taken from the rest; ``split.test`` is then ignored.
     """
-    from sklearn.model_selection import train_test_split  # imported here: scikit-learn takes a second to import
-
     y = np.asarray(y)
-    idx = np.arange(len(y))
+    train, val, test = split_indices(y, split, has_test=x_test is not None)
     if x_test is None:
-        rest, test = train_test_split(idx, test_size=split.test, random_state=split.seed, stratify=y)
         x_test, y_test = x[test], y[test]
-        val_share = split.val / (1.0 - split.test)
-    else:
-        rest, val_share = idx, split.val
-    train, val = train_test_split(rest, test_size=val_share, random_state=split.seed, stratify=y[rest])
 
     def tensor(a: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)
+        dtype = torch.int64 if np.issubdtype(np.asarray(a).dtype, np.integer) else torch.float32
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype)
 
     def labels(a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(a), dtype=torch.int64)

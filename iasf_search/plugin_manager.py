@@ -34,6 +34,8 @@ BUILTIN_PLUGINS = (
     "iasf_search.plugins.stems",
     "iasf_search.plugins.datasets",
     "iasf_search.plugins.synthetic",
+    "iasf_search.plugins.text",
+    "iasf_search.plugins.timeseries",
     "iasf_search.plugins.meta_representation",
     "iasf_search.plugins.cds",
     "iasf_search.plugins.optuna_components",

@@ -66,7 +66,8 @@ def _check_grads(component: Component, config: Mapping[str, Any], module: nn.Mod
     missing = [n for n, p in module.named_parameters() if p.requires_grad and p.grad is None]
     if missing:
         raise _fail(component, config, f"no gradient reaches parameters {missing}")
-    if not any(x.grad is not None and x.grad.abs().sum() > 0 for x in inputs):
+    differentiable = [x for x in inputs if x.requires_grad]
+    if differentiable and not any(x.grad is not None and x.grad.abs().sum() > 0 for x in differentiable):
         raise _fail(component, config, "no gradient flows back to its input(s)")
 
 
@@ -133,14 +134,21 @@ def check_fusion(fusion: Fusion, *, widths: Sequence[int] = (8, 16), n_inputs: S
 
 
 def check_stem(stem: Stem, sample_shape: tuple[int, ...], *, widths: Sequence[int] = (8, 16),
-               batch_sizes: Sequence[int] = (1, 3)) -> None:
-    """``stem`` turns ``(B, *sample_shape)`` into ``(B, T, D)`` with ``T`` equal to its layout's length."""
+               batch_sizes: Sequence[int] = (1, 3), integer_inputs: int | None = None) -> None:
+    """``stem`` turns ``(B, *sample_shape)`` into ``(B, T, D)`` with ``T`` equal to its layout's length.
+
+    :param integer_inputs: for stems of discrete inputs (token ids): ids are drawn from
+        ``[0, integer_inputs)`` and no gradient is expected at the input.
+    """
     for config in sample_configs(stem):
         layout = stem.layout(config, sample_shape)
         for width in widths:
             module = stem.build(config, sample_shape, width)
             for batch in batch_sizes:
-                x = torch.randn(batch, *sample_shape, requires_grad=True)
+                if integer_inputs:
+                    x = torch.randint(0, integer_inputs, (batch, *sample_shape))
+                else:
+                    x = torch.randn(batch, *sample_shape, requires_grad=True)
                 y = module(x)
                 if y.shape != (batch, layout.length, width):
                     raise _fail(stem, config, f"maps {tuple(x.shape)} to {tuple(y.shape)}, "
