@@ -142,3 +142,73 @@ def test_generated_tasks_reject_impossible_options(name, options, fragment):
     dataset = load_components(autoload=False).datasets.get(name)
     with pytest.raises(BadInput, match=fragment.replace("(", r"\(").replace(")", r"\)")):
         dataset.load({**{k: p.default for k, p in dataset.params.items()}, **options}, SplitSpec())
+
+
+# -- local image data ---------------------------------------------------------------------------------
+
+def _cifar_folder(tmp_path, per_batch=20):
+    import pickle
+
+    root = tmp_path / "cifar-10-batches-py"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8),
+                 b"labels": [i % 10 for i in range(per_batch)]}
+        with (root / name).open("wb") as f:
+            pickle.dump(batch, f)
+    return root
+
+
+def test_cifar10_reads_the_python_batches(tmp_path):
+    from iasf_search.plugin_manager import load_components
+    from iasf_search.testing import check_dataset
+
+    root = _cifar_folder(tmp_path)
+    dataset = load_components(autoload=False).datasets.get("cifar10")
+    data = dataset.load({"path": str(root), "train_batches": 5}, SplitSpec(val=0.2))
+    assert data.sample_shape == (3, 32, 32) and data.num_classes == 10
+    assert len(data.x_train) + len(data.x_val) == 100 and len(data.x_test) == 20  # its own test batch
+    assert 0.0 <= float(data.x_train.min()) and float(data.x_train.max()) <= 1.0
+    check_dataset(dataset, {"path": str(root), "train_batches": 5}, SplitSpec(val=0.2))
+
+
+def test_cifar10_refuses_foreign_pickles_and_missing_files(tmp_path):
+    import os
+    import pickle
+
+    from iasf_search.plugin_manager import load_components
+
+    dataset = load_components(autoload=False).datasets.get("cifar10")
+    root = _cifar_folder(tmp_path)
+    with (root / "data_batch_1").open("wb") as f:
+        pickle.dump(os.getcwd, f)  # a callable: loading it must not be allowed
+    with pytest.raises(BadInput, match=r"data_batch_1: not a CIFAR-10 python batch \(refusing to load"):
+        dataset.load({"path": str(root), "train_batches": 1}, SplitSpec())
+    with pytest.raises(BadInput, match="no such file"):
+        dataset.load({"path": str(tmp_path / "nowhere"), "train_batches": 1}, SplitSpec())
+    with pytest.raises(BadInput, match="task.options.path is required"):
+        dataset.load({"path": None, "train_batches": 1}, SplitSpec())
+
+
+def test_image_folder(tmp_path):
+    from PIL import Image
+
+    from iasf_search.plugin_manager import load_components
+    from iasf_search.testing import check_dataset
+
+    rng = np.random.default_rng(0)
+    for cls in ("cats", "dogs"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 256, size=(10, 14, 3), dtype=np.uint8)).save(tmp_path / "imgs" / cls / f"{i}.png")
+    (tmp_path / "imgs" / "dogs" / "notes.txt").write_text("ignored")
+    dataset = load_components(autoload=False).datasets.get("image_folder")
+    opts = {"path": str(tmp_path / "imgs"), "size": 8, "channels": 1}
+    data = dataset.load(opts, SplitSpec(val=0.25, test=0.25))
+    assert data.sample_shape == (1, 8, 8) and data.info["classes"] == ["cats", "dogs"]
+    assert len(data.x_train) + len(data.x_val) + len(data.x_test) == 24
+    check_dataset(dataset, opts, SplitSpec(val=0.25, test=0.25))
+    (tmp_path / "imgs" / "dogs" / "broken.png").write_text("not an image")
+    with pytest.raises(BadInput, match="broken.png: cannot read the image"):
+        dataset.load(opts, SplitSpec())
