@@ -195,6 +195,31 @@ class AuxObjective(Component):
         return {"loss": float(self.loss(module, config, forward, targets).detach())}
 
 
+class CostModel(Component):
+    """A cost of a built model (parameters, FLOPs, latency, memory, ...), measured before training.
+
+    Costs named in the space's ``costs:`` list, or used as an objective metric, are recorded on
+    every trial as ``cost.<name>``. Lower is cheaper.
+    """
+
+    unit: ClassVar[str] = ""
+
+    @abstractmethod
+    def measure(self, model: nn.Module, example: torch.Tensor, device: torch.device, options: Mapping[str, Any]) -> float:
+        """The cost of ``model`` (on ``device``, in eval mode) for ``example``, a batch of real inputs.
+
+        ``options`` are the validated values of ``params`` from the space's ``costs:`` entry.
+        """
+
+
+class SpaceSection(Component):
+    """A top-level section of the space file owned by a plugin (e.g. a logger's settings).
+
+    ``name`` is the section's key; ``params`` declare its keys (fixed values: type, allowed values,
+    defaults). The validated values are in ``space.sections[name]`` for the plugin's hooks.
+    """
+
+
 class SamplerFactory(Component):
     """Builds an Optuna sampler by name (``search.sampler`` in the space)."""
 

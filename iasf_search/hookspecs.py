@@ -74,6 +74,24 @@ def iasf_register_aux_objectives(registry: Registry) -> None:
 
 
 @hookspec
+def iasf_register_cost_models(registry: Registry) -> None:
+    """Register cost models (:class:`~iasf_search.components.CostModel`).
+
+    :param registry: call ``registry.register(cost_model)``; names are used in the space's
+        ``costs:`` list and as objective metrics.
+    """
+
+
+@hookspec
+def iasf_register_space_sections(registry: Registry) -> None:
+    """Register top-level space-file sections that a plugin owns (:class:`~iasf_search.components.SpaceSection`).
+
+    :param registry: call ``registry.register(section)``; the core validates the section's keys
+        and values like its own, before anything runs, and exposes them as ``space.sections``.
+    """
+
+
+@hookspec
 def iasf_register_samplers(registry: Registry) -> None:
     """Register Optuna sampler factories (:class:`~iasf_search.components.SamplerFactory`).
 

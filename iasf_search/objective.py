@@ -4,7 +4,8 @@ User attributes written on every trial (the dashboard shows them):
 
 ``architecture`` (graph JSON), ``arch_hash`` (canonical WL hash), ``summary`` (one line),
 ``train_config``, ``reuse_key``; after training ``params``, ``train_seconds``, ``epochs``,
-``val_accuracy``, ``val_loss``, ``test_accuracy``; ``aux.<objective>`` (a mapping of what each
+``val_accuracy``, ``val_loss``, ``test_accuracy``; ``cost.<name>`` for every cost the space
+measures; ``aux.<objective>`` (a mapping of what each
 auxiliary objective measured on a validation batch after training); ``reused_from`` (trial number) when the result
 was copied from an identical finished trial; ``pruned_at_epoch`` when pruned; ``failure_reason``
 when the trial failed or was stopped for a reason other than ordinary pruning (naming the plugin
@@ -29,6 +30,8 @@ from iasf_search.plugin_manager import plugin_in_traceback
 from iasf_search.space import SearchSpace
 from iasf_search.train import AuxTerm, Diverged, evaluate, measure_aux, train
 
+COST_BATCH = 32
+"""Validation samples on which cost models measure a model."""
 AUX_BATCH = 256
 """Validation samples on which auxiliary objectives are measured after training."""
 
@@ -85,7 +88,7 @@ class TrialObjective:
         previous = self._finished_twin(trial.study, key, graph)
         if previous is not None:
             for name, value in previous.user_attrs.items():
-                if name in REUSED_ATTRS or name.startswith("aux."):
+                if name in REUSED_ATTRS or name.startswith(("aux.", "cost.")):
                     trial.set_user_attr(name, value)
             trial.set_user_attr("reused_from", previous.number)
             return previous.values if len(previous.values) > 1 else previous.values[0]
@@ -94,13 +97,16 @@ class TrialObjective:
         model = build_model(graph, space.components, self.data.sample_shape, self.data.num_classes)
         params = count_parameters(model)  # the deployable model, without auxiliary helpers
         trial.set_user_attr("params", params)
+        costs = self._measure_costs(model)
+        for name, value in costs.items():
+            trial.set_user_attr(f"cost.{name}", value)
         aux = self._attach_aux(model, aux_config)
         single = len(space.objectives) == 1
         metric = space.objectives[0].metric
 
         def report(epoch: int, val_acc: float, val_loss: float) -> None:
-            if not single or metric == "params":
-                return  # Optuna's pruners are single-objective, and a parameter count does not change per epoch
+            if not single or metric not in ("accuracy", "loss"):
+                return  # Optuna's pruners are single-objective, and a cost does not change per epoch
             trial.report(val_acc if metric == "accuracy" else val_loss, epoch)
             if epoch < train_config["epochs"] and trial.should_prune():  # a fully trained trial is kept
                 trial.set_user_attr("val_accuracy", val_acc)
@@ -120,9 +126,18 @@ class TrialObjective:
                             ("val_accuracy", result.val_accuracy), ("val_loss", result.val_loss),
                             ("test_accuracy", test_acc)):
             trial.set_user_attr(name, value)
-        metrics: dict[str, Any] = {"accuracy": result.val_accuracy, "loss": result.val_loss, "params": params}
+        metrics: dict[str, Any] = {"accuracy": result.val_accuracy, "loss": result.val_loss, **costs}
         values = [float(metrics[o.metric]) for o in space.objectives]
         return values[0] if single else values
+
+    def _measure_costs(self, model: nn.Module) -> dict[str, float]:
+        """Every cost the space asks for, on ``COST_BATCH`` validation samples, before training."""
+        if not self.space.costs:
+            return {}
+        model.to(self.device).eval()
+        example = self.data.x_val[:COST_BATCH]
+        return {name: float(self.space.components.cost_models.get(name).measure(model, example, self.device, options))
+                for name, options in self.space.costs.items()}
 
     def _attach_aux(self, model: nn.Module, aux_config: dict[str, dict[str, Any]]) -> list[AuxTerm]:
         """Build each auxiliary objective's helper modules and make them part of ``model`` (so they train)."""

@@ -22,7 +22,7 @@ from types import TracebackType
 import pluggy
 
 from iasf_search import hookspecs
-from iasf_search.components import AuxObjective, Dataset, Fusion, NodeOp, PrunerFactory, SamplerFactory, Stem
+from iasf_search.components import AuxObjective, CostModel, Dataset, Fusion, NodeOp, PrunerFactory, SamplerFactory, SpaceSection, Stem
 from iasf_search.errors import BadInput
 from iasf_search.registry import Registry
 
@@ -38,6 +38,7 @@ BUILTIN_PLUGINS = (
     "iasf_search.plugins.timeseries",
     "iasf_search.plugins.meta_representation",
     "iasf_search.plugins.cds",
+    "iasf_search.plugins.costs",
     "iasf_search.plugins.optuna_components",
 )
 
@@ -52,6 +53,8 @@ class Components:
     stems: Registry[Stem] = field(default_factory=lambda: Registry("stem", Stem))
     datasets: Registry[Dataset] = field(default_factory=lambda: Registry("dataset", Dataset))
     aux_objectives: Registry[AuxObjective] = field(default_factory=lambda: Registry("auxiliary objective", AuxObjective))
+    cost_models: Registry[CostModel] = field(default_factory=lambda: Registry("cost model", CostModel))
+    space_sections: Registry[SpaceSection] = field(default_factory=lambda: Registry("space section", SpaceSection))
     samplers: Registry[SamplerFactory] = field(default_factory=lambda: Registry("sampler", SamplerFactory))
     pruners: Registry[PrunerFactory] = field(default_factory=lambda: Registry("pruner", PrunerFactory))
     sources: dict[str, str] = field(default_factory=dict)
@@ -93,6 +96,8 @@ _REGISTRATION_HOOKS = {
     "iasf_register_stems": "stems",
     "iasf_register_datasets": "datasets",
     "iasf_register_aux_objectives": "aux_objectives",
+    "iasf_register_cost_models": "cost_models",
+    "iasf_register_space_sections": "space_sections",
     "iasf_register_samplers": "samplers",
     "iasf_register_pruners": "pruners",
 }

@@ -22,10 +22,12 @@ from iasf_search.plugin_manager import Components, load_components
 from iasf_search.registry import Registry
 from iasf_search.train import TRAINING_PARAMS
 
-METRICS = {"accuracy": "maximize", "loss": "minimize", "params": "minimize"}
-"""Objective metrics: validation accuracy, validation loss, parameter count; with default direction."""
+METRICS = {"accuracy": "maximize", "loss": "minimize"}
+"""Training metrics usable as objectives (validation accuracy and loss), with their default direction.
+Every registered cost model is an objective metric too (default ``minimize``)."""
 
-_TOP_KEYS = ("name", "description", "plugins", "task", "stem", "manifold", "training", "auxiliary", "objectives", "search")
+_TOP_KEYS = ("name", "description", "plugins", "task", "stem", "manifold", "training", "auxiliary", "costs", "objectives",
+             "search")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -66,10 +68,13 @@ class SearchSpace:
     fusions: Mapping[str, Mapping[str, Range]]
     training: Mapping[str, Range]
     auxiliary: Mapping[str, Mapping[str, Range]]
+    costs: Mapping[str, Mapping[str, Any]]
     objectives: tuple[Objective, ...]
     search: SearchSettings
     components: Components = field(repr=False, compare=False)
     description: str = ""
+    sections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Validated values of plugin-owned top-level sections (see ``iasf_register_space_sections``)."""
 
     @property
     def directions(self) -> list[str]:
@@ -91,12 +96,14 @@ class SearchSpace:
             },
             "training": {k: r.to_yaml() for k, r in self.training.items()},
             "auxiliary": {a: {k: r.to_yaml() for k, r in ranges.items()} for a, ranges in self.auxiliary.items()},
+            "costs": {c: dict(options) for c, options in self.costs.items()},
             "objectives": [{"metric": o.metric, "direction": o.direction} for o in self.objectives],
             "search": {
                 "sampler": self.search.sampler, "sampler_options": dict(self.search.sampler_options),
                 "pruner": self.search.pruner, "pruner_options": dict(self.search.pruner_options),
                 "trials": self.search.trials, "timeout": self.search.timeout, "seed": self.search.seed,
             },
+            **{name: dict(values) for name, values in self.sections.items()},
         }
 
 
@@ -123,6 +130,13 @@ class _Reader:
     def value(self, section: Mapping[str, Any], key: str, param: Param, prefix: str) -> Any:
         raw = section.get(key, param.default)
         return param.check(raw, self.file, f"{prefix}.{key}" if prefix else key)
+
+    def fixed(self, ranges: Mapping[str, Range], key: str) -> dict[str, Any]:
+        """Plain values from parsed ranges that must not be searched (options, not search dimensions)."""
+        for name, rng in ranges.items():
+            if not rng.is_fixed:
+                raise self.fail(f"{key}.{name}", "options here are fixed values, not ranges or lists; give one value")
+        return {name: rng.fixed for name, rng in ranges.items()}
 
     def known(self, registry: Registry, name: Any, key: str) -> Any:
         """The component ``name`` from ``registry``, or a SpaceError at ``key`` listing what exists."""
@@ -170,8 +184,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def _plugin_modules(doc: Mapping[str, Any], r: _Reader) -> list[str]:
-    """Check the top-level keys and return the ``plugins:`` list."""
-    r.mapping(doc, "", _TOP_KEYS)
+    """The ``plugins:`` list (checked before the plugins, which may own more top-level keys, are loaded)."""
     plugins = doc.get("plugins") or []
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
         raise r.fail("plugins", f"expected a list of module names, got {plugins!r}")
@@ -195,6 +208,7 @@ def load_space(path: str | Path, *, plugins: Sequence[str] = (), autoload: bool 
 def parse_space(doc: Mapping[str, Any], components: Components, *, file: str = "<space>") -> SearchSpace:
     """Validate an already-parsed space document against ``components`` (which must hold its plugins)."""
     r = _Reader(file)
+    r.mapping(doc, "", (*_TOP_KEYS, *components.space_sections))
     plugins = _plugin_modules(doc, r)
     if "name" not in doc:
         raise r.fail("name", "missing; give the study a name such as 'vision'")
@@ -238,7 +252,17 @@ def parse_space(doc: Mapping[str, Any], components: Components, *, file: str = "
         if "weight" not in components.aux_objectives.get(aux_name).params:
             raise r.fail(f"auxiliary.{aux_name}", f"the objective declares no 'weight' parameter; "
                                                   f"fix plugin '{components.aux_objectives.owner(aux_name)}'")
-    objectives = _parse_objectives(doc.get("objectives"), r)
+    costs = {name: r.fixed(ranges, f"costs.{name}")
+             for name, ranges in (r.components(doc["costs"], "costs", components.cost_models) if doc.get("costs") else {}).items()}
+    objectives = _parse_objectives(doc.get("objectives"), r, components)
+    for o in objectives:  # a cost used as an objective is measured even when not listed
+        if o.metric in components.cost_models and o.metric not in costs:
+            costs[o.metric] = {k: p.default for k, p in components.cost_models.get(o.metric).params.items()}
+    sections = {}
+    for section in components.space_sections:
+        owner = components.space_sections.get(section)
+        given = r.mapping(doc.get(section), section, tuple(owner.params))
+        sections[section] = {k: r.value(given, k, p, section) for k, p in owner.params.items()}
 
     s = r.mapping(doc.get("search"), "search",
                   ("sampler", "sampler_options", "pruner", "pruner_options", "trials", "timeout", "seed"))
@@ -260,12 +284,12 @@ def parse_space(doc: Mapping[str, Any], components: Components, *, file: str = "
     return SearchSpace(
         file=file, name=name, plugins=tuple(plugins), dataset=dataset.name, dataset_options=options, split=split,
         modality=modality, stem=stem, nodes=nodes, max_in_degree=max_in, lookback=lookback, width=width, ops=ops,
-        fusions=fusions, training=training, auxiliary=auxiliary, objectives=objectives, search=search, components=components,
-        description=str(description),
+        fusions=fusions, training=training, auxiliary=auxiliary, costs=costs, objectives=objectives, search=search, components=components,
+        description=str(description), sections=sections,
     )
 
 
-def _parse_objectives(value: Any, r: _Reader) -> tuple[Objective, ...]:
+def _parse_objectives(value: Any, r: _Reader, components: Components) -> tuple[Objective, ...]:
     if value is None:
         value = [{"metric": "accuracy"}]
     if not isinstance(value, list) or not value:
@@ -274,8 +298,9 @@ def _parse_objectives(value: Any, r: _Reader) -> tuple[Objective, ...]:
     for i, item in enumerate(value):
         key = f"objectives[{i}]"
         item = r.mapping(item, key, ("metric", "direction"))
-        metric = r.value(item, "metric", Param("accuracy", str, choices=tuple(METRICS)), key)
-        direction = r.value(item, "direction", Param(METRICS[metric], str, choices=("maximize", "minimize")), key)
+        metrics = {**METRICS, **{c: "minimize" for c in components.cost_models}}
+        metric = r.value(item, "metric", Param("accuracy", str, choices=tuple(metrics)), key)
+        direction = r.value(item, "direction", Param(metrics[metric], str, choices=("maximize", "minimize")), key)
         out.append(Objective(metric, direction))
     if len({o.metric for o in out}) != len(out):
         raise r.fail("objectives", "a metric is listed twice; list each once")

@@ -104,3 +104,55 @@ def test_unknown_auxiliary_objective_is_named(write_space):
     path = write_space({"auxiliary": {"reconstuction": {}}})
     with pytest.raises(SpaceError, match=r"auxiliary.reconstuction: unknown auxiliary objective \(did you mean 'reconstruction'\?\)"):
         iasf_search.load_space(path)
+
+
+# -- cost models ----------------------------------------------------------------------------------
+
+
+def test_flops_of_an_mlp_node_match_the_formula(make_graph):
+    """Linear layers cost 2 * in * out FLOPs per token; the stem conv and head are counted too."""
+    graph = make_graph([{"op": "mlp", "config": {"expansion": 2}}], width=8,
+                       stem={"patch": 2, "overlap": False, "position": "none"})
+    model = build_model(graph, COMPONENTS, (1, 8, 8), 10).eval()
+    flops = COMPONENTS.cost_models.get("flops").measure(model, torch.zeros(4, 1, 8, 8), CPU, {})
+    tokens = 16
+    stem = 2 * tokens * (1 * 2 * 2) * 8  # 2x2 conv, 1 -> 8 channels, per token
+    mlp = 2 * tokens * (8 * 16 + 16 * 8)
+    head = 2 * 8 * 10
+    assert flops == stem + mlp + head
+
+
+def test_flops_count_attention(make_graph):
+    def flops(op):
+        graph = make_graph([op], width=8, stem={"patch": 2, "overlap": False, "position": "none"})
+        model = build_model(graph, COMPONENTS, (1, 8, 8), 10).eval()
+        return COMPONENTS.cost_models.get("flops").measure(model, torch.zeros(2, 1, 8, 8), CPU, {})
+
+    attention = flops({"op": "attention", "config": {"heads": 2, "pattern": "full"}})
+    projections_only = flops({"op": "mlp", "config": {"expansion": 2}})  # qkv+proj = 4 D^2 = mlp(2) FLOPs
+    assert attention - projections_only == 2 * 2 * 16 * 16 * 8  # QK^T and AV: 2 matmuls of (T x T x D), 2 FLOPs each
+
+
+def test_costs_are_recorded_and_usable_as_objectives(tmp_path, write_space, capsys):
+    write_space({"costs": ["params"], "objectives": [{"metric": "accuracy"}, {"metric": "flops"}],
+                 "search.sampler": "nsga2", "search.trials": 3})
+    url = f"sqlite:///{tmp_path / 'costs.db'}"
+    assert main(["--space", "tiny.yaml", "--storage", url]) == 0, capsys.readouterr().err
+    study = optuna.load_study(study_name="tiny", storage=url)
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    for t in study.trials:
+        assert t.user_attrs["cost.params"] == t.user_attrs["params"]
+        assert t.values[1] == t.user_attrs["cost.flops"] > 0
+    rc = main(["best", "--space", "tiny.yaml", "--storage", url])
+    out = capsys.readouterr().out
+    assert rc == 0 and "Pareto set" in out and "flops" in out
+
+
+def test_cost_options_must_be_fixed(write_space):
+    import iasf_search
+
+    path = write_space({"costs": {"params": {}, "flops": {}}, "plugins": ["plugin_samples.every_hook"]})
+    assert set(iasf_search.load_space(path).costs) == {"params", "flops"}
+    path = write_space({"costs": {"tokens": {"scale": [1, 2]}}, "plugins": ["plugin_samples.every_hook"]})
+    with pytest.raises(SpaceError, match="costs.tokens.scale: options here are fixed values"):
+        iasf_search.load_space(path)

@@ -30,8 +30,9 @@ def test_entry_point_plugin_is_listed(capsys, monkeypatch):
     assert main(["plugins"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "example (entry point)" in lines
-    following = lines[lines.index("example (entry point)") + 1: lines.index("example (entry point)") + 3]
-    assert following == ["  ops: fourier", "  fusions: maximum"]
+    block = lines[lines.index("example (entry point)") + 1: lines.index("example (entry point)") + 5]
+    assert block == ["  ops: fourier", "  fusions: maximum", "  auxiliary objectives: token_smoothness",
+                     "  cost models: activation_kb"]
 
 
 def test_disabling_autoload_hides_it(capsys):
@@ -50,3 +51,7 @@ def test_example_op_is_sampled_and_trained_in_a_search(capsys, monkeypatch, tmp_
     ops = [n.get("op") for t in trials for n in json.loads(t.user_attrs["architecture"])["nodes"]]
     assert "fourier" in ops
     assert any("fft" in t.user_attrs["summary"] for t in trials)
+    for t in trials:  # the plugin's cost model and objective were recorded
+        assert t.user_attrs["cost.activation_kb"] > 0 and t.user_attrs["cost.flops"] > 0
+        assert t.user_attrs["aux.token_smoothness"]["loss"] >= 0
+        assert t.user_attrs["train_config"]["auxiliary"]["token_smoothness"]["weight"] in (0.0, 0.01)

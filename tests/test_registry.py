@@ -13,7 +13,7 @@ import iasf_search
 from iasf_search import graph as arch
 from iasf_search.cli import main
 from iasf_search.components import NodeOp
-from iasf_search.errors import BadInput
+from iasf_search.errors import BadInput, SpaceError
 from iasf_search.plugin_manager import BUILTIN_PLUGINS, load_components
 from iasf_search.registry import Registry
 
@@ -215,7 +215,8 @@ def test_a_plugin_using_every_registration_hook_runs_a_search(tmp_path, write_sp
     owners = {kind: getattr(comps, attr).owner(name) for kind, attr, name in [
         ("op", "ops", "negate"), ("fusion", "fusions", "maximum"), ("stem", "stems", "flat"),
         ("dataset", "datasets", "flat_digits"), ("sampler", "samplers", "seeded_random"), ("pruner", "pruners", "never"),
-        ("auxiliary objective", "aux_objectives", "smoothness")]}
+        ("auxiliary objective", "aux_objectives", "smoothness"), ("cost model", "cost_models", "tokens"),
+        ("space section", "space_sections", "flat_logger")]}
     assert set(owners.values()) == {"plugin_samples.every_hook"}
     check_op(comps.ops.get("negate"))
     check_fusion(comps.fusions.get("maximum"))
@@ -225,6 +226,7 @@ def test_a_plugin_using_every_registration_hook_runs_a_search(tmp_path, write_sp
     write_space(doc={"name": "flat", "plugins": ["plugin_samples.every_hook"], "task": {"dataset": "flat_digits"},
                      "manifold": {"nodes": 2, "max_in_degree": 2, "width": 8, "ops": ["negate", "mlp"], "fusions": ["maximum"]},
                      "training": {"epochs": 1}, "auxiliary": {"smoothness": {}},
+                     "costs": {"tokens": {"scale": 2}}, "flat_logger": {"prefix": "x"},
                      "search": {"sampler": "seeded_random", "pruner": "never", "trials": 3}})
     url = f"sqlite:///{tmp_path / 'flat.db'}"
     assert main(["--space", "tiny.yaml", "--storage", url]) == 0, capsys.readouterr().err
@@ -236,3 +238,10 @@ def test_a_plugin_using_every_registration_hook_runs_a_search(tmp_path, write_sp
     assert any(n.get("fusion") == "maximum" for a in archs for n in a["nodes"])
     assert all(t.user_attrs["train_config"]["auxiliary"] == {"smoothness": {"weight": 0.05}} for t in trials)
     assert all(t.user_attrs["aux.smoothness"]["loss"] >= 0 for t in trials)
+    assert all(t.user_attrs["cost.tokens"] == 128.0 for t in trials)  # 64 feature tokens x scale 2
+    space = iasf_search.load_space("tiny.yaml")
+    assert space.sections == {"flat_logger": {"prefix": "x", "every": 1}}
+    write_space(doc={"name": "flat", "plugins": ["plugin_samples.every_hook"], "task": {"dataset": "flat_digits"},
+                     "manifold": {"ops": ["mlp"]}, "flat_logger": {"evry": 2}})
+    with pytest.raises(SpaceError, match=r"flat_logger.evry: unknown key \(did you mean 'every'\?\)"):
+        iasf_search.load_space("tiny.yaml")

@@ -2,7 +2,8 @@
 
 ``flat`` inputs are feature vectors ``(F,)``: the stem makes one token per feature. The dataset
 ``flat_digits`` serves digits as 64-vectors; ``negate`` is an op, ``maximum`` a fusion,
-``seeded_random`` a sampler, ``never`` a pruner and ``smoothness`` an auxiliary objective.
+``seeded_random`` a sampler, ``never`` a pruner, ``smoothness`` an auxiliary objective,
+``tokens`` a cost model and ``flat_logger`` a section of the space file.
 """
 
 from __future__ import annotations
@@ -12,7 +13,18 @@ import torch
 from torch import nn
 
 from iasf_search import hookimpl
-from iasf_search.components import AuxObjective, Dataset, Fusion, NodeOp, PrunerFactory, SamplerFactory, Stem, TokenLayout
+from iasf_search.components import (
+    AuxObjective,
+    CostModel,
+    Dataset,
+    Fusion,
+    NodeOp,
+    PrunerFactory,
+    SamplerFactory,
+    SpaceSection,
+    Stem,
+    TokenLayout,
+)
 from iasf_search.data import split_arrays
 from iasf_search.params import Param
 
@@ -83,6 +95,22 @@ class Smoothness(AuxObjective):
         return (last[:, 1:] - last[:, :-1]).pow(2).mean()
 
 
+class TokenCount(CostModel):
+    name = "tokens"
+
+    def measure(self, model, example, device, options):
+        return float(model.run(example).values["input"].shape[1] * options["scale"])
+
+    params = {"scale": Param(1, int, low=1)}
+
+
+class FlatLogger(SpaceSection):
+    """A plugin-owned top-level section of the space file."""
+
+    name = "flat_logger"
+    params = {"prefix": Param("flat", str), "every": Param(1, int, low=1)}
+
+
 class SeededRandom(SamplerFactory):
     name = "seeded_random"
 
@@ -120,6 +148,16 @@ def iasf_register_datasets(registry):
 @hookimpl
 def iasf_register_aux_objectives(registry):
     registry.register(Smoothness())
+
+
+@hookimpl
+def iasf_register_cost_models(registry):
+    registry.register(TokenCount())
+
+
+@hookimpl
+def iasf_register_space_sections(registry):
+    registry.register(FlatLogger())
 
 
 @hookimpl

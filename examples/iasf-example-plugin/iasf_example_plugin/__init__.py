@@ -1,8 +1,10 @@
 """An installable iasf-search plugin, written from docs/plugins.md.
 
-It adds one node operation, ``fourier`` (FNet-style token mixing: the real part of a 2-D FFT over
-tokens and channels, optionally followed by a learned channel projection), and one fusion,
-``maximum`` (element-wise maximum of the inputs).
+It adds a node operation, ``fourier`` (FNet-style token mixing: the real part of a 2-D FFT over
+tokens and channels, optionally followed by a learned channel projection), a fusion, ``maximum``
+(element-wise maximum of the inputs), a cost model, ``activation_kb`` (memory of every node's
+output for one sample, float32), and an auxiliary objective, ``token_smoothness`` (neighbouring
+tokens of the last node stay close).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import torch
 from torch import nn
 
 from iasf_search import hookimpl
-from iasf_search.components import BuildContext, Fusion, NodeOp
+from iasf_search.components import AuxObjective, BuildContext, CostModel, Fusion, NodeOp
 from iasf_search.params import Param
 
 
@@ -53,6 +55,37 @@ class Maximum(Fusion):
 
     def build(self, config: Mapping[str, Any], n_inputs: int, ctx: BuildContext) -> nn.Module:
         return MaxFusion()
+
+
+class ActivationKB(CostModel):
+    name = "activation_kb"
+    unit = "KiB per sample"
+    description = "float32 size of every node's output for one sample"
+
+    def measure(self, model: nn.Module, example: torch.Tensor, device: torch.device, options: Mapping[str, Any]) -> float:
+        with torch.no_grad():
+            forward = model.run(example[:1])
+        return sum(v[0].numel() for v in forward.values.values()) * 4 / 1024
+
+
+class TokenSmoothness(AuxObjective):
+    name = "token_smoothness"
+    description = "mean squared difference between neighbouring tokens of the last node"
+    params = {"weight": Param([0.0, 0.01], float, low=0.0)}
+
+    def loss(self, module: nn.Module, config: Mapping[str, Any], forward: Any, targets: torch.Tensor) -> torch.Tensor:
+        last = forward.values[forward.order[-1]]  # (B, T, D)
+        return (last[:, 1:] - last[:, :-1]).float().pow(2).mean()
+
+
+@hookimpl
+def iasf_register_cost_models(registry) -> None:
+    registry.register(ActivationKB())
+
+
+@hookimpl
+def iasf_register_aux_objectives(registry) -> None:
+    registry.register(TokenSmoothness())
 
 
 @hookimpl
