@@ -94,7 +94,7 @@ class TrialObjective:
             return previous.values if len(previous.values) > 1 else previous.values[0]
 
         torch.manual_seed(self.seed)
-        model = build_model(graph, space.components, self.data.sample_shape, self.data.num_classes)
+        model = build_model(graph, space.components, self.data.sample_shape, self.data.num_classes).to(self.device)
         params = count_parameters(model)  # the deployable model, without auxiliary helpers
         trial.set_user_attr("params", params)
         costs = self._measure_costs(model)
@@ -134,7 +134,7 @@ class TrialObjective:
         """Every cost the space asks for, on ``COST_BATCH`` validation samples, before training."""
         if not self.space.costs:
             return {}
-        model.to(self.device).eval()
+        model.eval()
         example = self.data.x_val[:COST_BATCH]
         return {name: float(self.space.components.cost_models.get(name).measure(model, example, self.device, options))
                 for name, options in self.space.costs.items()}
@@ -144,11 +144,11 @@ class TrialObjective:
         if not aux_config:
             return []
         with torch.no_grad():
-            probe = model.run(self.data.x_train[:2].cpu())
-        terms = [AuxTerm(self.space.components.aux_objectives.get(name), config,
-                         self.space.components.aux_objectives.get(name).build(config, probe, model.head.in_features))
+            probe = model.run(self.data.x_train[:2])
+        objectives = self.space.components.aux_objectives
+        terms = [AuxTerm(objectives.get(name), config, objectives.get(name).build(config, probe, model.head.in_features))
                  for name, config in aux_config.items()]
-        model.aux_modules = nn.ModuleList(t.module for t in terms)
+        model.aux_modules = nn.ModuleList(t.module for t in terms).to(self.device)
         return terms
 
     @staticmethod

@@ -45,3 +45,13 @@ def test_search_on_cuda_through_the_cli(tmp_path, write_space, capsys):
     study = optuna.load_study(study_name="tiny", storage=url)
     assert len([t for t in study.trials if t.state.is_finished()]) == 2
     assert iasf_search.best_trials(study)[0].user_attrs["test_accuracy"] >= 0.0
+
+
+def test_search_with_costs_and_auxiliary_objectives_on_cuda(tmp_path, write_space, capsys):
+    write_space({"manifold.nodes": 2, "manifold.fusions": ["concat"], "costs": ["flops"],
+                 "auxiliary": {"reconstruction": {}, "cds": {"weight": 0.1}}, "search.trials": 2})
+    url = f"sqlite:///{tmp_path / 'gpu-aux.db'}"
+    assert main(["--space", "tiny.yaml", "--storage", url, "--device", "cuda"]) == 0, capsys.readouterr().err
+    trials = optuna.load_study(study_name="tiny", storage=url).trials
+    assert all(t.state.name == "COMPLETE" and t.user_attrs["cost.flops"] > 0 for t in trials)
+    assert all("loss" in t.user_attrs["aux.reconstruction"] for t in trials)
