@@ -203,6 +203,8 @@ class CostModel(Component):
     """
 
     unit: ClassVar[str] = ""
+    deterministic: ClassVar[bool] = True
+    """False for measured costs (latency) that vary from one measurement to the next."""
 
     @abstractmethod
     def measure(self, model: nn.Module, example: torch.Tensor, device: torch.device, options: Mapping[str, Any]) -> float:

@@ -58,7 +58,7 @@ def split_arrays(x: np.ndarray, y: np.ndarray, split: SplitSpec, *, modality: st
 def check_task(name: str, data: TaskData) -> None:
     """Raise :class:`BadInput` naming ``name`` if the task's tensors are unusable.
 
-    Checks: non-empty splits, matching sample shapes and lengths, finite values, labels in
+    Checks: non-empty splits, dtypes (float or int64 samples, int64 labels), matching sample shapes and lengths, finite values, labels in
     ``[0, num_classes)``, every class present in the training split, and no sample of the
     validation or test split repeated in the training split.
     """
@@ -67,6 +67,9 @@ def check_task(name: str, data: TaskData) -> None:
         x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
         if len(x) == 0:
             raise BadInput(f"dataset '{name}': the {split} split is empty; use more data or smaller split fractions")
+        if y.dtype != torch.int64 or not (x.dtype.is_floating_point or x.dtype == torch.int64):
+            raise BadInput(f"dataset '{name}': {split} split has x of {x.dtype} and labels of {y.dtype}; "
+                           f"expected float (or int64 token ids) samples and int64 labels")
         if len(x) != len(y):
             raise BadInput(f"dataset '{name}': {split} split has {len(x)} samples but {len(y)} labels")
         if tuple(x.shape[1:]) != shape:

@@ -121,6 +121,15 @@ def iasf_study_start(study: optuna.Study, space: SearchSpace, target: int) -> No
 
 
 @hookspec
+def iasf_trial_start(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Called when a trial of this run starts, before its architecture is sampled.
+
+    :param study: the study.
+    :param trial: the running Optuna trial (``trial.number``; do not suggest parameters here).
+    """
+
+
+@hookspec
 def iasf_trial_end(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     """Called after each trial of this run has finished, whatever its state.
 

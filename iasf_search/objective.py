@@ -56,6 +56,7 @@ class TrialObjective:
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         try:
+            self.space.components.pm.hook.iasf_trial_start(study=trial.study, trial=trial)
             return self._run(trial)
         except optuna.TrialPruned:
             raise

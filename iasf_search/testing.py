@@ -6,13 +6,15 @@ Use them in your own tests, as the built-in plugins' tests do::
     def test_my_op():
         check_op(MyOp())
 
-Each check raises :class:`ContractError` (an ``AssertionError``) naming the component, the
+Checks: :func:`check_op`, :func:`check_fusion`, :func:`check_stem`, :func:`check_dataset`,
+:func:`check_aux_objective`, :func:`check_cost_model`. Each raises :class:`ContractError` (an ``AssertionError``) naming the component, the
 configuration and the broken rule. Configurations come from the component's own ``sample()``
 driven through its declared parameter defaults, so conditional parameters are exercised too.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -20,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from iasf_search.components import AuxObjective, BuildContext, Component, Dataset, Fusion, NodeOp, SplitSpec, Stem, TokenLayout
+from iasf_search.components import AuxObjective, BuildContext, Component, CostModel, Dataset, Fusion, NodeOp, SplitSpec, Stem, TokenLayout
 from iasf_search.data import check_task
 from iasf_search.errors import BadInput
 from iasf_search.params import Range
@@ -200,3 +202,21 @@ def check_aux_objective(objective: AuxObjective, model: nn.Module, x: torch.Tens
         measured = objective.measure(module, config, forward, y)
         if not all(isinstance(v, float) and v == v and abs(v) != float("inf") for v in measured.values()):
             raise _fail(objective, config, f"measure must return finite floats, got {measured}")
+
+
+def check_cost_model(cost_model: CostModel, model: nn.Module, example: torch.Tensor,
+                     options: Mapping[str, Any] | None = None) -> None:
+    """On ``model`` and a batch of real inputs: ``measure`` returns a finite, non-negative float,
+    the same twice (unless the cost model says it is not ``deterministic``), and leaves the
+    model's parameters untouched."""
+    options = dict(options or {k: p.default for k, p in cost_model.params.items()})
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.eval()
+    first = cost_model.measure(model, example, torch.device("cpu"), options)
+    second = cost_model.measure(model, example, torch.device("cpu"), options)
+    if not isinstance(first, (int, float)) or not math.isfinite(first) or first < 0:
+        raise _fail(cost_model, options, f"measure must return a finite non-negative number, got {first!r}")
+    if cost_model.deterministic and first != second:
+        raise _fail(cost_model, options, f"two measurements differ ({first} vs {second}) for the same model")
+    if any(not torch.equal(before[k], v) for k, v in model.state_dict().items()):
+        raise _fail(cost_model, options, "measuring changed the model's parameters or buffers")

@@ -11,7 +11,7 @@ from iasf_search.cli import main
 from iasf_search.errors import SpaceError
 from iasf_search.plugin_manager import load_components
 from iasf_search.plugins.cds import branch_alignment
-from iasf_search.testing import check_aux_objective
+from iasf_search.testing import check_aux_objective, check_cost_model
 from iasf_search.train import AuxTerm, train
 
 COMPONENTS = load_components(autoload=False)
@@ -65,7 +65,7 @@ def test_zero_weight_leaves_training_unchanged_and_positive_weight_changes_it(ma
                            width=16)
         model = build_model(graph, COMPONENTS, digits.sample_shape, digits.num_classes)
         objective = COMPONENTS.aux_objectives.get("reconstruction")
-        config = {"weight": weight}
+        config = {"weight": weight, "levels": "all"}
         module = objective.build(config, model.run(digits.x_train[:2]), 16) if weight is not None else None
         aux = [AuxTerm(objective, config, module)] if weight is not None else []
         if module is not None:
@@ -107,6 +107,38 @@ def test_unknown_auxiliary_objective_is_named(write_space):
 
 
 # -- cost models ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", COMPONENTS.cost_models.names())
+def test_builtin_cost_models_pass_the_kit(name, fused_model):
+    check_cost_model(COMPONENTS.cost_models.get(name), fused_model, torch.randn(3, 1, 8, 8))
+
+
+def test_kit_catches_a_cost_model_that_trains_the_model(fused_model):
+    from iasf_search.components import CostModel
+    from iasf_search.testing import ContractError
+
+    class Meddler(CostModel):
+        name = "meddler"
+
+        def measure(self, model, example, device, options):
+            with torch.no_grad():
+                next(model.parameters()).add_(1.0)
+            return 1.0
+
+    with pytest.raises(ContractError, match="'meddler'.*changed the model's parameters"):
+        check_cost_model(Meddler(), fused_model, torch.randn(3, 1, 8, 8))
+
+
+@pytest.mark.parametrize("levels", ["all", "first", "last"])
+def test_meta_representation_levels(levels, fused_model):
+    forward = fused_model.run(torch.randn(3, 1, 8, 8))
+    objective = COMPONENTS.aux_objectives.get("reconstruction")
+    module = objective.build({"weight": 0.1, "levels": levels}, forward, 16)
+    loss = objective.loss(module, {"weight": 0.1, "levels": levels}, forward, torch.arange(3))
+    loss.backward()
+    with_grad = sorted(n for n in forward.order if module[n].weight.grad is not None)
+    assert with_grad == {"all": ["n0", "n1", "n2"], "first": ["n0"], "last": ["n2"]}[levels]
 
 
 def test_flops_of_an_mlp_node_match_the_formula(make_graph):

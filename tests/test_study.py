@@ -198,6 +198,10 @@ class Recorder:
         self.calls.append(("start", target, len(study.trials), space.name))
 
     @hookimpl
+    def iasf_trial_start(self, study, trial):
+        self.calls.append(("trial start", trial.number, dict(trial.params)))
+
+    @hookimpl
     def iasf_trial_end(self, study, trial):
         self.calls.append(("trial", trial.number, trial.state, "arch_hash" in trial.user_attrs))
 
@@ -214,7 +218,9 @@ def test_life_cycle_hooks(tmp_path, write_space):
     iasf_search.run_search(space, trials=2, storage=url, device="cpu")
     assert recorder.calls == [
         ("start", 2, 0, "tiny"),
+        ("trial start", 0, {}),  # before anything is sampled
         ("trial", 0, TrialState.COMPLETE, True),
+        ("trial start", 1, {}),
         ("trial", 1, TrialState.COMPLETE, True),
         ("end", 2),
     ]
