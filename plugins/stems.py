@@ -31,6 +31,22 @@ def sinusoidal(layout: TokenLayout, width: int) -> torch.Tensor:
     return nn.functional.pad(enc, (0, width - enc.shape[1]))[None]
 
 
+class PositionEncoding(nn.Module):
+    """Adds a ``learned``, ``sinusoidal`` or no (``none``) position encoding to tokens (B, T, D)."""
+
+    def __init__(self, layout: TokenLayout, width: int, kind: str) -> None:
+        super().__init__()
+        if kind == "learned":
+            self.pos = nn.Parameter(torch.randn(1, layout.length, width) * 0.02)
+        elif kind == "sinusoidal":
+            self.register_buffer("pos", sinusoidal(layout, width), persistent=False)
+        else:
+            self.pos = None
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return tokens if self.pos is None else tokens + self.pos
+
+
 class GridStem(nn.Module):
     """Conv patch embedding (overlapping when ``overlap``) + position encoding -> (B, T, D)."""
 
@@ -41,19 +57,12 @@ class GridStem(nn.Module):
         kernel, pad = (patch + 2, 1) if overlap else (patch, 0)
         self.embed = conv(channels, width, kernel, stride=patch, padding=pad)
         self.channels_last = channels_last
-        self.position = position
-        if position == "learned":
-            self.pos = nn.Parameter(torch.randn(1, layout.length, width) * 0.02)
-        elif position == "sinusoidal":
-            self.register_buffer("pos", sinusoidal(layout, width), persistent=False)
-        else:
-            self.pos = None
+        self.position = PositionEncoding(layout, width, position)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:  # (B, T, F) -> (B, F, T)
             x = x.transpose(1, 2)
-        tokens = self.embed(x).flatten(2).transpose(1, 2)  # (B, T, D)
-        return tokens if self.pos is None else tokens + self.pos
+        return self.position(self.embed(x).flatten(2).transpose(1, 2))  # (B, T, D)
 
 
 class _GridStemPlugin(Stem):

@@ -25,7 +25,7 @@ from iasf_search.components import Dataset, SplitSpec, Stem, TaskData, TokenLayo
 from iasf_search.data import split_indices
 from iasf_search.errors import BadInput
 from iasf_search.params import Param
-from iasf_search.plugins.stems import POSITIONS, sinusoidal
+from iasf_search.plugins.stems import POSITIONS, PositionEncoding
 
 PAD, UNKNOWN = 0, 1
 _WORD = re.compile(r"[a-z0-9']+")
@@ -172,16 +172,10 @@ class TokenEmbedding(nn.Module):
         super().__init__()
         self.vocabulary = vocabulary
         self.embed = nn.Embedding(vocabulary, width, padding_idx=PAD)
-        if position == "learned":
-            self.pos = nn.Parameter(torch.randn(1, layout.length, width) * 0.02)
-        elif position == "sinusoidal":
-            self.register_buffer("pos", sinusoidal(layout, width), persistent=False)
-        else:
-            self.pos = None
+        self.position = PositionEncoding(layout, width, position)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = self.embed(x.long() % self.vocabulary)  # (B, T, D)
-        return tokens if self.pos is None else tokens + self.pos
+        return self.position(self.embed(x.long() % self.vocabulary))  # (B, T, D)
 
 
 class TextStem(Stem):

@@ -138,7 +138,7 @@ def test_weight_decay_groups_cover_every_parameter_once(small_graph, components,
     ids = [id(p) for g in groups for p in g["params"]]
     assert sorted(ids) == sorted(id(p) for p in model.parameters())
     decayed = {id(p) for p in groups[0]["params"]}
-    assert id(model.stem.pos) not in decayed and id(model.head.bias) not in decayed
+    assert id(model.stem.position.pos) not in decayed and id(model.head.bias) not in decayed
     assert id(model.head.weight) in decayed
     assert groups[1]["weight_decay"] == 0.0
 
