@@ -74,6 +74,12 @@ class Component(ABC):
         """
         return {name: suggest(name) for name in ranges}
 
+    def check_ranges(self, ranges: Mapping[str, Range], *, widths: tuple[int, ...] | None) -> tuple[str, str] | None:
+        """Cross-parameter check when the space is loaded: ``(param, problem)`` if some value the
+        space allows could never build, else None. ``widths``: every width the space allows (None
+        when it is too large a range to enumerate). The default accepts everything."""
+        return None
+
     def describe(self, config: Mapping[str, Any]) -> str:
         """A short human label for a configured component, used in progress lines."""
         inner = ",".join(f"{v}" for v in config.values())

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 import optuna
 
+from iasf_search.components import Component
 from iasf_search.params import Range
 
 if TYPE_CHECKING:
@@ -90,8 +91,7 @@ def sample_graph(trial: optuna.Trial, space: SearchSpace) -> nx.DiGraph:
     comps = space.components
     graph = nx.DiGraph(width=space.width.suggest(trial, "arch.width"))
     stem = comps.stems.get(space.modality)
-    graph.add_node(INPUT, role="input", op=space.modality,
-                   config=stem.sample(space.stem, _suggester(trial, space.stem, "stem")))
+    graph.add_node(INPUT, role="input", op=space.modality, config=sample_config(trial, stem, space.stem, "stem"))
     n_nodes = space.nodes.suggest(trial, "arch.nodes")
     op_choice = _choice(sorted(space.ops))
     for i in range(n_nodes):
@@ -108,7 +108,7 @@ def sample_graph(trial: optuna.Trial, space: SearchSpace) -> nx.DiGraph:
         op_name = op_choice.suggest(trial, f"{name}.op")
         op = comps.ops.get(op_name)
         attrs: dict[str, Any] = {"role": "node", "op": op_name,
-                                 "config": op.sample(space.ops[op_name], _suggester(trial, space.ops[op_name], f"{name}.{op_name}"))}
+                                 "config": sample_config(trial, op, space.ops[op_name], f"{name}.{op_name}")}
         if len(sources) > 1:
             attrs.update(_sample_fusion(trial, space, name))
         graph.add_node(name, **attrs)
@@ -132,15 +132,13 @@ def _choice(options: list[str]) -> Range:
 def _sample_fusion(trial: optuna.Trial, space: SearchSpace, name: str) -> dict[str, Any]:
     fusion_name = _choice(sorted(space.fusions)).suggest(trial, f"{name}.fusion")
     fusion = space.components.fusions.get(fusion_name)
-    ranges = space.fusions[fusion_name]
-    return {"fusion": fusion_name, "fusion_config": fusion.sample(ranges, _suggester(trial, ranges, f"{name}.{fusion_name}"))}
+    return {"fusion": fusion_name,
+            "fusion_config": sample_config(trial, fusion, space.fusions[fusion_name], f"{name}.{fusion_name}")}
 
 
-def _suggester(trial: optuna.Trial, ranges: Mapping[str, Any], prefix: str):
-    def suggest(param: str) -> Any:
-        return ranges[param].suggest(trial, f"{prefix}.{param}")
-
-    return suggest
+def sample_config(trial: optuna.Trial, component: Component, ranges: Mapping[str, Range], prefix: str) -> dict[str, Any]:
+    """``component.sample()`` in ``trial``, each parameter named ``<prefix>.<param>`` in Optuna."""
+    return component.sample(ranges, lambda param: ranges[param].suggest(trial, f"{prefix}.{param}"))
 
 
 # -- identity -------------------------------------------------------------------------------------

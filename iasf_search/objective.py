@@ -75,8 +75,7 @@ class TrialObjective:
         space = self.space
         graph = arch.sample_graph(trial, space)
         train_config = {k: r.suggest(trial, f"train.{k}") for k, r in space.training.items()}
-        aux_config = {name: space.components.aux_objectives.get(name).sample(
-                          ranges, lambda p, n=name, rs=ranges: rs[p].suggest(trial, f"aux.{n}.{p}"))
+        aux_config = {name: arch.sample_config(trial, space.components.aux_objectives.get(name), ranges, f"aux.{name}")
                       for name, ranges in space.auxiliary.items()}
         if aux_config:
             train_config["auxiliary"] = aux_config

@@ -244,7 +244,11 @@ def parse_space(doc: Mapping[str, Any], components: Components, *, file: str = "
     width = Range.parse(manifold.get("width", [64]), Param(64, int, low=4, high=8192), file, "manifold.width")
     ops = r.components(manifold.get("ops"), "manifold.ops", components.ops)
     fusions = r.components(manifold.get("fusions", ["sum"]), "manifold.fusions", components.fusions)
-    _check_heads_fit_width(ops, width, r)
+    for section, registry, chosen in (("manifold.ops", components.ops, ops), ("manifold.fusions", components.fusions, fusions)):
+        for component, ranges in chosen.items():
+            problem = registry.get(component).check_ranges(ranges, widths=width.values())
+            if problem:
+                raise r.fail(f"{section}.{component}.{problem[0]}", problem[1])
 
     training = parse_params(doc.get("training"), TRAINING_PARAMS, file, "training")
     auxiliary = r.components(doc["auxiliary"], "auxiliary", components.aux_objectives) if doc.get("auxiliary") else {}
@@ -305,17 +309,3 @@ def _parse_objectives(value: Any, r: _Reader, components: Components) -> tuple[O
     if len({o.metric for o in out}) != len(out):
         raise r.fail("objectives", "a metric is listed twice; list each once")
     return tuple(out)
-
-
-def _check_heads_fit_width(ops: Mapping[str, Mapping[str, Range]], width: Range, r: _Reader) -> None:
-    """Every sampled ``heads`` value must divide every sampled width (else the build would fail)."""
-    widths = width.values()
-    for op_name, ranges in ops.items():
-        heads = ranges.get("heads")
-        if heads is None or widths is None or heads.values() is None:
-            continue
-        for w in widths:
-            for h in heads.values():
-                if w % h:
-                    raise r.fail(f"manifold.ops.{op_name}.heads",
-                                 f"{h} heads do not divide width {w} (manifold.width); choose heads that divide every width")

@@ -25,7 +25,7 @@ from torch import nn
 from iasf_search.components import AuxObjective, BuildContext, Component, CostModel, Dataset, Fusion, NodeOp, SplitSpec, Stem, TokenLayout
 from iasf_search.data import check_task
 from iasf_search.errors import BadInput
-from iasf_search.params import Range
+from iasf_search.params import parse_params
 from iasf_search.train import aux_forward_context
 
 LAYOUTS: tuple[tuple[int, ...], ...] = ((4, 4), (12,))
@@ -42,20 +42,11 @@ def sample_configs(component: Component, count: int | None = None) -> Iterator[d
     Configuration ``i`` takes value ``i mod n`` of every parameter with ``n`` default values, so
     ``max(n)`` configurations show every value of every parameter at least once.
     """
-    ranges = {}
-    for name, param in component.params.items():
-        default = param.default
-        if isinstance(default, dict):  # an interval: use its ends
-            default = [default["low"], default["high"]]
-        ranges[name] = Range(choices=tuple(default)) if isinstance(default, list) and len(default) > 1 \
-            else Range(fixed=default[0] if isinstance(default, list) else default)
-    n = count or max([len(r.values() or ()) for r in ranges.values()] + [1])
+    ranges = parse_params({}, dict(component.params), f"<{type(component).__name__} defaults>", component.name)
+    values = {name: r.values() or (r.low, r.high) for name, r in ranges.items()}  # an interval: its ends
+    n = count or max([len(v) for v in values.values()] + [1])
     for i in range(n):
-        def suggest(name: str, i: int = i) -> Any:
-            values = ranges[name].values()
-            return values[i % len(values)]
-
-        yield component.sample(ranges, suggest)
+        yield component.sample(ranges, lambda name, i=i: values[name][i % len(values[name])])
 
 
 def _fail(component: Component, config: Mapping[str, Any], rule: str) -> ContractError:

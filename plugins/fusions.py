@@ -11,7 +11,8 @@ from torch import nn
 
 from iasf_search import hookimpl
 from iasf_search.components import BuildContext, Fusion
-from iasf_search.params import Param
+from iasf_search.params import Param, Range
+from iasf_search.plugins.ops import heads_fit_widths
 
 
 class SumFusion(nn.Module):
@@ -127,6 +128,9 @@ class CrossAttention(Fusion):
     name = "cross_attention"
     description = "the first input attends to the others (seed 001 §3.2.2), with a residual"
     params = {"heads": Param([1, 2], int, low=1, help="attention heads (must divide the width)")}
+
+    def check_ranges(self, ranges: Mapping[str, Range], *, widths: tuple[int, ...] | None) -> tuple[str, str] | None:
+        return heads_fit_widths(ranges, widths)
 
     def build(self, config: Mapping[str, Any], n_inputs: int, ctx: BuildContext) -> nn.Module:
         return CrossAttentionFusion(n_inputs, ctx.width, config["heads"])

@@ -16,7 +16,7 @@ from torch import nn
 
 from iasf_search import hookimpl
 from iasf_search.components import BuildContext, NodeOp, Suggest, TokenLayout
-from iasf_search.params import Param
+from iasf_search.params import Param, Range
 
 PATTERNS = ("full", "local", "dilated", "topk")
 
@@ -38,6 +38,16 @@ def connectivity_mask(layout: TokenLayout, pattern: str, window: int, dilation: 
     if pattern == "dilated":
         return ((offset <= reach * dilation) & (offset % dilation == 0)).all(-1)
     raise ValueError(f"unknown attention pattern {pattern!r}")
+
+
+def heads_fit_widths(ranges: Mapping[str, Range], widths: tuple[int, ...] | None) -> tuple[str, str] | None:
+    """Every allowed ``heads`` value must divide every allowed width."""
+    heads = ranges["heads"].values()
+    for w in widths or ():
+        for h in heads or ():
+            if w % h:
+                return "heads", f"{h} heads do not divide width {w} (manifold.width); choose heads that divide every width"
+    return None
 
 
 class SelfAttention(nn.Module):
@@ -88,6 +98,9 @@ class Attention(NodeOp):
         if config["pattern"] == "topk":
             config["topk"] = suggest("topk")
         return config
+
+    def check_ranges(self, ranges: Mapping[str, Range], *, widths: tuple[int, ...] | None) -> tuple[str, str] | None:
+        return heads_fit_widths(ranges, widths)
 
     def build(self, config: Mapping[str, Any], ctx: BuildContext) -> nn.Module:
         pattern = config["pattern"]

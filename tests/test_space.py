@@ -23,7 +23,7 @@ def test_vision_space_is_shipped():
 def test_shipped_space_loads(path):
     space = iasf_search.load_space(path)
     assert isinstance(space, SearchSpace)
-    assert space.name == path.stem
+    assert space.name == path.stem  # (a loop in parse_space once overwrote it)
     assert space.dataset in space.components.datasets
     assert set(space.ops) <= set(space.components.ops)
     assert set(space.fusions) <= set(space.components.fusions)
@@ -112,6 +112,8 @@ BAD_FILES = [
     ("unknown-training-key", {"training.epoch": 3}, [], None, "training.epoch", ["did you mean 'epochs'"]),
     ("invalid-yaml", None, [], "name: tiny\nmanifold:\n  width: [8, 16\n  nodes: 1\n", "", ["not valid YAML", "line "]),
     ("not-a-mapping", None, [], "- just\n- a list\n", "", ["YAML mapping"]),
+    ("fusion-heads-do-not-divide-width", {"manifold.width": [8, 16], "manifold.fusions": {"cross_attention": {"heads": 3}}},
+     [], None, "manifold.fusions.cross_attention.heads", ["3 heads do not divide width 8"]),
     ("nan-learning-rate", {"training.lr": float("nan")}, [], None, "training.lr", ["finite"]),
     ("exponent-without-dot", {"training.lr": "1e-3"}, [], None, "training.lr", ["YAML reads 1e-3 as a string", "1.0e-3"]),
     ("even-pool-kernel", {"manifold.ops": {"pool": {"kernel": [3, 4]}}}, [], None, "manifold.ops.pool.kernel[1]", ["odd"]),
