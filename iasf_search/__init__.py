@@ -8,6 +8,8 @@ Python API (what the CLI does)::
     best = iasf_search.best_trials(result.study)[0]
     graph = iasf_search.trial_architecture(best)                # networkx.DiGraph
     model = iasf_search.build_model(graph, space.components, sample_shape=(1, 8, 8), num_classes=10)
+    model = iasf_search.load_model("exported/")                 # after `iasf-search export --out exported`
+    layer = iasf_search.IASF(768, 1024, num_heads=8, topological_level=3, arch=graph)  # (B, T, 768) -> same
 """
 
 from iasf_search.hookspecs import hookimpl
@@ -16,17 +18,21 @@ __version__ = "0.1.0"
 
 from iasf_search.build import build_model  # noqa: E402
 from iasf_search.errors import BadInput, SpaceError  # noqa: E402
+from iasf_search.export import load_model  # noqa: E402
+from iasf_search.iasf_module import IASF  # noqa: E402
 from iasf_search.space import SearchSpace, load_space  # noqa: E402
 from iasf_search.study import SearchResult, best_trials, load_results, run_search, trial_architecture  # noqa: E402
 
 __all__ = [
     "BadInput",
+    "IASF",
     "SearchResult",
     "SearchSpace",
     "SpaceError",
     "best_trials",
     "build_model",
     "hookimpl",
+    "load_model",
     "load_results",
     "load_space",
     "run_search",

@@ -61,6 +61,47 @@ class NodeBlock(nn.Module):
         return x + y if self.residual else y
 
 
+def make_fusion(components: Components, attrs: dict, n_inputs: int, ctx: BuildContext) -> nn.Module | None:
+    """The fusion module of a node (or the output) reading ``n_inputs`` inputs; None for a single input."""
+    if n_inputs < 2:
+        return None
+    module = components.fusions.get(attrs["fusion"]).build(attrs.get("fusion_config", {}), n_inputs, ctx)
+    module.fusion_name = attrs["fusion"]  # for error messages
+    return module
+
+
+def build_blocks(graph: nx.DiGraph, components: Components, ctx: BuildContext) -> tuple[nn.ModuleDict, nn.Module | None]:
+    """The :class:`NodeBlock` of every hidden node of ``graph`` (keyed by node name, in topological
+    order) and the output's fusion (None when it reads one node), built at ``ctx.width`` for ``ctx.layout``.
+
+    The graph's stem and head are not built: the caller supplies the tokens and reads the output.
+    """
+    blocks = nn.ModuleDict()
+    for n in hidden_nodes(graph):
+        attrs = graph.nodes[n]
+        op = components.ops.get(attrs["op"])
+        blocks[n] = NodeBlock(n, attrs["op"], op.build(attrs["config"], ctx), op.residual,
+                              make_fusion(components, attrs, len(inputs_of(graph, n)), ctx), ctx.width)
+    out_fusion = make_fusion(components, graph.nodes[OUTPUT], len(inputs_of(graph, OUTPUT)), ctx)
+    return blocks, out_fusion
+
+
+def run_nodes(blocks: nn.ModuleDict, out_fusion: nn.Module | None, order: list[str], sources: dict[str, list[str]],
+              values: dict[str, torch.Tensor], fusion_inputs: dict[str, list[torch.Tensor]] | None = None) -> dict[str, torch.Tensor]:
+    """Run the nodes in ``order``, then the output's fusion, on ``values[INPUT]`` (tokens ``(B, T, D)``).
+
+    Every node's output is stored in ``values`` (``values[OUTPUT]``: the fused input of the head),
+    which is returned. When ``fusion_inputs`` is a dict, each input of a multi-input node gets its
+    own autograd node and is stored there (see :meth:`ArchNet.run`).
+    """
+    for n in [*order, OUTPUT]:
+        inputs = [values[s] for s in sources[n]]
+        if fusion_inputs is not None and len(inputs) > 1:
+            inputs = fusion_inputs[n] = [t.view_as(t) for t in inputs]
+        values[n] = fuse(out_fusion, inputs, OUTPUT) if n == OUTPUT else blocks[n](inputs)
+    return values
+
+
 class ArchNet(nn.Module):
     """The model an architecture graph describes: ``(B, *sample_shape) -> (B, num_classes)`` logits."""
 
@@ -74,23 +115,9 @@ class ArchNet(nn.Module):
         self.stem = stem.build(stem_attrs["config"], sample_shape, width)
         self.order = hidden_nodes(graph)
         self.sources = {n: inputs_of(graph, n) for n in [*self.order, OUTPUT]}
-        self.blocks = nn.ModuleDict()
-        for n in self.order:
-            attrs = graph.nodes[n]
-            op = components.ops.get(attrs["op"])
-            self.blocks[n] = NodeBlock(n, attrs["op"], op.build(attrs["config"], ctx), op.residual,
-                                       self._fusion(components, attrs, len(self.sources[n]), ctx), width)
-        self.out_fusion = self._fusion(components, graph.nodes[OUTPUT], len(self.sources[OUTPUT]), ctx)
+        self.blocks, self.out_fusion = build_blocks(graph, components, ctx)
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, num_classes)
-
-    @staticmethod
-    def _fusion(components: Components, attrs: dict, n_inputs: int, ctx: BuildContext) -> nn.Module | None:
-        if n_inputs < 2:
-            return None
-        module = components.fusions.get(attrs["fusion"]).build(attrs.get("fusion_config", {}), n_inputs, ctx)
-        module.fusion_name = attrs["fusion"]  # for error messages
-        return module
 
     def run(self, x: torch.Tensor, *, capture_fusion_inputs: bool = False) -> ForwardPass:
         """Forward pass keeping every node's representation (for auxiliary objectives).
@@ -100,14 +127,8 @@ class ArchNet(nn.Module):
         """
         values = {INPUT: self.stem(x)}  # (B, T, D)
         fusion_inputs: dict[str, list[torch.Tensor]] = {}
-        for n in [*self.order, OUTPUT]:
-            inputs = [values[s] for s in self.sources[n]]
-            if capture_fusion_inputs and len(inputs) > 1:
-                inputs = fusion_inputs[n] = [t.view_as(t) for t in inputs]
-            if n == OUTPUT:
-                values[OUTPUT] = fuse(self.out_fusion, inputs, OUTPUT)
-            else:
-                values[n] = self.blocks[n](inputs)
+        run_nodes(self.blocks, self.out_fusion, self.order, self.sources, values,
+                  fusion_inputs if capture_fusion_inputs else None)
         logits = self.head(self.norm(values[OUTPUT]).mean(dim=1))  # mean over tokens -> (B, classes)
         return ForwardPass(logits, values, fusion_inputs, self.order, self.sources)
 

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import traceback
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 import optuna
+from tqdm import tqdm
 
 from iasf_search import __version__
+from iasf_search.artifacts import default_artifact_dir, open_artifact_store
+from iasf_search.dashboard import serve_dashboard
 from iasf_search.errors import BadInput
+from iasf_search.event_log import JsonEventLog, error_event, summary_event, write_event
+from iasf_search.export import export_trial, masked_command, pick_trial, study_components
 from iasf_search.graph import INPUT, OUTPUT, hidden_nodes, inputs_of
 from iasf_search.plugin_manager import contributions, load_components
 from iasf_search.progress import ConsoleProgress
+from iasf_search.report import write_report
+from iasf_search.retrain import retrain
 from iasf_search.space import SearchSpace, load_space
 from iasf_search.study import (
     SearchResult,
@@ -28,7 +37,7 @@ from iasf_search.study import (
     trial_architecture,
 )
 
-COMMANDS = ("search", "best", "plugins")
+COMMANDS = ("search", "best", "plugins", "dashboard", "export", "train", "report")
 
 
 def _common(parser: argparse.ArgumentParser, *, space_required: bool) -> None:
@@ -38,6 +47,12 @@ def _common(parser: argparse.ArgumentParser, *, space_required: bool) -> None:
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                         help="load a plugin module (repeatable)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+
+
+def _artifacts_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--artifacts", metavar="DIR",
+                        help="trials' files (diagrams, heat maps, checkpoints); default: artifacts/ beside a SQLite "
+                             "database, else runs/artifacts")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -53,7 +68,11 @@ def make_parser() -> argparse.ArgumentParser:
     search.add_argument("--timeout", type=float, metavar="SECONDS", help="stop starting trials after this long")
     search.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     search.add_argument("--seed", type=int, help="sampler and training seed (default: search.seed)")
-    search.add_argument("-q", "--quiet", action="store_true", help="no per-trial lines, only the summary")
+    _artifacts_flag(search)
+    search.add_argument("--no-artifacts", action="store_true", help="attach no files to trials (notes and attributes only)")
+    search.add_argument("-q", "--quiet", action="store_true", help="no per-trial lines or progress bar, only the summary")
+    search.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="text (default) or json: one JSON object per line per event on stdout")
     search.set_defaults(func=cmd_search)
     best = sub.add_parser("best", help="print the best trial (or Pareto set) and its architecture")
     _common(best, space_required=False)
@@ -61,6 +80,34 @@ def make_parser() -> argparse.ArgumentParser:
     plugins = sub.add_parser("plugins", help="list the loaded plugins, where each came from and what it contributes")
     _common(plugins, space_required=False)
     plugins.set_defaults(func=cmd_plugins)
+    dashboard = sub.add_parser("dashboard", help="serve optuna-dashboard for the study, with its trials' files")
+    _common(dashboard, space_required=False)
+    _artifacts_flag(dashboard)
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    dashboard.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    dashboard.set_defaults(func=cmd_dashboard)
+    export = sub.add_parser("export", help="write a trial's architecture, weights and model card to a folder")
+    _common(export, space_required=False)
+    _artifacts_flag(export)
+    export.add_argument("--trial", type=int, metavar="N", help="trial number (default: the best trial, or the first of the Pareto set)")
+    export.add_argument("--out", required=True, metavar="DIR", help="folder to write (new, empty, or a previous export)")
+    export.add_argument("--onnx", action="store_true", help="also write model.onnx (needs the onnx extra)")
+    export.set_defaults(func=cmd_export)
+    report = sub.add_parser("report", help="write an offline HTML report of the study (figures as PNG files too)")
+    _common(report, space_required=False)
+    _artifacts_flag(report)
+    report.add_argument("--out", required=True, metavar="DIR", help="folder for index.html and the figures' PNG files")
+    report.set_defaults(func=cmd_report)
+    retrain = sub.add_parser("train", help="retrain an exported architecture from scratch on train + validation")
+    retrain.add_argument("--arch", required=True, metavar="PATH", help="arch.json of an export folder")
+    retrain.add_argument("--space", metavar="PATH", help="the space it was found in (default: space.yaml beside --arch)")
+    retrain.add_argument("--epochs", type=int, metavar="N", help="epochs (default: twice the trial's)")
+    retrain.add_argument("--out", metavar="DIR", help="folder for the retrained model (default: retrained/ beside --arch)")
+    retrain.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    retrain.add_argument("--seed", type=int, help="training seed (default: search.seed)")
+    retrain.add_argument("--plugin", action="append", default=[], metavar="MODULE", help="load a plugin module (repeatable)")
+    retrain.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    retrain.set_defaults(func=cmd_train)
     return parser
 
 
@@ -73,12 +120,32 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise BadInput(f"--trials must be at least 1, got {args.trials}")
     if args.timeout is not None and args.timeout <= 0:
         raise BadInput(f"--timeout must be positive, got {args.timeout}")
+    if args.log_format == "json":
+        return _search_json(args)
     space = _load(args)
     if not args.quiet:
         space.components.pm.register(ConsoleProgress(), name="console-progress")
-    result = run_search(space, trials=args.trials, timeout=args.timeout, storage=args.storage,
-                        study_name=args.study, device=args.device, seed=args.seed)
+    result = _search(space, args)
     print_summary(result)
+    return 0
+
+
+def _search(space: SearchSpace, args: argparse.Namespace) -> SearchResult:
+    artifacts = None if args.no_artifacts else (args.artifacts or "auto")
+    return run_search(space, trials=args.trials, timeout=args.timeout, storage=args.storage,
+                      study_name=args.study, device=args.device, seed=args.seed, artifacts=artifacts,
+                      command=masked_command(["iasf-search", *args.argv]))
+
+
+def _search_json(args: argparse.Namespace) -> int:
+    """``--log-format json``: stdout carries only the events; anything else printed meanwhile goes to stderr."""
+    out = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr):
+        space = _load(args)
+        if not args.quiet:
+            space.components.pm.register(JsonEventLog(out), name="json-event-log")
+        result = _search(space, args)
+    write_event(out, summary_event(result))
     return 0
 
 
@@ -128,15 +195,25 @@ def _print_pareto(study: optuna.Study, best: list[optuna.trial.FrozenTrial]) -> 
         print(f"  #{t.number:<5} {vals}  {t.user_attrs.get('test_accuracy', float('nan')):8.4f}  {t.user_attrs.get('summary', '')}")
 
 
-def cmd_best(args: argparse.Namespace) -> int:
-    if args.space is None and not (args.storage and args.study):
-        raise BadInput("best needs --space PATH, or both --storage URL and --study NAME")
-    name = args.study
-    storage = args.storage
+def _study_location(args: argparse.Namespace, *, study_required: bool = True) -> tuple[str, str | None]:
+    """``(storage URL, study name)`` from ``--space`` or ``--storage``/``--study``."""
+    if args.space is None and not (args.storage and (args.study or not study_required)):
+        need = "both --storage URL and --study NAME" if study_required else "--storage URL"
+        raise BadInput(f"{args.command} needs --space PATH, or {need}")
+    name, storage = args.study, args.storage
     if args.space is not None:
         space = _load(args)
         name = name or space.name
         storage = storage or default_storage_url(space.name)
+    return storage, name
+
+
+def _artifact_dir(args: argparse.Namespace, storage: str) -> Path:
+    return Path(args.artifacts) if args.artifacts else default_artifact_dir(storage)
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    storage, name = _study_location(args)
     study = load_results(storage, name)
     best = best_trials(study)
     if not best:
@@ -145,6 +222,47 @@ def cmd_best(args: argparse.Namespace) -> int:
         _print_trial(best[0], heading="best trial")
     else:
         _print_pareto(study, best)
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    storage, name = _study_location(args, study_required=False)
+    serve_dashboard(storage, _artifact_dir(args, storage), study_name=name, host=args.host, port=args.port)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    storage, name = _study_location(args)
+    study = load_results(storage, name)
+    trial = pick_trial(study, args.trial)
+    store = open_artifact_store(_artifact_dir(args, storage), create=False)
+    result = export_trial(study, trial, store, args.out, onnx=args.onnx, plugins=args.plugin)
+    print(f"exported trial #{result.trial} of study '{study.study_name}' to {result.directory}: {', '.join(result.files)}")
+    if result.onnx_error:
+        print(f"iasf-search: warning: no model.onnx: {result.onnx_error}", file=sys.stderr)
+    print(f"use it: iasf_search.load_model({str(result.directory)!r}); retrain: iasf-search train --arch {result.directory / 'arch.json'}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    storage, name = _study_location(args)
+    study = load_results(storage, name)
+    folder = _artifact_dir(args, storage)
+    # an explicit --artifacts must exist; without one, a study searched with no artifacts still gets its report
+    store = open_artifact_store(folder, create=False) if args.artifacts or folder.is_dir() else None
+    index = write_report(study, args.out, store=store, components=study_components(study, args.plugin),
+                         storage_url=storage)
+    print(f"report of study '{study.study_name}' written to {index} (figures as PNG files beside it)")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    r = retrain(args.arch, space_path=args.space, epochs=args.epochs, device=args.device, seed=args.seed, out=args.out,
+                plugins=args.plugin)
+    search = f" (in the search: {r.search_test_accuracy:.4f})" if r.search_test_accuracy is not None else ""
+    print(f"retrained {r.params:,} parameters for {r.epochs} epochs on train + validation ({r.train_samples} samples) "
+          f"in {r.seconds:.1f} s")
+    print(f"test accuracy {r.test_accuracy:.4f}{search}, test loss {r.test_loss:.4f}; saved to {r.out}")
     return 0
 
 
@@ -162,15 +280,18 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"iasf-search: warning: {message}", file=sys.stderr)
+    # through tqdm, so that a warning during a search lands above the progress bar, not inside it
+    tqdm.write(f"iasf-search: warning: {message}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    typed = list(argv)
     if argv and argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version"):
         argv.insert(0, "search")
     parser = make_parser()
     args = parser.parse_args(argv)
+    args.argv = typed  # as typed, for the study's record of commands
     if args.command is None:
         parser.print_help()
         return 2
@@ -183,13 +304,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    json_log = getattr(args, "log_format", "text") == "json"
+
+    def json_error(kind: str, message: str) -> None:
+        if json_log:
+            write_event(sys.stdout, error_event(kind, message))
+
     try:
         return args.func(args)
     except BadInput as exc:
         print(f"iasf-search: error: {exc}", file=sys.stderr)
+        json_error("bad_input", str(exc))
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: finished trials are kept; run the same command to resume", file=sys.stderr)
+        message = "interrupted: finished trials are kept; run the same command to resume"
+        print(f"\n{message}", file=sys.stderr)
+        json_error("interrupted", message)
         return 130
     except Exception as exc:
         if args.debug:
@@ -197,4 +327,5 @@ def _run(args: argparse.Namespace) -> int:
         else:
             print(f"iasf-search: unexpected error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
                   file=sys.stderr)
+        json_error("unexpected", f"{type(exc).__name__}: {exc}")
         return 1

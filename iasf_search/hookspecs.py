@@ -6,7 +6,8 @@ set is loaded, for every plugin (built-in ones first, then entry points, ``--plu
 the space file's ``plugins:``).
 
 Life-cycle hooks are called for every plugin; their results are ignored. They are meant for
-loggers, progress displays and artifact writers, and must not change the study.
+loggers, progress displays and artifact writers: they may attach user attributes, notes and
+artifacts to the running trial, but must not change a trial's parameters, values or state.
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    import networkx as nx
     import optuna
+    from optuna.artifacts._protocol import ArtifactStore
+    from torch import nn
 
+    from iasf_search.components import TaskData
     from iasf_search.registry import Registry
     from iasf_search.space import SearchSpace
 
@@ -126,6 +131,38 @@ def iasf_trial_start(study: optuna.Study, trial: optuna.Trial) -> None:
 
     :param study: the study.
     :param trial: the running Optuna trial (``trial.number``; do not suggest parameters here).
+    """
+
+
+@hookspec
+def iasf_trial_built(trial: optuna.Trial, graph: nx.DiGraph, model: nn.Module, space: SearchSpace,
+                     artifacts: ArtifactStore | None) -> None:
+    """Called when a trial's model is built and its costs measured, before training (also for a
+    trial whose result is reused from an identical one; it is then not trained).
+
+    :param trial: the running trial: ``user_attrs`` hold the architecture, its summary and the
+        ``cost.*`` values; attributes, notes and artifacts may still be attached to it.
+    :param graph: the sampled architecture graph.
+    :param model: the built, untrained :class:`~iasf_search.build.ArchNet` on the trial's device.
+    :param space: the validated search space (``space.sections`` holds plugin-owned settings).
+    :param artifacts: the study's artifact store (``optuna.artifacts.upload_artifact``), or None
+        when the run keeps no artifacts.
+    """
+
+
+@hookspec
+def iasf_trial_trained(trial: optuna.Trial, model: nn.Module, data: TaskData, space: SearchSpace,
+                       values: list[float], artifacts: ArtifactStore | None) -> None:
+    """Called after a trial trained to the end and was evaluated, while it is still running
+    (pruned, diverged and failed trials do not get here).
+
+    :param trial: the running trial, with its metrics in ``user_attrs`` (``val_accuracy``,
+        ``test_accuracy``, ...); attributes, notes and artifacts may still be attached to it.
+    :param model: the trained model in eval mode, on the trial's device.
+    :param data: the task's splits, on the trial's device.
+    :param space: the validated search space.
+    :param values: the trial's objective values, in the order of ``space.objectives``.
+    :param artifacts: the study's artifact store, or None when the run keeps no artifacts.
     """
 
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 import optuna
@@ -24,9 +25,9 @@ import torch
 from torch import nn
 
 from iasf_search import graph as arch
-from iasf_search.build import build_model, count_parameters
+from iasf_search.build import ArchNet, build_model, count_parameters
 from iasf_search.components import TaskData
-from iasf_search.plugin_manager import plugin_in_traceback
+from iasf_search.plugin_manager import Components, plugin_in_traceback
 from iasf_search.space import SearchSpace
 from iasf_search.train import AuxTerm, Diverged, evaluate, measure_aux, train
 
@@ -34,6 +35,9 @@ COST_BATCH = 32
 """Validation samples on which cost models measure a model."""
 AUX_BATCH = 256
 """Validation samples on which auxiliary objectives are measured after training."""
+
+if TYPE_CHECKING:
+    from optuna.artifacts._protocol import ArtifactStore
 
 REUSED_ATTRS = ("params", "train_seconds", "epochs", "val_accuracy", "val_loss", "test_accuracy")
 
@@ -46,11 +50,30 @@ def describe_graph(graph: nx.DiGraph, space: SearchSpace) -> str:
     return f"{head} " + arch.summary(graph, lambda op, cfg: comps.ops.get(op).describe(cfg))
 
 
+def attach_aux(model: ArchNet, aux_config: Mapping[str, Mapping[str, Any]], components: Components,
+               probe: torch.Tensor, device: torch.device) -> list[AuxTerm]:
+    """Build each auxiliary objective's helper modules and make them part of ``model`` (so they train).
+
+    :param probe: a tiny input batch the helpers are sized on.
+    """
+    if not aux_config:
+        return []
+    with torch.no_grad():
+        forward = model.run(probe)
+    objectives = components.aux_objectives
+    terms = [AuxTerm(objectives.get(name), config, objectives.get(name).build(config, forward, model.head.in_features))
+             for name, config in aux_config.items()]
+    model.aux_modules = nn.ModuleList(t.module for t in terms).to(device)
+    return terms
+
+
 class TrialObjective:
     """The Optuna objective for a search: ``objective(trial) -> value(s)`` in the space's objective order."""
 
-    def __init__(self, space: SearchSpace, data: TaskData, device: torch.device, seed: int) -> None:
+    def __init__(self, space: SearchSpace, data: TaskData, device: torch.device, seed: int,
+                 artifacts: ArtifactStore | None = None) -> None:
         self.space, self.data, self.device, self.seed = space, data, device, seed
+        self.artifacts = artifacts
         task = {"dataset": space.dataset, "options": dict(space.dataset_options), "split": vars(space.split), "seed": seed}
         self.task_fingerprint = json.dumps(task, sort_keys=True, default=str)
 
@@ -85,22 +108,25 @@ class TrialObjective:
                             ("summary", describe_graph(graph, space)), ("train_config", train_config), ("reuse_key", key)):
             trial.set_user_attr(name, value)
 
+        torch.manual_seed(self.seed)
+        model = build_model(graph, space.components, self.data.sample_shape, self.data.num_classes).to(self.device)
+        hook = space.components.pm.hook
         previous = self._finished_twin(trial.study, key, graph)
         if previous is not None:
             for name, value in previous.user_attrs.items():
                 if name in REUSED_ATTRS or name.startswith(("aux.", "cost.")):
                     trial.set_user_attr(name, value)
             trial.set_user_attr("reused_from", previous.number)
+            hook.iasf_trial_built(trial=trial, graph=graph, model=model, space=space, artifacts=self.artifacts)
             return previous.values if len(previous.values) > 1 else previous.values[0]
 
-        torch.manual_seed(self.seed)
-        model = build_model(graph, space.components, self.data.sample_shape, self.data.num_classes).to(self.device)
         params = count_parameters(model)  # the deployable model, without auxiliary helpers
         trial.set_user_attr("params", params)
         costs = self._measure_costs(model)
         for name, value in costs.items():
             trial.set_user_attr(f"cost.{name}", value)
-        aux = self._attach_aux(model, aux_config)
+        hook.iasf_trial_built(trial=trial, graph=graph, model=model, space=space, artifacts=self.artifacts)
+        aux = attach_aux(model, aux_config, space.components, self.data.x_train[:2], self.device)
         single = len(space.objectives) == 1
         metric = space.objectives[0].metric
 
@@ -128,6 +154,10 @@ class TrialObjective:
             trial.set_user_attr(name, value)
         metrics: dict[str, Any] = {"accuracy": result.val_accuracy, "loss": result.val_loss, **costs}
         values = [float(metrics[o.metric]) for o in space.objectives]
+        if hasattr(model, "aux_modules"):
+            del model.aux_modules  # training helpers are not part of the trained model
+        model.eval()
+        hook.iasf_trial_trained(trial=trial, model=model, data=self.data, space=space, values=values, artifacts=self.artifacts)
         return values[0] if single else values
 
     def _measure_costs(self, model: nn.Module) -> dict[str, float]:
@@ -138,18 +168,6 @@ class TrialObjective:
         example = self.data.x_val[:COST_BATCH]
         return {name: float(self.space.components.cost_models.get(name).measure(model, example, self.device, options))
                 for name, options in self.space.costs.items()}
-
-    def _attach_aux(self, model: nn.Module, aux_config: dict[str, dict[str, Any]]) -> list[AuxTerm]:
-        """Build each auxiliary objective's helper modules and make them part of ``model`` (so they train)."""
-        if not aux_config:
-            return []
-        with torch.no_grad():
-            probe = model.run(self.data.x_train[:2])
-        objectives = self.space.components.aux_objectives
-        terms = [AuxTerm(objectives.get(name), config, objectives.get(name).build(config, probe, model.head.in_features))
-                 for name, config in aux_config.items()]
-        model.aux_modules = nn.ModuleList(t.module for t in terms).to(self.device)
-        return terms
 
     @staticmethod
     def _finished_twin(study: optuna.Study, key: str, graph: nx.DiGraph) -> optuna.trial.FrozenTrial | None:

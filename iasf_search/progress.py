@@ -1,13 +1,19 @@
-"""Terminal progress: a plugin on the life-cycle hooks that prints one line per finished trial."""
+"""Terminal progress: a plugin on the life-cycle hooks that prints one line per finished trial.
+
+On a terminal the lines scroll above a live progress bar (finished/target, best value or Pareto-set
+size, elapsed, ETA); on a pipe or file the lines are written plainly, without carriage returns.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import TextIO
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+from tqdm import tqdm
 
 from iasf_search.hookspecs import hookimpl
 from iasf_search.space import SearchSpace
@@ -33,17 +39,78 @@ def trial_outcome(trial: FrozenTrial) -> str:
     return f"{trial.state.name}: {attrs.get('failure_reason', 'no reason recorded')}"
 
 
-class ConsoleProgress:
-    """Prints ``[done/target] #n  outcome  best ...  summary  elapsed ETA`` per finished trial."""
+def is_tty(stream: TextIO) -> bool:
+    """Whether ``stream`` is an open interactive terminal (False for pipes, files, closed streams)."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+
+def terminal_size(stream: TextIO) -> tuple[int, int]:
+    """``(columns, lines)`` of the terminal behind ``stream``; zeros when unknown (no real terminal, or one reporting no size)."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (AttributeError, ValueError, OSError):
+        return 0, 0
+    return size.columns, size.lines
+
+
+def eta_seconds(elapsed: float, ran: int, remaining: int) -> float:
+    """Seconds left at the average pace of the ``ran`` trials of this run (at least one counted)."""
+    return elapsed / max(1, ran) * max(0, remaining)
+
+
+def best_so_far(study: optuna.Study) -> str:
+    """``best 0.9815 (#3)`` (one objective), ``Pareto set 4`` (several), ``best -`` before any completes."""
+    try:
+        if len(study.directions) == 1:
+            b = study.best_trial
+            return f"best {b.value:.4f} (#{b.number})"
+        return f"Pareto set {len(study.best_trials)}"
+    except ValueError:
+        return "best -"
+
+
+class ConsoleProgress:
+    """Prints ``[done/target] #n  outcome  best ...  summary  elapsed ETA`` per finished trial.
+
+    :param stream: where to write (default ``sys.stdout``). When it is a terminal, a tqdm bar stays at
+        the bottom and the lines are written above it; the bar is closed when the study ends.
+    :param bar: force the bar on or off; default: on exactly when ``stream`` is a terminal.
+    """
+
+    def __init__(self, stream: TextIO | None = None, *, bar: bool | None = None) -> None:
         self.stream = stream or sys.stdout
+        self.use_bar = is_tty(self.stream) if bar is None else bar
+        self.bar: tqdm | None = None
         self.start = time.perf_counter()
         self.target = 0
         self.done_at_start = 0
 
     def _print(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        if self.bar is not None:
+            tqdm.write(text, file=self.stream)
+            self.stream.flush()
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def _open_bar(self, study: optuna.Study) -> None:
+        # follow the terminal's width as it is resized; 80x24 where it reports no size (tqdm would print nothing)
+        width = {"dynamic_ncols": True} if min(terminal_size(self.stream)) > 0 else {"ncols": 80, "nrows": 24}
+        self.bar = tqdm(total=self.target, initial=self.done_at_start, file=self.stream, desc="trials",
+                        bar_format="{desc} {n_fmt}/{total_fmt} |{bar}| {elapsed}<{remaining}{postfix}",
+                        postfix=self._postfix_text(study), smoothing=0, mininterval=0, miniters=1, leave=False, **width)
+
+    @staticmethod
+    def _postfix_text(study: optuna.Study, best: str = "") -> str:
+        # a fixed width keeps the bar from changing length when the text grows
+        return f"{best or best_so_far(study):<18}"
+
+    def _close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
     @hookimpl
     def iasf_study_start(self, study: optuna.Study, space: SearchSpace, target: int) -> None:
@@ -58,21 +125,31 @@ class ConsoleProgress:
             self._print(f"{verb} study '{study.study_name}': {self.done_at_start}/{target} finished trials, "
                         f"dataset {space.dataset}, {len(space.ops)} ops, objective "
                         + ", ".join(f"{o.direction} {o.metric}" for o in space.objectives))
+            if self.use_bar:
+                self._open_bar(study)
+
+    @hookimpl
+    def iasf_trial_start(self, study: optuna.Study, trial: optuna.Trial) -> None:
+        if self.bar is not None:
+            self.bar.refresh()  # keeps the elapsed clock moving between finished trials
 
     @hookimpl
     def iasf_trial_end(self, study: optuna.Study, trial: FrozenTrial) -> None:
         done = len(finished_trials(study))
         elapsed = time.perf_counter() - self.start
-        ran = max(1, done - self.done_at_start)
-        eta = elapsed / ran * max(0, self.target - done)
-        best = ""
-        if len(study.directions) == 1:
-            try:
-                b = study.best_trial
-                best = f"best {b.value:.4f} (#{b.number})"
-            except ValueError:
-                best = "best -"
+        eta = eta_seconds(elapsed, done - self.done_at_start, self.target - done)
+        best = best_so_far(study) if len(study.directions) == 1 else ""
         seconds = trial.user_attrs.get("train_seconds")
         took = f"{seconds:5.1f}s" if isinstance(seconds, (int, float)) and "reused_from" not in trial.user_attrs else "    - "
         self._print(f"[{done:>3}/{self.target}] #{trial.number:<3} {trial_outcome(trial):<28} {best:<18} {took}  "
                     f"{clock(elapsed)} ETA {clock(eta)}  {trial.user_attrs.get('summary', '')}")
+        if self.bar is not None:
+            self.bar.set_postfix_str(self._postfix_text(study, best), refresh=False)
+            if done > self.bar.n:
+                self.bar.update(done - self.bar.n)
+            else:
+                self.bar.refresh()
+
+    @hookimpl
+    def iasf_study_end(self, study: optuna.Study, space: SearchSpace) -> None:
+        self._close_bar()

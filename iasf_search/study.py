@@ -12,6 +12,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import networkx as nx
 import optuna
@@ -19,11 +20,15 @@ import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
 from iasf_search import graph as arch
+from iasf_search.artifacts import check_artifact_dir, default_artifact_dir, open_artifact_store
 from iasf_search.data import check_task
 from iasf_search.errors import BadInput
 from iasf_search.objective import TrialObjective
 from iasf_search.space import SearchSpace
 from iasf_search.train import resolve_device
+
+if TYPE_CHECKING:
+    from optuna.artifacts._protocol import ArtifactStore
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 MAX_CONSECUTIVE_FAILURES = 10
@@ -102,6 +107,8 @@ class SearchResult:
     target: int
     new_trials: int
     seconds: float
+    artifact_dir: Path | None = None
+    """The folder of the file-system artifact store the trials' files went to (None: none or not a folder)."""
 
     @property
     def best(self) -> list[FrozenTrial]:
@@ -109,8 +116,11 @@ class SearchResult:
 
     @property
     def dashboard_command(self) -> str:
-        """The shell command that opens this study in optuna-dashboard (SQLite paths made absolute)."""
-        return f"optuna-dashboard {absolute_url(self.storage_url)}"
+        """The shell command that opens this study in optuna-dashboard with its artifacts (paths made absolute)."""
+        command = f"iasf-search dashboard --storage {absolute_url(self.storage_url)} --study {self.study.study_name}"
+        if self.artifact_dir is not None and self.artifact_dir.resolve() != default_artifact_dir(absolute_url(self.storage_url)).resolve():
+            command += f" --artifacts {self.artifact_dir.resolve()}"
+        return command
 
 
 class _FailureGuard:
@@ -129,7 +139,8 @@ class _FailureGuard:
 
 def run_search(space: SearchSpace, *, trials: int | None = None, timeout: float | None = None,
                storage: str | None = None, study_name: str | None = None, device: str = "auto",
-               seed: int | None = None) -> SearchResult:
+               seed: int | None = None, artifacts: str | Path | ArtifactStore | None = "auto",
+               command: str | None = None) -> SearchResult:
     """Run or resume a search until the study holds ``trials`` finished trials (or ``timeout`` s pass).
 
     :param space: a validated space (:func:`iasf_search.load_space`).
@@ -139,6 +150,10 @@ def run_search(space: SearchSpace, *, trials: int | None = None, timeout: float 
     :param study_name: default: the space's ``name``.
     :param device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
     :param seed: overrides ``search.seed`` (sampler and training seed).
+    :param artifacts: where trials' files go: ``"auto"`` (:func:`~iasf_search.artifacts.default_artifact_dir`
+        of the storage), a folder, any Optuna artifact store, or None for none.
+    :param command: the command line that started this run (passwords hidden), kept in the
+        study's ``commands`` attribute for exported model cards.
     :raises BadInput: unusable device, data or storage; nothing is written in that case.
     """
     start = time.perf_counter()
@@ -158,8 +173,15 @@ def run_search(space: SearchSpace, *, trials: int | None = None, timeout: float 
     data = data.to(torch_device)
 
     url = storage or default_storage_url(space.name)
+    artifact_dir = _artifact_folder(artifacts, url)
     pruner = comps.pruners.get(settings.pruner).create(settings.pruner_options, epochs=_max_epochs(space))
     study = open_study(space, url, study_name or space.name, seed=seed, pruner=pruner)
+    store = open_artifact_store(artifact_dir) if artifact_dir is not None else artifacts
+    study.set_user_attr("data", {"sample_shape": list(data.sample_shape), "num_classes": data.num_classes,
+                                 "modality": data.modality, "train": len(data.x_train), "val": len(data.x_val),
+                                 "test": len(data.x_test)})
+    if command and command not in study.user_attrs.get("commands", []):
+        study.set_user_attr("commands", [*study.user_attrs.get("commands", []), command])
     done = len(finished_trials(study))
     pm = comps.pm
     pm.hook.iasf_study_start(study=study, space=space, target=target)
@@ -168,7 +190,7 @@ def run_search(space: SearchSpace, *, trials: int | None = None, timeout: float 
     try:
         if done < target:
             study.optimize(
-                TrialObjective(space, data, torch_device, seed),
+                TrialObjective(space, data, torch_device, seed, store),
                 timeout=timeout,
                 catch=(Exception,),
                 callbacks=[optuna.study.MaxTrialsCallback(target, states=FINISHED), guard,
@@ -180,7 +202,16 @@ def run_search(space: SearchSpace, *, trials: int | None = None, timeout: float 
     if guard.tripped:
         warnings.warn(f"stopped after {MAX_CONSECUTIVE_FAILURES} consecutive failed trials; "
                       f"see their failure_reason (iasf-search best shows the study)", stacklevel=2)
-    return SearchResult(study, url, target, len(study.trials) - before, time.perf_counter() - start)
+    return SearchResult(study, url, target, len(study.trials) - before, time.perf_counter() - start, artifact_dir)
+
+
+def _artifact_folder(artifacts: str | Path | ArtifactStore | None, url: str) -> Path | None:
+    """The artifact folder a run will use (checked, not yet created), or None for a given store or none."""
+    if not isinstance(artifacts, (str, Path)):
+        return None
+    folder = default_artifact_dir(url) if artifacts == "auto" else Path(artifacts)
+    check_artifact_dir(folder)
+    return folder
 
 
 def check_stem_fits(space: SearchSpace, sample_shape: tuple[int, ...]) -> None:

@@ -65,7 +65,7 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(width, width)
         self.register_buffer("mask", mask, persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _qkv_mask(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         B, T, D = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # (B, H, T, hd) each
         mask = self.mask
@@ -74,8 +74,22 @@ class SelfAttention(nn.Module):
                 scores = q @ k.transpose(-2, -1)  # (B, H, T, T); the scale does not change the ranking
                 kth = scores.topk(self.topk, dim=-1).values[..., -1:]
                 mask = scores >= kth
+        return q, k, v, mask
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, D = x.shape
+        q, k, v, mask = self._qkv_mask(x)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, T, hd)
         return self.proj(y.transpose(1, 2).reshape(B, T, D))
+
+    def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """The attention probabilities ``(B, heads, T, T)`` that :meth:`forward` applies to ``x``
+        (rows: queries; masked keys get 0). Reports and the dashboard draw them as heat maps."""
+        q, k, _, mask = self._qkv_mask(x)
+        scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        return scores.softmax(dim=-1)
 
 
 class Attention(NodeOp):

@@ -45,7 +45,7 @@ def test_search_resume_and_best(capsys, tmp_path, write_space):
     assert [(int(done), int(target), int(number)) for done, target, number in lines] == [(1, 3, 0), (2, 3, 1), (3, 3, 2)]
     assert "starting study 'tiny': 0/3 finished trials" in out
     assert "study 'tiny': 3/3 finished trials, 3 run now" in out
-    assert f"optuna-dashboard sqlite:///{tmp_path / 's.db'}" in out
+    assert f"iasf-search dashboard --storage sqlite:///{tmp_path / 's.db'} --study tiny" in out
     assert "Traceback" not in err
 
     study = optuna.load_study(study_name="tiny", storage=url)
@@ -109,7 +109,7 @@ def test_default_storage_is_runs_name_db(capsys, tmp_path, write_space):
     db = tmp_path / "runs" / "defaultdb.db"
     assert db.is_file()
     assert "storage sqlite:///runs/defaultdb.db" in out
-    assert f"optuna-dashboard sqlite:///{db.resolve()}\n" in out  # absolute: works from any directory
+    assert f"iasf-search dashboard --storage sqlite:///{db.resolve()} --study defaultdb\n" in out  # absolute: works from any directory
     study = optuna.load_study(study_name="defaultdb", storage=f"sqlite:///{db}")
     assert len(finished(study)) == 1
     rc, out, err = run(capsys, "best", "--space", "tiny.yaml")  # finds the same default storage

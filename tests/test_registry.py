@@ -240,7 +240,7 @@ def test_a_plugin_using_every_registration_hook_runs_a_search(tmp_path, write_sp
     assert all(t.user_attrs["aux.smoothness"]["loss"] >= 0 for t in trials)
     assert all(t.user_attrs["cost.tokens"] == 128.0 for t in trials)  # 64 feature tokens x scale 2
     space = iasf_search.load_space("tiny.yaml")
-    assert space.sections == {"flat_logger": {"prefix": "x", "every": 1}}
+    assert space.sections["flat_logger"] == {"prefix": "x", "every": 1}
     write_space(doc={"name": "flat", "plugins": ["plugin_samples.every_hook"], "task": {"dataset": "flat_digits"},
                      "manifold": {"ops": ["mlp"]}, "flat_logger": {"evry": 2}})
     with pytest.raises(SpaceError, match=r"flat_logger.evry: unknown key \(did you mean 'every'\?\)"):

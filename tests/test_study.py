@@ -10,6 +10,7 @@ import torch
 from optuna.trial import TrialState
 
 import iasf_search
+from iasf_search import graph as arch
 from iasf_search.build import count_parameters
 from iasf_search.cli import main
 from iasf_search.hookspecs import hookimpl
@@ -40,7 +41,8 @@ def test_run_search_python_api(tmp_path, write_space):
     result = iasf_search.run_search(space, trials=2, storage=url, device="cpu")
     assert isinstance(result, SearchResult)
     assert (result.target, result.new_trials, result.storage_url) == (2, 2, url)
-    assert result.dashboard_command == f"optuna-dashboard {url}"
+    assert result.dashboard_command == f"iasf-search dashboard --storage {url} --study tiny"
+    assert result.artifact_dir == tmp_path / "artifacts"
     assert result.study.study_name == "tiny"
     assert len([t for t in result.study.trials if t.state in FINISHED]) == 2
 
@@ -202,6 +204,16 @@ class Recorder:
         self.calls.append(("trial start", trial.number, dict(trial.params)))
 
     @hookimpl
+    def iasf_trial_built(self, trial, graph, model, space, artifacts):
+        self.calls.append(("built", trial.number, "val_accuracy" in trial.user_attrs, model.training,
+                           artifacts is not None, trial.user_attrs["arch_hash"] == arch.canonical_hash(graph)))
+
+    @hookimpl
+    def iasf_trial_trained(self, trial, model, data, space, values, artifacts):
+        self.calls.append(("trained", trial.number, values == [trial.user_attrs["val_accuracy"]], model.training,
+                           hasattr(model, "aux_modules"), len(data.x_test) > 0))
+
+    @hookimpl
     def iasf_trial_end(self, study, trial):
         self.calls.append(("trial", trial.number, trial.state, "arch_hash" in trial.user_attrs))
 
@@ -219,8 +231,12 @@ def test_life_cycle_hooks(tmp_path, write_space):
     assert recorder.calls == [
         ("start", 2, 0, "tiny"),
         ("trial start", 0, {}),  # before anything is sampled
+        ("built", 0, False, True, True, True),  # before training, with the artifact store
+        ("trained", 0, True, False, False, True),  # after: eval mode, values given, training helpers gone
         ("trial", 0, TrialState.COMPLETE, True),
         ("trial start", 1, {}),
+        ("built", 1, False, True, True, True),
+        ("trained", 1, True, False, False, True),
         ("trial", 1, TrialState.COMPLETE, True),
         ("end", 2),
     ]

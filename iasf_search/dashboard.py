@@ -1,0 +1,73 @@
+"""Serve optuna-dashboard for a study's storage, with the artifact store the search wrote to.
+
+optuna-dashboard's own WSGI app (:func:`optuna_dashboard.wsgi`) on the standard library's server,
+bound here so that a busy port is a one-line error and ``--port 0`` picks a free one.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TextIO
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import optuna
+import optuna_dashboard
+
+from iasf_search.artifacts import open_artifact_store
+from iasf_search.errors import BadInput
+from iasf_search.study import open_storage, safe_url
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No line per HTTP request on stderr."""
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+def make_dashboard_server(storage_url: str, artifact_dir: Path | None, *, host: str = "127.0.0.1", port: int = 8080) -> WSGIServer:
+    """A bound, not yet serving, optuna-dashboard server for ``storage_url``.
+
+    :param artifact_dir: the artifact folder (None or missing: the dashboard shows no files).
+    :raises BadInput: no such study database, or the address is in use or not available.
+    """
+    storage = open_storage(storage_url, create=False)
+    store = open_artifact_store(artifact_dir, create=False) if artifact_dir is not None and artifact_dir.is_dir() else None
+    app = optuna_dashboard.wsgi(storage, artifact_store=store)
+    try:
+        return make_server(host, port, app, handler_class=_QuietHandler)
+    except OSError as exc:
+        raise BadInput(f"cannot listen on {host}:{port}: {exc.strerror}; pass another --port (0 picks a free one)") from None
+
+
+def study_path(storage_url: str, study_name: str | None) -> str:
+    """The dashboard's page for ``study_name`` (its study id), or its start page."""
+    if study_name is None:
+        return "/dashboard"
+    storage = open_storage(storage_url, create=False)
+    try:
+        return f"/dashboard/studies/{storage.get_study_id_from_name(study_name)}"
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        raise BadInput(f"no study '{study_name}' in {safe_url(storage_url)}; studies there: {', '.join(names) or 'none'}") from None
+
+
+def serve_dashboard(storage_url: str, artifact_dir: Path | None, *, study_name: str | None = None, host: str = "127.0.0.1",
+                    port: int = 8080, out: TextIO | None = None) -> None:
+    """Print the address and serve until interrupted (Ctrl-C returns normally)."""
+    out = out or sys.stdout
+    path = study_path(storage_url, study_name)
+    server = make_dashboard_server(storage_url, artifact_dir, host=host, port=port)
+    shown_host = f"[{host}]" if ":" in host else host
+    address = f"http://{shown_host}:{server.server_port}{path}"
+    files = f"artifacts from {artifact_dir}" if artifact_dir is not None and artifact_dir.is_dir() else "no artifact folder"
+    print(f"optuna-dashboard for {safe_url(storage_url)} ({files})", file=out)
+    print(f"open {address}  (Ctrl-C stops it)", file=out, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+

@@ -1,0 +1,135 @@
+"""Retrain a found architecture from scratch on train + validation and report its test accuracy.
+
+The search selects on the validation split with a short schedule; the final model should see the
+validation samples too and train longer. The test split stays held out, as in the search.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+
+from iasf_search.artifacts import CHECKPOINT
+from iasf_search.build import build_model, count_parameters
+from iasf_search.components import TaskData
+from iasf_search.data import check_task
+from iasf_search.errors import BadInput
+from iasf_search.export import FORMAT, prepare_out_dir
+from iasf_search.graph import GraphError, from_json, validate
+from iasf_search.objective import attach_aux
+from iasf_search.space import SearchSpace, load_space
+from iasf_search.train import Diverged, evaluate, resolve_device, train
+
+EPOCH_FACTOR = 2
+"""Default retraining length: this many times the epochs the trial trained during the search."""
+
+
+@dataclass
+class RetrainResult:
+    out: Path
+    epochs: int
+    seconds: float
+    test_accuracy: float
+    test_loss: float
+    search_test_accuracy: float | None
+    train_samples: int
+    params: int
+
+
+def merged_train_val(data: TaskData) -> TaskData:
+    """Training on train + validation; ``val`` is kept for the per-epoch log only (it is trained on)."""
+    return TaskData(torch.cat([data.x_train, data.x_val]), torch.cat([data.y_train, data.y_val]), data.x_val, data.y_val,
+                    data.x_test, data.y_test, data.num_classes, data.modality, data.info, data.augment)
+
+
+def training_config(space: SearchSpace, info: dict[str, Any], file: Path) -> dict[str, Any]:
+    """The trial's training settings from ``model.json``; else the space's, which must then be fixed values."""
+    if info.get("train_config"):
+        return dict(info["train_config"])
+    config = {}
+    for key, rng in space.training.items():
+        if not rng.is_fixed:
+            raise BadInput(f"{space.file}: training.{key} is searched, and {file.parent} has no model.json with the trial's "
+                           f"settings; give the folder of an iasf-search export, or fix training.{key} to one value")
+        config[key] = rng.fixed
+    return config
+
+
+def retrain(arch: str | Path, *, space_path: str | Path | None = None, epochs: int | None = None, device: str = "auto",
+            seed: int | None = None, out: str | Path | None = None, plugins: Sequence[str] = ()) -> RetrainResult:
+    """Train ``arch`` (an ``arch.json``) from scratch on train + validation; evaluate on test; save to ``out``.
+
+    :param space_path: the space giving the dataset and training settings; default ``space.yaml``
+        beside ``arch`` (an export folder has one).
+    :param epochs: default :data:`EPOCH_FACTOR` times the trial's epochs.
+    :param out: folder for the retrained model (loadable with :func:`iasf_search.load_model`);
+        default ``retrained/`` beside ``arch``.
+    :raises BadInput: unreadable architecture or space, unusable data or device.
+    """
+    arch = Path(arch)
+    if not arch.is_file():
+        raise BadInput(f"--arch {arch}: no such file; give the arch.json of an iasf-search export")
+    folder = arch.parent
+    space_file = Path(space_path) if space_path is not None else folder / "space.yaml"
+    if not space_file.is_file():
+        raise BadInput(f"{space_file}: no such space file; pass --space PATH (the space the architecture was found in)")
+    if epochs is not None and epochs < 1:
+        raise BadInput(f"--epochs must be at least 1, got {epochs}")
+    try:
+        graph = from_json(arch.read_text(encoding="utf-8"))
+        validate(graph)
+    except (ValueError, KeyError, GraphError) as exc:
+        raise BadInput(f"{arch}: not an architecture graph ({type(exc).__name__}: {exc}); give the arch.json of an export") from None
+    info_file = folder / "model.json"
+    info = json.loads(info_file.read_text(encoding="utf-8")) if info_file.is_file() else {}
+    space = load_space(space_file, plugins=[*info.get("plugins", []), *plugins])
+    config = training_config(space, info, arch)
+    config["epochs"] = epochs or EPOCH_FACTOR * int(config["epochs"])
+    try:
+        torch_device = resolve_device(device)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    seed = space.search.seed if seed is None else seed
+    data = space.components.datasets.get(space.dataset).load(space.dataset_options, space.split)
+    check_task(space.dataset, data)
+    data = merged_train_val(data).to(torch_device)
+    out = Path(out) if out is not None else folder / "retrained"
+    prepare_out_dir(out)
+
+    torch.manual_seed(seed)
+    model = build_model(graph, space.components, data.sample_shape, data.num_classes).to(torch_device)
+    params = count_parameters(model)
+    aux = attach_aux(model, config.get("auxiliary", {}), space.components, data.x_train[:2], torch_device)
+    try:
+        result = train(model, data, config, device=torch_device, seed=seed, aux=aux)
+    except Diverged as exc:
+        raise BadInput(f"retraining diverged ({exc}); lower training.lr in {space_file} or pass fewer --epochs") from None
+    if hasattr(model, "aux_modules"):
+        del model.aux_modules
+    test_acc, test_loss = evaluate(model, data.x_test, data.y_test, torch_device)
+
+    shutil.copyfile(arch, out / "arch.json")
+    if space_file.resolve() != (out / "space.yaml").resolve():
+        shutil.copyfile(space_file, out / "space.yaml")
+    safetensors.torch.save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(out / CHECKPOINT),
+                                metadata={"format": FORMAT, "retrained": "train+val"})
+    search_metrics = info.get("metrics", {})
+    new_info = {
+        **info, "format": FORMAT, "sample_shape": list(data.sample_shape), "num_classes": data.num_classes,
+        "modality": data.modality, "plugins": list(space.plugins), "train_config": config,
+        "metrics": {"test_accuracy": test_acc, "test_loss": test_loss, "epochs": result.epochs,
+                    "train_seconds": round(result.seconds, 3), "params": params},
+        "retrained": {"on": "train+val", "samples": len(data.x_train), "seed": seed, "device": str(torch_device),
+                      "search_metrics": search_metrics},
+    }
+    (out / "model.json").write_text(json.dumps(new_info, indent=2) + "\n", encoding="utf-8")
+    return RetrainResult(out, result.epochs, result.seconds, test_acc, test_loss, search_metrics.get("test_accuracy"),
+                         len(data.x_train), params)
+

@@ -1,0 +1,168 @@
+"""What optuna-dashboard shows beside each trial: a note, the architecture diagram, and for the best
+trials the attention heat maps and a checkpoint.
+
+Through the life-cycle hooks, like any plugin:
+
+* ``iasf_study_start`` names the objectives for the dashboard (``study.set_metric_names``);
+* ``iasf_trial_built`` (every trial, before training) attaches ``architecture.svg`` and a markdown
+  note (optuna-dashboard's notes) with the architecture table and its costs;
+* ``iasf_trial_trained`` (trials that trained to the end) adds the metrics to the note and, when the
+  trial is the best so far (one objective) or not dominated by any finished trial (several),
+  attaches ``attention.png`` (seed 002 §4.2: each node's map divided by its maximum) and
+  ``model.safetensors`` (the trained weights, training helpers excluded).
+
+The space's ``artifacts:`` section switches each part (see its ``params``).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import networkx as nx
+import optuna
+import safetensors.torch
+from torch import nn
+
+from iasf_search import hookimpl
+from iasf_search.artifacts import CHECKPOINT, DIAGRAM, HEATMAPS, upload_bytes
+from iasf_search.components import SpaceSection, TaskData
+from iasf_search.graph import INPUT, OUTPUT, from_json, hidden_nodes, inputs_of
+from iasf_search.params import Param
+from iasf_search.space import SearchSpace
+
+if TYPE_CHECKING:
+    from optuna.artifacts._protocol import ArtifactStore
+
+WHICH = ("best", "all", "none")
+
+
+class ArtifactSettings(SpaceSection):
+    name = "artifacts"
+    description = "which files and notes each trial gets in the dashboard"
+    params = {
+        "diagram": Param(True, bool, help=f"attach {DIAGRAM} to every trial"),
+        "notes": Param(True, bool, help="write a markdown note (architecture, costs, metrics) on every trial"),
+        "checkpoints": Param("best", str, choices=WHICH,
+                             help=f"attach {CHECKPOINT}: best (best so far / Pareto-optimal when it finished), all, none"),
+        "heatmaps": Param("best", str, choices=WHICH, help=f"attach {HEATMAPS}: best, all or none"),
+        "heatmap_samples": Param(64, int, low=1, help="validation samples the attention maps are averaged over"),
+    }
+
+
+def objective_names(space: SearchSpace) -> list[str]:
+    """``val accuracy``, ``val loss`` or the cost's name, per objective."""
+    return [f"val {o.metric}" if o.metric in ("accuracy", "loss") else o.metric for o in space.objectives]
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def trial_note(trial: optuna.Trial, graph: nx.DiGraph, space: SearchSpace, values: Sequence[float] | None = None) -> str:
+    """The markdown note: heading, node table, costs, training settings and (after training) metrics."""
+    attrs = trial.user_attrs
+    lines = [f"## Trial {trial.number}: {attrs.get('summary', '')}", "",
+             f"architecture `{attrs.get('arch_hash', '?')}`, width {graph.graph.get('width')}, "
+             f"{_number(attrs.get('params', 0))} parameters", "",
+             "| node | op | configuration | reads | fusion |", "|---|---|---|---|---|"]
+    for n in [INPUT, *hidden_nodes(graph), OUTPUT]:
+        node = graph.nodes[n]
+        ins = inputs_of(graph, n)
+        fusion = node.get("fusion", "") if len(ins) > 1 else ""
+        config = json.dumps(node.get("config", {}), sort_keys=True)
+        lines.append(f"| {n} | {node.get('op', 'head')} | `{config}` | {', '.join(ins)} | {fusion} |")
+    costs = {k[len("cost."):]: v for k, v in attrs.items() if k.startswith("cost.")}
+    if costs:
+        lines += ["", "**Costs:** " + ", ".join(f"{k} {_number(v)}" for k, v in sorted(costs.items()))]
+    lines += ["", f"**Training:** `{json.dumps(attrs.get('train_config', {}), sort_keys=True)}`"]
+    if "reused_from" in attrs:
+        lines += ["", f"Result reused from the identical trial #{attrs['reused_from']} (not trained again)."]
+    if values is not None:
+        named = ", ".join(f"{name} {_number(v)}" for name, v in zip(objective_names(space), values, strict=True))
+        lines += ["", f"**Result:** {named}; test accuracy {_number(attrs.get('test_accuracy', float('nan')))}, "
+                      f"{attrs.get('epochs', '?')} epochs in {_number(attrs.get('train_seconds', 0.0))} s"]
+        aux = {k: v for k, v in attrs.items() if k.startswith("aux.")}
+        for name, measured in sorted(aux.items()):
+            shown = ", ".join(f"{k} {_number(v)}" for k, v in measured.items()) if isinstance(measured, Mapping) else _number(measured)
+            lines.append(f"- {name}: {shown}")
+    return "\n".join(lines) + "\n"
+
+
+def dominates(a: Sequence[float], b: Sequence[float], signs: Sequence[int]) -> bool:
+    """``a`` is at least as good as ``b`` everywhere and better somewhere (``signs``: +1 maximise, -1 minimise)."""
+    return all(s * x >= s * y for s, x, y in zip(signs, a, b, strict=True)) and any(
+        s * x > s * y for s, x, y in zip(signs, a, b, strict=True))
+
+
+def is_front_runner(study: optuna.Study, values: Sequence[float]) -> bool:
+    """One objective: better than every completed trial; several: dominated by none."""
+    signs = [1 if d == optuna.study.StudyDirection.MAXIMIZE else -1 for d in study.directions]
+    done = [t.values for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    if len(signs) == 1:
+        return all(signs[0] * values[0] > signs[0] * v[0] for v in done)
+    return not any(dominates(v, values, signs) for v in done)
+
+
+def checkpoint_bytes(model: nn.Module, metadata: Mapping[str, str]) -> bytes:
+    """The model's state dict as safetensors (CPU, contiguous), with string ``metadata``."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    return safetensors.torch.save(tensors, metadata=dict(metadata))
+
+
+@hookimpl
+def iasf_register_space_sections(registry) -> None:
+    registry.register(ArtifactSettings())
+
+
+@hookimpl
+def iasf_study_start(study: optuna.Study, space: SearchSpace, target: int) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(objective_names(space))  # the dashboard labels the objectives with them
+
+
+@hookimpl
+def iasf_trial_built(trial: optuna.Trial, graph: nx.DiGraph, space: SearchSpace, artifacts: ArtifactStore | None) -> None:
+    from optuna_dashboard import save_note
+
+    from iasf_search.figures import architecture_figure, node_labels, save
+
+    settings = space.sections["artifacts"]
+    if settings["notes"]:
+        save_note(trial, trial_note(trial, graph, space))
+    if settings["diagram"] and artifacts is not None:
+        fig = architecture_figure(graph, node_labels(graph, space.components).__getitem__,
+                                  title=f"trial {trial.number}: {trial.user_attrs.get('arch_hash', '')}")
+        upload_bytes(trial, artifacts, DIAGRAM, save(fig, "svg"), "image/svg+xml")
+
+
+@hookimpl
+def iasf_trial_trained(trial: optuna.Trial, model: nn.Module, data: TaskData, space: SearchSpace,
+                       values: list[float], artifacts: ArtifactStore | None) -> None:
+    from optuna_dashboard import save_note
+
+    from iasf_search.attention_maps import attention_maps
+    from iasf_search.figures import heatmap_figure, node_labels, save
+
+    settings = space.sections["artifacts"]
+    graph = from_json(trial.user_attrs["architecture"])
+    if settings["notes"]:
+        save_note(trial, trial_note(trial, graph, space, values))
+    if artifacts is None:
+        return
+    front = is_front_runner(trial.study, values)
+    if settings["heatmaps"] == "all" or (settings["heatmaps"] == "best" and front):
+        samples = data.x_val[:settings["heatmap_samples"]]
+        maps = attention_maps(model, samples)
+        if maps:
+            fig = heatmap_figure(maps, node_labels(graph, space.components),
+                                 title=f"trial {trial.number}: attention A / max A, mean over {len(samples)} validation samples")
+            upload_bytes(trial, artifacts, HEATMAPS, save(fig, "png"), "image/png")
+    if settings["checkpoints"] == "all" or (settings["checkpoints"] == "best" and front):
+        meta = {"format": "iasf-search", "trial": str(trial.number), "arch_hash": trial.user_attrs.get("arch_hash", "")}
+        upload_bytes(trial, artifacts, CHECKPOINT, checkpoint_bytes(model, meta), "application/octet-stream")
