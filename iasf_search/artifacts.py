@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import optuna
-import sqlalchemy
 from optuna.artifacts import FileSystemArtifactStore
 
 from iasf_search.errors import BadInput
+from iasf_search.storage import storage_file
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
@@ -33,14 +33,9 @@ CHECKPOINT = "model.safetensors"
 
 
 def default_artifact_dir(storage_url: str) -> Path:
-    """``<folder of the SQLite file>/artifacts``, or ``runs/artifacts`` for other storages."""
-    try:
-        url = sqlalchemy.engine.make_url(storage_url)
-    except Exception:
-        return Path("runs") / ARTIFACT_FOLDER
-    if url.drivername.startswith("sqlite") and url.database not in (None, "", ":memory:"):
-        return Path(url.database).parent / ARTIFACT_FOLDER
-    return Path("runs") / ARTIFACT_FOLDER
+    """``<folder of the SQLite or journal file>/artifacts``, or ``runs/artifacts`` for server storages."""
+    path = storage_file(storage_url)
+    return (path.parent if path is not None else Path("runs")) / ARTIFACT_FOLDER
 
 
 def check_artifact_dir(directory: str | Path) -> None:

@@ -5,25 +5,28 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
+import time
 import traceback
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 import optuna
+import torch
+from optuna.trial import TrialState
 from tqdm import tqdm
 
 from iasf_search import __version__
 from iasf_search.artifacts import default_artifact_dir, open_artifact_store
-from iasf_search.dashboard import serve_dashboard
 from iasf_search.errors import BadInput
 from iasf_search.event_log import JsonEventLog, error_event, summary_event, write_event
 from iasf_search.export import export_trial, masked_command, pick_trial, study_components
 from iasf_search.graph import INPUT, OUTPUT, hidden_nodes, inputs_of
 from iasf_search.plugin_manager import contributions, load_components
 from iasf_search.progress import ConsoleProgress
-from iasf_search.report import write_report
 from iasf_search.retrain import retrain
 from iasf_search.space import SearchSpace, load_space
 from iasf_search.study import (
@@ -32,10 +35,12 @@ from iasf_search.study import (
     default_storage_url,
     finished_trials,
     load_results,
+    prepare_search,
     run_search,
     safe_url,
     trial_architecture,
 )
+from iasf_search.workers import WORKER_FLAG, run_workers
 
 COMMANDS = ("search", "best", "plugins", "dashboard", "export", "train", "report")
 
@@ -55,8 +60,19 @@ def _artifacts_flag(parser: argparse.ArgumentParser) -> None:
                              "database, else runs/artifacts")
 
 
+class _UsageError(Exception):
+    """A command-line argument argparse rejected."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one ``iasf-search: error:`` line and exit status 2, like all bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _UsageError(f"{message} (see {self.prog} --help)")
+
+
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="iasf-search",
         description="Search attention architecture graphs with Optuna and PyTorch. "
                     "`iasf-search --space FILE` is short for `iasf-search search --space FILE`.")
@@ -69,6 +85,9 @@ def make_parser() -> argparse.ArgumentParser:
     search.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     search.add_argument("--seed", type=int, help="sampler and training seed (default: search.seed)")
     _artifacts_flag(search)
+    search.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="run N worker processes on this machine against the study (each takes its own GPU where there are several)")
+    search.add_argument(WORKER_FLAG, help=argparse.SUPPRESS)  # i/N: set by --workers for each worker process
     search.add_argument("--no-artifacts", action="store_true", help="attach no files to trials (notes and attributes only)")
     search.add_argument("-q", "--quiet", action="store_true", help="no per-trial lines or progress bar, only the summary")
     search.add_argument("--log-format", choices=("text", "json"), default="text",
@@ -122,19 +141,45 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise BadInput(f"--timeout must be positive, got {args.timeout}")
     if args.log_format == "json":
         return _search_json(args)
+    if args.workers < 1:
+        raise BadInput(f"--workers must be at least 1, got {args.workers}")
     space = _load(args)
-    if not args.quiet:
+    if not args.quiet and args.workers == 1:
         space.components.pm.register(ConsoleProgress(), name="console-progress")
     result = _search(space, args)
-    print_summary(result)
+    if result is not None:
+        print_summary(result)
     return 0
 
 
-def _search(space: SearchSpace, args: argparse.Namespace) -> SearchResult:
-    artifacts = None if args.no_artifacts else (args.artifacts or "auto")
-    return run_search(space, trials=args.trials, timeout=args.timeout, storage=args.storage,
-                      study_name=args.study, device=args.device, seed=args.seed, artifacts=artifacts,
-                      command=masked_command(["iasf-search", *args.argv]))
+def _search(space: SearchSpace, args: argparse.Namespace) -> SearchResult | None:
+    """Run the search: in this process, as worker ``--worker i/N``, or through ``--workers N`` processes.
+    None for a worker (the process that started the workers prints the summary)."""
+    settings = {"trials": args.trials, "timeout": args.timeout, "storage": args.storage, "study_name": args.study,
+                "device": args.device, "seed": args.seed, "artifacts": None if args.no_artifacts else (args.artifacts or "auto"),
+                "command": masked_command(["iasf-search", *args.argv])}
+    if args.worker:
+        index, count = _worker_index(args.worker)
+        torch.set_num_threads(int(os.environ.get("IASF_SEARCH_THREADS", "1")))
+        run_search(space, **{**settings, "command": None}, worker=index)
+        return None
+    if args.workers == 1:
+        return run_search(space, **settings)
+    start = time.perf_counter()
+    run = prepare_search(space, **settings)  # checks everything and creates the study before any worker starts
+    before = len(run.study.trials)
+    status = run_workers(args.argv, args.workers, args.device, json_lines=args.log_format == "json")
+    if status == 130:
+        raise KeyboardInterrupt
+    if status:
+        raise RuntimeError(f"a worker stopped with exit status {status} (its messages are above, prefixed w<i>)")
+    study = load_results(run.url, run.study.study_name)
+    return SearchResult(study, run.url, run.target, len(study.trials) - before, time.perf_counter() - start, run.artifact_dir)
+
+
+def _worker_index(text: str) -> tuple[int, int]:
+    index, _, count = text.partition("/")
+    return int(index), int(count)
 
 
 def _search_json(args: argparse.Namespace) -> int:
@@ -142,10 +187,11 @@ def _search_json(args: argparse.Namespace) -> int:
     out = sys.stdout
     with contextlib.redirect_stdout(sys.stderr):
         space = _load(args)
-        if not args.quiet:
+        if not args.quiet and args.workers == 1:
             space.components.pm.register(JsonEventLog(out), name="json-event-log")
         result = _search(space, args)
-    write_event(out, summary_event(result))
+    if result is not None:
+        write_event(out, summary_event(result))
     return 0
 
 
@@ -160,9 +206,27 @@ def print_summary(result: SearchResult) -> None:
         _print_trial(t, heading="best trial")
     if len(study.directions) > 1:
         _print_pareto(study, best)
+    stops = stop_reasons(study)
+    if stops:
+        print("stopped early or failed: " + "; ".join(f"{n} x {reason}" for reason, n in stops.most_common()))
     print(f"study '{study.study_name}': {finished}/{result.target} finished trials, "
           f"{result.new_trials} run now in {result.seconds:.0f} s; storage {safe_url(result.storage_url)}")
     print(f"open it: {result.dashboard_command}")
+
+
+def stop_reasons(study: optuna.Study) -> Counter[str]:
+    """How many trials failed or were stopped for each kind of reason (pruning by the pruner aside):
+    the reason's text up to its first colon (``diverged``, ``time limit``, ``surplus``, an exception
+    type, ``interrupted``), or ``worker lost`` for a trial failed by the heartbeat check."""
+    counts: Counter[str] = Counter()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL, TrialState.PRUNED)):
+        reason = t.user_attrs.get("failure_reason")
+        if reason is None:
+            if t.state == TrialState.FAIL:
+                counts["worker lost (no heartbeat; retried)"] += 1
+            continue
+        counts[reason.split(":")[0][:60]] += 1
+    return counts
 
 
 def _print_trial(t: optuna.trial.FrozenTrial, heading: str) -> None:
@@ -227,6 +291,8 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     storage, name = _study_location(args, study_required=False)
+    from iasf_search.dashboard import serve_dashboard  # optuna-dashboard takes a second and a half to import
+
     serve_dashboard(storage, _artifact_dir(args, storage), study_name=name, host=args.host, port=args.port)
     return 0
 
@@ -250,6 +316,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     folder = _artifact_dir(args, storage)
     # an explicit --artifacts must exist; without one, a study searched with no artifacts still gets its report
     store = open_artifact_store(folder, create=False) if args.artifacts or folder.is_dir() else None
+    from iasf_search.report import write_report  # matplotlib's pyplot: imported only for reports
+
     index = write_report(study, args.out, store=store, components=study_components(study, args.plugin),
                          storage_url=storage)
     print(f"report of study '{study.study_name}' written to {index} (figures as PNG files beside it)")
@@ -290,7 +358,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version"):
         argv.insert(0, "search")
     parser = make_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as exc:
+        print(f"iasf-search: error: {exc}", file=sys.stderr)
+        return 2
     args.argv = typed  # as typed, for the study's record of commands
     if args.command is None:
         parser.print_help()

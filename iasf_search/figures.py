@@ -8,13 +8,18 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import networkx as nx
 import torch
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
-from matplotlib.patches import FancyBboxPatch
+from matplotlib.font_manager import FontProperties
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+from matplotlib.path import Path as MplPath
+from matplotlib.textpath import TextToPath
 
 from iasf_search.graph import INPUT, OUTPUT, hidden_nodes, inputs_of
 
@@ -53,46 +58,239 @@ def node_labels(graph: nx.DiGraph, components: Components) -> dict[str, str]:
     return labels
 
 
+# The architecture diagram is laid out in points (1 data unit = 1 pt), so text keeps its size against the boxes.
+FONT = 12.0                # node text
+SMALL = 0.8 * FONT         # fusion line, slot numbers
+TITLE_FONT = 1.05 * FONT
+PAD = 0.8 * FONT           # text to box edge, across
+LINE = 1.25 * FONT         # box height per line of text
+ROW_GAP = 1.9 * FONT       # between generations: arrows and slot numbers
+COL_GAP = 1.4 * FONT       # between nodes of one generation
+LANE = 1.7 * FONT          # first detour lane from the outermost box edge; each further one LANE_STEP out
+LANE_STEP = 0.9 * FONT
+EDGE = "#555555"
+_TEXT = TextToPath()
+
+
+def _width(text: str, size: float, weight: str = "normal") -> float:
+    return _TEXT.get_text_width_height_descent(text, FontProperties(size=size, weight=weight), ismath=False)[0]
+
+
+def _tint(colour: str, amount: float) -> tuple[float, float, float]:
+    r, g, b = to_rgb(colour)
+    return (1 - amount + amount * r, 1 - amount + amount * g, 1 - amount + amount * b)
+
+
+def _wrap(text: str, width: float, size: float) -> list[str]:
+    """``text`` broken at spaces into lines no wider than ``width`` points (a word longer stays whole)."""
+    lines: list[str] = []
+    for word in text.split(" "):
+        if lines and _width(f"{lines[-1]} {word}", size) <= width:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
+@dataclass
+class _Box:
+    x: float  # centre
+    y: float
+    w: float
+    h: float
+    row: int
+
+    @property
+    def top(self) -> float:
+        return self.y + self.h / 2
+
+    @property
+    def bottom(self) -> float:
+        return self.y - self.h / 2
+
+    def hit(self, a: tuple[float, float], b: tuple[float, float], margin: float = 3.0) -> bool:
+        """Whether the segment ``a``-``b`` passes through this box (grown by ``margin``)."""
+        (x0, y0), (x1, y1) = a, b
+        lo, hi = 0.0, 1.0  # Liang-Barsky: clip the segment's parameter range to the box
+        for d, p, q in ((x1 - x0, x0, self.x - self.w / 2 - margin), (x0 - x1, -x0, -(self.x + self.w / 2 + margin)),
+                        (y1 - y0, y0, self.y - self.h / 2 - margin), (y0 - y1, -y0, -(self.y + self.h / 2 + margin))):
+            # the point at t is inside on this side when p + d * t >= q
+            if d == 0:
+                if p < q:
+                    return False
+            elif d > 0:
+                lo = max(lo, (q - p) / d)
+            else:
+                hi = min(hi, (q - p) / d)
+        return lo <= hi
+
+
 def architecture_figure(graph: nx.DiGraph, label: Callable[[str], str], title: str = "") -> Figure:
-    """The graph drawn left to right by topological generation: one box per node with its
-    name and ``label(node)`` (e.g. ``attn-loc3/h2``), the fusion on nodes with several inputs,
-    arrows numbered by input slot when a node reads several inputs."""
-    generations = list(nx.topological_generations(graph))
-    pos: dict[str, tuple[float, float]] = {}
-    for x, layer in enumerate(generations):
-        for i, node in enumerate(sorted(layer, key=lambda n: (len(n), n))):
-            pos[node] = (x * 2.2, (len(layer) - 1) / 2 - i)
-    ops = sorted({graph.nodes[n].get("op", "") for n in graph if n not in (INPUT, OUTPUT)})
-    width = max(4.0, 2.0 * len(generations))
-    height = max(2.0, 1.2 * max(len(layer) for layer in generations))
-    fig = Figure(figsize=(width, height))
-    ax = fig.add_subplot()
-    for node in graph:
-        srcs = inputs_of(graph, node)
-        for slot, src in enumerate(srcs):
-            (x0, y0), (x1, y1) = pos[src], pos[node]
-            ax.annotate("", xy=(x1 - 0.75, y1), xytext=(x0 + 0.75, y0),
-                        arrowprops={"arrowstyle": "-|>", "color": "#555555", "lw": 1.2, "shrinkA": 0, "shrinkB": 0})
-            if len(srcs) > 1:  # the slot number near the arrow's head
-                xa, xb = x0 + 0.75, x1 - 0.75
-                ax.text(xa + 0.8 * (xb - xa), y0 + 0.8 * (y1 - y0) + 0.06, str(slot), fontsize=7, ha="center",
-                        va="bottom", color="#555555")
-    for node, (x, y) in pos.items():
-        attrs = graph.nodes[node]
-        colour = "#dddddd" if node in (INPUT, OUTPUT) else _op_colour(attrs.get("op", ""), ops)
-        ax.add_patch(FancyBboxPatch((x - 0.75, y - 0.3), 1.5, 0.6, boxstyle="round,pad=0.02", fc=colour, ec="#333333",
-                                    alpha=0.9))
-        text = f"{node}\n{label(node)}"
-        if attrs.get("fusion") and len(inputs_of(graph, node)) > 1:
-            text += f"\n⊕ {attrs['fusion']}"
-        ax.text(x, y, text, ha="center", va="center", fontsize=7.5)
-    xs = [p[0] for p in pos.values()]
-    ys = [p[1] for p in pos.values()]
-    ax.set_xlim(min(xs) - 1, max(xs) + 1)
-    ax.set_ylim(min(ys) - 0.7, max(ys) + 0.7)
+    """The graph drawn top to bottom, one row per topological generation: one box per node with its
+    name and ``label(node)`` (e.g. ``n2 attn-loc3/h2``), ``⊕ fusion`` on nodes with several inputs,
+    arrows numbered by input slot when a node reads several. An arrow that would cross a box takes a
+    lane beside the rows. Sized in points, so the text stays legible when the image is shrunk."""
+    rows: list[list[str]] = []
+    column: dict[str, float] = {}
+    for layer in nx.topological_generations(graph):
+        # order a row by where its inputs sit (fewer crossings), then by name
+        def key(n: str) -> tuple[float, int, str]:
+            ins = inputs_of(graph, n)
+            return (sum(column[s] for s in ins) / len(ins) if ins else 0.0, len(n), n)
+
+        row = sorted(layer, key=key)
+        for i, n in enumerate(row):
+            column[n] = i - (len(row) - 1) / 2
+        rows.append(row)
+    row_of = {n: r for r, row in enumerate(rows) for n in row}
+    fused = {n for n in graph if len(inputs_of(graph, n)) > 1 and graph.nodes[n].get("fusion")}
+    names = {n: (n, label(n)) for n in graph}
+    text_w = max(_width(name, FONT, "bold") + _width(" ", FONT) * 1.5 + _width(text, FONT) for name, text in names.values())
+    text_w = max([text_w, *(_width(f"⊕ {graph.nodes[n]['fusion']}", SMALL) for n in fused)])
+    box_w = 1.08 * text_w + 2 * PAD  # some room for a wider fallback font in the browser
+    boxes: dict[str, _Box] = {}
+    y = 0.0
+    for r, row in enumerate(rows):
+        row_h = max(LINE * (2.5 if n in fused else 1.6) for n in row)
+        for n in row:
+            h = LINE * (2.5 if n in fused else 1.6)
+            boxes[n] = _Box(column[n] * (box_w + COL_GAP), y - row_h / 2, box_w, h, r)
+        y -= row_h + ROW_GAP
+
+    fig = Figure()
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
     ax.set_axis_off()
+    ops = sorted({graph.nodes[n].get("op", "") for n in graph if n not in (INPUT, OUTPUT)})
+    right = max(b.x + b.w / 2 for b in boxes.values())
+    left = min(b.x - b.w / 2 for b in boxes.values())
+
+    # edges: straight when nothing is in the way, else out of the box's side (or, for a node with a
+    # neighbour on that side, through the gap below/above its row) along a lane beside the rows
+    straight: list[tuple[str, str]] = []
+    detours: list[tuple[str, str, int]] = []  # (src, dst, side) side +1 right, -1 left
+    per_side = {1: 0, -1: 0}
+    for src, dst in sorted(graph.edges, key=lambda e: (row_of[e[1]] - row_of[e[0]], row_of[e[0]], column[e[0]])):
+        a, b = boxes[src], boxes[dst]
+        between = [x for x in boxes.values() if a.row < x.row < b.row]
+        if not any(x.hit((a.x, a.bottom), (b.x, b.top)) for x in between):
+            straight.append((src, dst))
+            continue
+        mid = a.x + b.x
+        side = 1 if mid > 0 else -1 if mid < 0 else (1 if per_side[1] <= per_side[-1] else -1)
+        per_side[side] += 1
+        detours.append((src, dst, side))
+    lanes: dict[tuple[str, str], int] = {}
+    taken: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for src, dst, side in detours:  # shortest first: inner lanes
+        span = (row_of[src], row_of[dst])
+        k = 0
+        while any(max(span[0], s0) < min(span[1], s1) or span[0] == s0 or span[1] == s1 for s0, s1 in taken.get((side, k), [])):
+            k += 1
+        taken.setdefault((side, k), []).append(span)
+        lanes[src, dst] = k
+
+    def lane_x(side: int, k: int) -> float:
+        return (right if side > 0 else left) + side * (LANE + LANE_STEP * k)
+
+    def outermost(n: str, side: int) -> bool:
+        row = rows[row_of[n]]
+        return n == (row[-1] if side > 0 else row[0])
+
+    # where each edge leaves its source and enters its destination
+    side_ports: dict[tuple[str, int], list[tuple[int, int, str, str]]] = {}  # (order, lane, src, dst)
+    for src, dst, side in detours:
+        k = lanes[src, dst]
+        if outermost(src, side):
+            side_ports.setdefault((src, side), []).append((1, -k, src, dst))
+        if outermost(dst, side):
+            side_ports.setdefault((dst, side), []).append((0, k, src, dst))
+    port_y: dict[tuple[str, str, str], float] = {}  # (node, src, dst) -> y on the node's side
+    for (n, _), ports in side_ports.items():
+        box = boxes[n]
+        for i, (_, _, src, dst) in enumerate(sorted(ports)):  # entries above exits
+            port_y[n, src, dst] = box.y + (box.h * 0.25 * (1 - 2 * i / (len(ports) - 1)) if len(ports) > 1 else 0.0)
+    top_ins: dict[str, list[str]] = {}
+    for src, dst in straight:
+        top_ins.setdefault(dst, []).append(src)
+    for src, dst, side in detours:
+        if not outermost(dst, side):
+            top_ins.setdefault(dst, []).append(src)
+    top_x: dict[tuple[str, str], float] = {}
+    for dst, srcs in top_ins.items():
+        box = boxes[dst]
+        step = min(2.2 * FONT, 0.7 * box.w / max(1, len(srcs) - 1))
+        srcs.sort(key=lambda s: (boxes[s].x if (s, dst) in straight else lane_x(
+            next(sd for a, b, sd in detours if (a, b) == (s, dst)), 0), graph.edges[s, dst]["slot"]))
+        for i, s in enumerate(srcs):
+            top_x[s, dst] = box.x + (i - (len(srcs) - 1) / 2) * step
+
+    def draw(src: str, dst: str, points: list[tuple[float, float]]) -> None:
+        ax.add_patch(FancyArrowPatch(path=MplPath(points), arrowstyle="-|>", mutation_scale=13, color=EDGE,
+                                     lw=1.2, joinstyle="round", capstyle="round", zorder=1))
+        if len(inputs_of(graph, dst)) > 1:  # the slot number on the last stretch, just before the head
+            (x0, y0), (x1, y1) = points[-2], points[-1]
+            length = math.hypot(x1 - x0, y1 - y0) or 1.0
+            rise = abs(y0 - y1)  # on a slanted arrow, keep the number clear of the box's top edge
+            back = min(max(1.15 * FONT / length, 0.8 * FONT / rise if rise > 1 else 0.0), 0.5)
+            ax.text(x1 + (x0 - x1) * back, y1 + (y0 - y1) * back, str(graph.edges[src, dst]["slot"]), fontsize=SMALL,
+                    ha="center", va="center", color=EDGE, zorder=3,
+                    bbox={"boxstyle": "round,pad=0.12", "fc": "white", "ec": "none"})
+
+    for src, dst in straight:
+        a, b = boxes[src], boxes[dst]
+        draw(src, dst, [(a.x, a.bottom), (top_x[src, dst], b.top)])
+    for src, dst, side in detours:
+        a, b = boxes[src], boxes[dst]
+        x_lane = lane_x(side, lanes[src, dst])
+        jog = 0.3 * FONT * lanes[src, dst]  # detours through the same gap keep apart
+        if outermost(src, side):
+            y0 = port_y[src, src, dst]
+            points = [(a.x + side * a.w / 2, y0), (x_lane, y0)]
+        else:
+            y0 = a.bottom - ROW_GAP / 2 + jog
+            points = [(a.x, a.bottom), (a.x, y0), (x_lane, y0)]
+        if outermost(dst, side):
+            y1 = port_y[dst, src, dst]
+            points += [(x_lane, y1), (b.x + side * b.w / 2, y1)]
+        else:
+            y1 = b.top + ROW_GAP / 2 - jog
+            points += [(x_lane, y1), (top_x[src, dst], y1), (top_x[src, dst], b.top)]
+        draw(src, dst, points)
+
+    for n, box in boxes.items():
+        attrs = graph.nodes[n]
+        colour = "#9a9a9a" if n in (INPUT, OUTPUT) else _op_colour(attrs.get("op", ""), ops)
+        ax.add_patch(FancyBboxPatch((box.x - box.w / 2, box.bottom), box.w, box.h, boxstyle="round,pad=0,rounding_size=4",
+                                    fc=_tint(colour, 0.35), ec=colour, lw=1.4, zorder=2))
+        name, text = names[n]
+        text_y = box.y + (0.5 * LINE if n in fused else 0.0)
+        wn, gap = _width(name, FONT, "bold"), 1.5 * _width(" ", FONT)
+        x0 = box.x - (wn + gap + _width(text, FONT)) / 2
+        ax.text(x0, text_y, name, fontsize=FONT, fontweight="bold", ha="left", va="center_baseline", zorder=3)
+        ax.text(x0 + wn + gap, text_y, text, fontsize=FONT, ha="left", va="center_baseline", zorder=3)
+        if n in fused:
+            ax.text(box.x, box.y - 0.55 * LINE, f"⊕ {attrs['fusion']}", fontsize=SMALL, ha="center", va="center_baseline",
+                    color="#333333", zorder=3)
+
+    lanes_used = {side: max((k + 1 for (sd, k) in taken if sd == side), default=0) for side in (1, -1)}
+    x_max = lane_x(1, lanes_used[1] - 1) + 0.3 * FONT if lanes_used[1] else right
+    x_min = lane_x(-1, lanes_used[-1] - 1) - 0.3 * FONT if lanes_used[-1] else left
+    y_min = min(b.bottom for b in boxes.values())
+    y_max = 0.0
     if title:
-        ax.set_title(title, fontsize=9)
+        width = max(x_max - x_min, 16 * FONT)
+        lines = _wrap(title, width, TITLE_FONT)
+        title_w = max(_width(line, TITLE_FONT) for line in lines)
+        if title_w > x_max - x_min:
+            grow = (title_w - (x_max - x_min)) / 2
+            x_min, x_max = x_min - grow, x_max + grow
+        y_max = 0.6 * FONT + 1.3 * TITLE_FONT * len(lines)
+        ax.text((x_min + x_max) / 2, y_max, "\n".join(lines), fontsize=TITLE_FONT, ha="center", va="top",
+                linespacing=1.3, color="#222222")
+    margin = 2.0
+    ax.set_xlim(x_min - margin, x_max + margin)
+    ax.set_ylim(y_min - margin, y_max + margin)
+    fig.set_size_inches((x_max - x_min + 2 * margin) / 72, (y_max - y_min + 2 * margin) / 72)
     return fig
 
 

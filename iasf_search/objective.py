@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 import optuna
 import torch
+from optuna.trial import TrialState
 from torch import nn
 
 from iasf_search import graph as arch
@@ -29,7 +30,7 @@ from iasf_search.build import ArchNet, build_model, count_parameters
 from iasf_search.components import TaskData
 from iasf_search.plugin_manager import Components, plugin_in_traceback
 from iasf_search.space import SearchSpace
-from iasf_search.train import AuxTerm, Diverged, evaluate, measure_aux, train
+from iasf_search.train import AuxTerm, Diverged, TimeLimit, evaluate, measure_aux, train
 
 COST_BATCH = 32
 """Validation samples on which cost models measure a model."""
@@ -48,6 +49,10 @@ def describe_graph(graph: nx.DiGraph, space: SearchSpace) -> str:
     stem = graph.nodes[arch.INPUT]
     head = comps.stems.get(stem["op"]).describe(stem["config"])
     return f"{head} " + arch.summary(graph, lambda op, cfg: comps.ops.get(op).describe(cfg))
+
+
+class Surplus(Exception):
+    """The trial is beyond the study's target: it is failed at once, before sampling anything."""
 
 
 def attach_aux(model: ArchNet, aux_config: Mapping[str, Mapping[str, Any]], components: Components,
@@ -71,17 +76,22 @@ class TrialObjective:
     """The Optuna objective for a search: ``objective(trial) -> value(s)`` in the space's objective order."""
 
     def __init__(self, space: SearchSpace, data: TaskData, device: torch.device, seed: int,
-                 artifacts: ArtifactStore | None = None) -> None:
+                 artifacts: ArtifactStore | None = None, target: int | None = None) -> None:
         self.space, self.data, self.device, self.seed = space, data, device, seed
         self.artifacts = artifacts
+        self.target = target
         task = {"dataset": space.dataset, "options": dict(space.dataset_options), "split": vars(space.split), "seed": seed}
         self.task_fingerprint = json.dumps(task, sort_keys=True, default=str)
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         try:
+            self._check_not_surplus(trial)
             self.space.components.pm.hook.iasf_trial_start(study=trial.study, trial=trial)
             return self._run(trial)
         except optuna.TrialPruned:
+            raise
+        except Surplus as exc:
+            trial.set_user_attr("failure_reason", str(exc))
             raise
         except KeyboardInterrupt:
             trial.set_user_attr("failure_reason", "interrupted")
@@ -93,6 +103,16 @@ class TrialObjective:
             if plugin:
                 trial.set_user_attr("failed_plugin", plugin)
             raise
+
+    def _check_not_surplus(self, trial: optuna.Trial) -> None:
+        """Parallel workers that start trials at the same moment could overshoot the target: a trial
+        runs only while the trials numbered before it, unless failed, are fewer than the target."""
+        if self.target is None:
+            return
+        ahead = [t for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number and t.state != TrialState.FAIL]
+        if len(ahead) >= self.target:
+            raise Surplus(f"surplus: {len(ahead)} earlier trials already finish the target of {self.target} "
+                          f"(another worker started at the same moment); not run")
 
     def _run(self, trial: optuna.Trial) -> float | list[float]:
         space = self.space
@@ -140,9 +160,13 @@ class TrialObjective:
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
         try:
-            result = train(model, self.data, train_config, device=self.device, seed=self.seed, report=report, aux=aux)
+            result = train(model, self.data, train_config, device=self.device, seed=self.seed, report=report, aux=aux,
+                           max_seconds=space.search.max_trial_seconds)
         except Diverged as exc:
             trial.set_user_attr("failure_reason", f"diverged: {exc}")
+            raise optuna.TrialPruned(str(exc)) from None
+        except TimeLimit as exc:
+            trial.set_user_attr("failure_reason", f"time limit: {exc}")
             raise optuna.TrialPruned(str(exc)) from None
         test_acc, _ = evaluate(model, self.data.x_test, self.data.y_test, self.device)
         measured = measure_aux(model, aux, self.data.x_val[:AUX_BATCH], self.data.y_val[:AUX_BATCH], self.device)

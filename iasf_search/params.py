@@ -138,7 +138,14 @@ class Range:
                 raise SpaceError(file, key, "'step' and 'log: true' cannot be combined; drop one")
         if log and low <= 0:
             raise SpaceError(file, f"{key}.low", f"a log range needs low > 0, got {low}")
-        return cls(low=low, high=high, log=log, step=step, is_int=param.kind is int)
+        rng = cls(low=low, high=high, log=log, step=step, is_int=param.kind is int)
+        if param.rule is not None:  # the sampler may pick any value inside the range, not only its ends
+            for v in rng.values() or ():
+                problem = param.rule(v)
+                if problem:
+                    raise SpaceError(file, key, f"{v!r} {problem}; the range {low}..{high} includes it: "
+                                                f"give a list of choices, or a step that skips it")
+        return rng
 
     @property
     def is_fixed(self) -> bool:

@@ -104,11 +104,20 @@ _REGISTRATION_HOOKS = {
 }
 
 
+class PluginImportError(BadInput):
+    """A plugin ``module`` cannot be imported; ``source`` says who asked for it (``--plugin``, ``space file``, ...)."""
+
+    def __init__(self, message: str, module: str, source: str) -> None:
+        super().__init__(message)
+        self.module, self.source = module, source
+
+
 def _import_plugin(module: str, source: str) -> object:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise BadInput(f"cannot load plugin module '{module}' (from {source}): {exc}; install it or fix the name") from None
+        raise PluginImportError(f"cannot load plugin module '{module}' (from {source}): {exc}; install it or fix the name",
+                                module, source) from None
 
 
 def load_components(modules: Iterable[tuple[str, str]] = (), *, autoload: bool | None = None) -> Components:

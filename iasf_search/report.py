@@ -239,8 +239,8 @@ def _architecture(trial: FrozenTrial | None, components: Components) -> Figured:
         return fig
     graph = trial_architecture(trial)
     fig.png = save(architecture_figure(graph, node_labels(graph, components).__getitem__,
-                                       title=f"trial {trial.number}: {trial.user_attrs.get('arch_hash', '')}"), "png")
-    fig.caption = (f"trial #{trial.number}: {trial.user_attrs.get('summary', '')} — nodes left to right by depth, "
+                                       title=f"trial {trial.number} · {trial.user_attrs.get('arch_hash', '')[:8]}"), "png")
+    fig.caption = (f"trial #{trial.number}: {trial.user_attrs.get('summary', '')} — nodes top to bottom by depth, "
                    f"arrows numbered by input slot where a node reads several (architecture.png).")
     return fig
 

@@ -18,7 +18,7 @@ import yaml
 from iasf_search.components import SplitSpec
 from iasf_search.errors import BadInput, SpaceError, allowed, did_you_mean
 from iasf_search.params import Param, Range, parse_params
-from iasf_search.plugin_manager import Components, load_components
+from iasf_search.plugin_manager import Components, PluginImportError, load_components
 from iasf_search.registry import Registry
 from iasf_search.train import TRAINING_PARAMS
 
@@ -46,6 +46,12 @@ class SearchSettings:
     trials: int = 20
     timeout: float | None = None
     seed: int = 0
+    max_trial_seconds: float | None = None
+    """A trial still training after this long is stopped (pruned, reason ``time limit``)."""
+    heartbeat_interval: int = 20
+    """Seconds between a running trial's heartbeats (RDB storages: SQLite, PostgreSQL, ...)."""
+    grace_period: int = 120
+    """A running trial without a heartbeat for this long is failed and retried once."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,8 @@ class SearchSpace:
                 "sampler": self.search.sampler, "sampler_options": dict(self.search.sampler_options),
                 "pruner": self.search.pruner, "pruner_options": dict(self.search.pruner_options),
                 "trials": self.search.trials, "timeout": self.search.timeout, "seed": self.search.seed,
+                "max_trial_seconds": self.search.max_trial_seconds, "heartbeat_interval": self.search.heartbeat_interval,
+                "grace_period": self.search.grace_period,
             },
             **{name: dict(values) for name, values in self.sections.items()},
         }
@@ -200,8 +208,14 @@ def load_space(path: str | Path, *, plugins: Sequence[str] = (), autoload: bool 
     :raises BadInput: the file is missing or invalid, or a plugin cannot be loaded.
     """
     doc = read_yaml(path)
-    modules = [(m, "--plugin") for m in plugins] + [(m, "space file") for m in _plugin_modules(doc, _Reader(str(path)))]
-    components = load_components(modules, autoload=autoload)
+    listed = _plugin_modules(doc, _Reader(str(path)))
+    modules = [(m, "--plugin") for m in plugins] + [(m, "space file") for m in listed]
+    try:
+        components = load_components(modules, autoload=autoload)
+    except PluginImportError as exc:
+        if exc.source != "space file":
+            raise
+        raise SpaceError(str(path), f"plugins[{listed.index(exc.module)}]", str(exc)) from None
     return parse_space(doc, components, file=str(path))
 
 
@@ -269,7 +283,8 @@ def parse_space(doc: Mapping[str, Any], components: Components, *, file: str = "
         sections[section] = {k: r.value(given, k, p, section) for k, p in owner.params.items()}
 
     s = r.mapping(doc.get("search"), "search",
-                  ("sampler", "sampler_options", "pruner", "pruner_options", "trials", "timeout", "seed"))
+                  ("sampler", "sampler_options", "pruner", "pruner_options", "trials", "timeout", "seed",
+                   "max_trial_seconds", "heartbeat_interval", "grace_period"))
     sampler = r.known(components.samplers, r.value(s, "sampler", Param("tpe", str), "search"), "search.sampler").name
     pruner = r.known(components.pruners, r.value(s, "pruner", Param("median", str), "search"), "search.pruner").name
     sampler_options = r.mapping(s.get("sampler_options"), "search.sampler_options", tuple(components.samplers.get(sampler).params))
@@ -284,7 +299,13 @@ def parse_space(doc: Mapping[str, Any], components: Components, *, file: str = "
         trials=r.value(s, "trials", Param(20, int, low=1), "search"),
         timeout=r.value(s, "timeout", Param(None, float, low=1.0, nullable=True), "search"),
         seed=r.value(s, "seed", Param(0, int), "search"),
+        max_trial_seconds=r.value(s, "max_trial_seconds", Param(None, float, low=0.1, nullable=True), "search"),
+        heartbeat_interval=r.value(s, "heartbeat_interval", Param(20, int, low=1), "search"),
+        grace_period=r.value(s, "grace_period", Param(120, int, low=2), "search"),
     )
+    if search.grace_period <= search.heartbeat_interval:
+        raise r.fail("search.grace_period", f"{search.grace_period} s is not longer than search.heartbeat_interval "
+                                            f"({search.heartbeat_interval} s); give at least twice the interval")
     return SearchSpace(
         file=file, name=name, plugins=tuple(plugins), dataset=dataset.name, dataset_options=options, split=split,
         modality=modality, stem=stem, nodes=nodes, max_in_degree=max_in, lookback=lookback, width=width, ops=ops,

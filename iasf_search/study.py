@@ -7,7 +7,6 @@ same call after an interruption continues and after completion does nothing.
 from __future__ import annotations
 
 import itertools
-import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -16,15 +15,19 @@ from typing import TYPE_CHECKING
 
 import networkx as nx
 import optuna
-import sqlalchemy
+import torch
+from optuna.storages import fail_stale_trials
+from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
 from iasf_search import graph as arch
 from iasf_search.artifacts import check_artifact_dir, default_artifact_dir, open_artifact_store
+from iasf_search.components import TaskData
 from iasf_search.data import check_task
 from iasf_search.errors import BadInput
 from iasf_search.objective import TrialObjective
 from iasf_search.space import SearchSpace
+from iasf_search.storage import absolute_url, checkpoint, default_storage_url, open_storage, safe_url
 from iasf_search.train import resolve_device
 
 if TYPE_CHECKING:
@@ -32,66 +35,9 @@ if TYPE_CHECKING:
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 MAX_CONSECUTIVE_FAILURES = 10
-
-
-def default_storage_url(name: str) -> str:
-    """``sqlite:///runs/<name>.db``, relative to the current directory."""
-    return f"sqlite:///runs/{name}.db"
-
-
-def safe_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for messages and logs)."""
-    try:
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<malformed storage URL>"
-
-
-def absolute_url(url: str) -> str:
-    """``url`` with a relative SQLite path made absolute (so it works from any directory), password hidden."""
-    parsed = sqlalchemy.engine.make_url(url)
-    path = _sqlite_path(parsed)
-    if path is not None and not path.is_absolute():
-        return f"sqlite:///{path.resolve()}"
-    return safe_url(url)
-
-
-def _sqlite_path(url: sqlalchemy.engine.URL) -> Path | None:
-    if not url.drivername.startswith("sqlite") or url.database in (None, "", ":memory:"):
-        return None
-    return Path(url.database)
-
-
-def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage:
-    """Open an Optuna RDB storage; for SQLite, create the parent folder (``create``) or require the file.
-
-    :raises BadInput: malformed or unreachable URL, unwritable folder, or (``create=False``) no such file.
-    """
-    try:
-        parsed = sqlalchemy.engine.make_url(url)
-    except Exception:
-        raise BadInput(f"storage URL {url!r} is malformed; use sqlite:///runs/NAME.db or postgresql://USER@HOST/DB") from None
-    path = _sqlite_path(parsed)
-    engine_kwargs = {}
-    if path is not None:
-        if not create and not path.exists():
-            raise BadInput(f"{path}: no such study database; run the search first or pass --storage")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise BadInput(f"cannot create {path.parent} for the study database: {exc.strerror}; pass --storage elsewhere") from None
-        if create and not _writable(path):
-            raise BadInput(f"{path}: not writable; pass --storage with a writable location")
-        engine_kwargs = {"connect_args": {"timeout": 60}}
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BadInput(f"cannot open storage {safe_url(url)}: {first}") from None
-
-
-def _writable(path: Path) -> bool:
-    return os.access(path if path.exists() else path.parent, os.W_OK)
+WORKER_SEED_STRIDE = 7919
+BUDGET_KEYS = ("trials", "timeout", "max_trial_seconds", "heartbeat_interval", "grace_period")
+"""``search`` keys a resumed study may change without changing what its trials mean."""
 
 
 def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -140,13 +86,18 @@ class _FailureGuard:
 def run_search(space: SearchSpace, *, trials: int | None = None, timeout: float | None = None,
                storage: str | None = None, study_name: str | None = None, device: str = "auto",
                seed: int | None = None, artifacts: str | Path | ArtifactStore | None = "auto",
-               command: str | None = None) -> SearchResult:
+               command: str | None = None, worker: int = 0) -> SearchResult:
     """Run or resume a search until the study holds ``trials`` finished trials (or ``timeout`` s pass).
+
+    Several processes (``worker`` 0, 1, ...; on one machine or many, sharing ``storage``) may run
+    the same search at once: together they finish exactly ``trials`` trials. A process that sees
+    the remaining trials running elsewhere waits for them (failing and retrying those whose
+    worker died, after the heartbeat grace period) instead of starting more.
 
     :param space: a validated space (:func:`iasf_search.load_space`).
     :param trials: target number of finished trials; default ``search.trials``.
     :param timeout: seconds for this run; default ``search.timeout`` (none).
-    :param storage: Optuna storage URL; default ``sqlite:///runs/<space name>.db``.
+    :param storage: storage URL (:mod:`iasf_search.storage`); default ``sqlite:///runs/<space name>.db``.
     :param study_name: default: the space's ``name``.
     :param device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
     :param seed: overrides ``search.seed`` (sampler and training seed).
@@ -154,17 +105,72 @@ def run_search(space: SearchSpace, *, trials: int | None = None, timeout: float 
         of the storage), a folder, any Optuna artifact store, or None for none.
     :param command: the command line that started this run (passwords hidden), kept in the
         study's ``commands`` attribute for exported model cards.
+    :param worker: this process's index among parallel workers (offsets the sampler's seed).
     :raises BadInput: unusable device, data or storage; nothing is written in that case.
     """
     start = time.perf_counter()
+    run = prepare_search(space, trials=trials, timeout=timeout, storage=storage, study_name=study_name, device=device,
+                         seed=seed, artifacts=artifacts, command=command, worker=worker)
+    study, pm = run.study, space.components.pm
+    pm.hook.iasf_study_start(study=study, space=space, target=run.target)
+    guard = _FailureGuard()
+    before = len(study.trials)
+    deadline = None if run.timeout is None else start + run.timeout
+    objective = TrialObjective(space, run.data, run.device, run.seed, run.store, target=run.target)
+    callbacks = [guard, lambda s, t: pm.hook.iasf_trial_end(study=s, trial=t)]
+    try:
+        while not guard.tripped:
+            finished, running = _counts(study)
+            left = None if deadline is None else deadline - time.perf_counter()
+            if finished >= run.target or (left is not None and left <= 0):
+                break
+            if finished + running >= run.target:  # the rest is running elsewhere: wait for it
+                if not _wait_for_others(study, space, running, left):
+                    break
+                continue
+            # one trial per call: the target is checked right before each new trial is created
+            study.optimize(objective, n_trials=1, timeout=left, catch=(Exception,), callbacks=callbacks, gc_after_trial=False)
+    finally:
+        pm.hook.iasf_study_end(study=study, space=space)
+        checkpoint(run.url)
+    if guard.tripped:
+        warnings.warn(f"stopped after {MAX_CONSECUTIVE_FAILURES} consecutive failed trials; "
+                      f"see their failure_reason (iasf-search best shows the study)", stacklevel=2)
+    return SearchResult(study, run.url, run.target, len(study.trials) - before, time.perf_counter() - start, run.artifact_dir)
+
+
+@dataclass
+class PreparedSearch:
+    """A validated search, its study created or loaded: what :func:`run_search` (or a worker) runs."""
+
+    study: optuna.Study
+    url: str
+    target: int
+    timeout: float | None
+    seed: int
+    device: torch.device
+    data: TaskData
+    store: ArtifactStore | None
+    artifact_dir: Path | None
+
+
+def prepare_search(space: SearchSpace, *, trials: int | None = None, timeout: float | None = None,
+                   storage: str | None = None, study_name: str | None = None, device: str = "auto",
+                   seed: int | None = None, artifacts: str | Path | ArtifactStore | None = "auto",
+                   command: str | None = None, worker: int = 0) -> PreparedSearch:
+    """Check everything (device, data, storage, artifact folder), then create or load the study.
+
+    Arguments as :func:`run_search`. Creating the study before workers start avoids their race on a
+    fresh database's schema.
+
+    :raises BadInput: unusable device, data or storage; nothing is written in that case.
+    """
     try:
         torch_device = resolve_device(device)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
     settings = space.search
     seed = settings.seed if seed is None else seed
-    target = settings.trials if trials is None else trials
-    timeout = settings.timeout if timeout is None else timeout
     comps = space.components
 
     data = comps.datasets.get(space.dataset).load(space.dataset_options, space.split)
@@ -175,34 +181,35 @@ def run_search(space: SearchSpace, *, trials: int | None = None, timeout: float 
     url = storage or default_storage_url(space.name)
     artifact_dir = _artifact_folder(artifacts, url)
     pruner = comps.pruners.get(settings.pruner).create(settings.pruner_options, epochs=_max_epochs(space))
-    study = open_study(space, url, study_name or space.name, seed=seed, pruner=pruner)
+    study = open_study(space, url, study_name or space.name, seed=seed, pruner=pruner, worker=worker)
     store = open_artifact_store(artifact_dir) if artifact_dir is not None else artifacts
     study.set_user_attr("data", {"sample_shape": list(data.sample_shape), "num_classes": data.num_classes,
                                  "modality": data.modality, "train": len(data.x_train), "val": len(data.x_val),
                                  "test": len(data.x_test)})
     if command and command not in study.user_attrs.get("commands", []):
         study.set_user_attr("commands", [*study.user_attrs.get("commands", []), command])
-    done = len(finished_trials(study))
-    pm = comps.pm
-    pm.hook.iasf_study_start(study=study, space=space, target=target)
-    guard = _FailureGuard()
-    before = len(study.trials)
-    try:
-        if done < target:
-            study.optimize(
-                TrialObjective(space, data, torch_device, seed, store),
-                timeout=timeout,
-                catch=(Exception,),
-                callbacks=[optuna.study.MaxTrialsCallback(target, states=FINISHED), guard,
-                           lambda s, t: pm.hook.iasf_trial_end(study=s, trial=t)],
-                gc_after_trial=False,
-            )
-    finally:
-        pm.hook.iasf_study_end(study=study, space=space)
-    if guard.tripped:
-        warnings.warn(f"stopped after {MAX_CONSECUTIVE_FAILURES} consecutive failed trials; "
-                      f"see their failure_reason (iasf-search best shows the study)", stacklevel=2)
-    return SearchResult(study, url, target, len(study.trials) - before, time.perf_counter() - start, artifact_dir)
+    return PreparedSearch(study, url, settings.trials if trials is None else trials,
+                          settings.timeout if timeout is None else timeout, seed, torch_device, data, store, artifact_dir)
+
+
+def _counts(study: optuna.Study) -> tuple[int, int]:
+    """``(finished, running)`` trials of the study, all workers together (queued WAITING trials are
+    not counted: this process runs them)."""
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    return sum(s in FINISHED for s in states), sum(s == TrialState.RUNNING for s in states)
+
+
+def _wait_for_others(study: optuna.Study, space: SearchSpace, running: int, left: float | None) -> bool:
+    """Sleep a poll interval while other workers' trials run, failing stale ones (heartbeats);
+    False when the storage has no heartbeats (a dead worker's trial would never end)."""
+    if not is_heartbeat_enabled(study._storage):
+        warnings.warn(f"{running} trial(s) of this study are running elsewhere; this storage has no heartbeats, "
+                      f"so this process stops instead of waiting for them", stacklevel=3)
+        return False
+    fail_stale_trials(study)
+    pause = min(5.0, space.search.heartbeat_interval)
+    time.sleep(pause if left is None else max(0.0, min(pause, left)))
+    return True
 
 
 def _artifact_folder(artifacts: str | Path | ArtifactStore | None, url: str) -> Path | None:
@@ -237,17 +244,18 @@ def _max_epochs(space: SearchSpace) -> int:
 
 
 def open_study(space: SearchSpace, url: str, name: str, *, seed: int,
-               pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
+               pruner: optuna.pruners.BasePruner | None = None, worker: int = 0) -> optuna.Study:
     """Create the study (or load it to resume) with the space's sampler and directions.
 
-    The sampler is seeded with ``seed + number of trials already in the study``, so a resumed search
-    is reproducible without proposing the first run's architectures again.
+    The sampler is seeded with ``seed + number of trials already in the study`` (plus a per-worker
+    offset), so a resumed search is reproducible without proposing the first run's architectures
+    again, and parallel workers do not propose the same ones.
     """
-    storage = open_storage(url)
-    existing = _existing_trial_count(storage, name)
     settings = space.search
+    storage = open_storage(url, heartbeat=(settings.heartbeat_interval, settings.grace_period))
+    existing = _existing_trial_count(storage, name)
     sampler = space.components.samplers.get(settings.sampler).create(
-        settings.sampler_options, seed=seed + existing, n_objectives=len(space.objectives))
+        settings.sampler_options, seed=seed + existing + WORKER_SEED_STRIDE * worker, n_objectives=len(space.objectives))
     try:
         study = optuna.create_study(storage=storage, study_name=name, sampler=sampler, pruner=pruner,
                                     directions=space.directions, load_if_exists=True)
@@ -268,7 +276,8 @@ def open_study(space: SearchSpace, url: str, name: str, *, seed: int,
 
 def _without_budget(space: dict) -> dict:
     out = dict(space)
-    out["search"] = {k: v for k, v in space.get("search", {}).items() if k not in ("trials", "timeout")}
+    out["search"] = {k: v for k, v in space.get("search", {}).items() if k not in BUDGET_KEYS}
+    out.pop("artifacts", None)
     return out
 
 

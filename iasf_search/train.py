@@ -38,6 +38,10 @@ class Diverged(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
+class TimeLimit(RuntimeError):
+    """Training took longer than the trial's time limit."""
+
+
 @dataclass
 class TrainResult:
     val_accuracy: float
@@ -142,7 +146,8 @@ def training_loss(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, label_sm
 
 
 def train(model: nn.Module, data: TaskData, config: Mapping[str, Any], *, device: torch.device, seed: int,
-          report: Callable[[int, float, float], None] | None = None, aux: Sequence[AuxTerm] = ()) -> TrainResult:
+          report: Callable[[int, float, float], None] | None = None, aux: Sequence[AuxTerm] = (),
+          max_seconds: float | None = None) -> TrainResult:
     """Train ``model`` on ``data.x_train`` and evaluate on ``data.x_val`` after each epoch.
 
     :param data: a task whose tensors are already on ``device``.
@@ -152,7 +157,9 @@ def train(model: nn.Module, data: TaskData, config: Mapping[str, Any], *, device
         (e.g. ``optuna.TrialPruned``) to stop training.
     :param aux: auxiliary objectives; their helper modules must already be part of ``model``
         (so that the optimiser trains them). They shape training only, never the reported metrics.
+    :param max_seconds: stop with :class:`TimeLimit` when training has taken longer (checked every step).
     :raises Diverged: at the first non-finite training loss.
+    :raises TimeLimit: past ``max_seconds``.
     """
     start = time.perf_counter()
     model.to(device)
@@ -184,6 +191,9 @@ def train(model: nn.Module, data: TaskData, config: Mapping[str, Any], *, device
                 nn.utils.clip_grad_norm_(model.parameters(), config["grad_clip"])
             optimizer.step()
             schedule.step()
+            if max_seconds is not None and time.perf_counter() - start > max_seconds:
+                raise TimeLimit(f"stopped after {time.perf_counter() - start:.1f} s in epoch {epoch} "
+                                f"(search.max_trial_seconds: {max_seconds:g})")
         val_acc, val_loss = evaluate(model, data.x_val, data.y_val, device)
         history.append({"epoch": epoch, "val_accuracy": val_acc, "val_loss": val_loss})
         if report is not None:

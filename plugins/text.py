@@ -12,7 +12,7 @@ import csv
 import json
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,31 @@ def text_task(texts: Sequence[str], labels: Sequence[str], split: SplitSpec, *, 
                     info={**info, "classes": classes, "vocabulary_size": len(vocab) + 2})
 
 
+def _jsonl_rows(f: Iterable[str], where: str) -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` for each non-blank line of a JSON-lines file."""
+    for number, line in enumerate(f, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BadInput(f"{where}: line {number}: cannot parse: {exc.msg} (column {exc.colno})") from None
+        if not isinstance(row, dict):
+            raise BadInput(f"{where}: line {number}: expected a JSON object with the text and label fields, got {line.strip()[:40]}")
+        yield number, row
+
+
+def _csv_rows(f: Iterable[str], where: str) -> Iterator[tuple[int, dict]]:
+    """``(line number, row)`` for each record of a CSV file with a header; every record must have the header's fields."""
+    reader = csv.DictReader(f)
+    for row in reader:
+        if None in row or None in row.values():  # csv puts extra fields under None and fills missing ones with None
+            fields = len(reader.fieldnames) + len(row.get(None, ())) - list(row.values()).count(None)
+            raise BadInput(f"{where}: line {reader.line_num} has {fields} fields, the header {len(reader.fieldnames)}; "
+                           f"quote a text that holds a comma")
+        yield reader.line_num, row
+
+
 def read_text_file(path: Path, text_column: str, label_column: str, name: str) -> tuple[list[str], list[str]]:
     """Rows of a ``.csv`` (with a header) or ``.jsonl`` file; BadInput naming the file and the problem."""
     if not path.is_file():
@@ -78,14 +103,14 @@ def read_text_file(path: Path, text_column: str, label_column: str, name: str) -
     try:
         with path.open(encoding="utf-8", newline="") as f:
             if path.suffix.lower() == ".jsonl":
-                rows = (json.loads(line) for line in f if line.strip())
+                rows = _jsonl_rows(f, f"dataset '{name}': {path}")
             elif path.suffix.lower() == ".csv":
-                rows = csv.DictReader(f)
+                rows = _csv_rows(f, f"dataset '{name}': {path}")
             else:
                 raise BadInput(f"dataset '{name}': {path}: unsupported file type '{path.suffix}'; use .csv or .jsonl")
-            for i, row in enumerate(rows, start=1):
+            for line, row in rows:
                 if text_column not in row or label_column not in row:
-                    raise BadInput(f"dataset '{name}': {path}: row {i} has no '{text_column}' or '{label_column}' field; "
+                    raise BadInput(f"dataset '{name}': {path}: line {line} has no '{text_column}' or '{label_column}' field; "
                                    f"set task.options.text_column / label_column")
                 texts.append(str(row[text_column]))
                 labels.append(str(row[label_column]))

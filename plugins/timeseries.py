@@ -41,6 +41,8 @@ def read_ucr(path: Path, name: str) -> tuple[np.ndarray, list[str]]:
                 values = [float(v) for v in fields[1:]]
             except ValueError:
                 raise BadInput(f"dataset '{name}': {path}: line {i}: a value is not a number") from None
+            if not np.isfinite(values).all():
+                raise BadInput(f"dataset '{name}': {path}: line {i}: holds NaN or infinite values; clean the data")
             if rows and len(values) != len(rows[0]):
                 raise BadInput(f"dataset '{name}': {path}: line {i} has {len(values)} values, line 1 has {len(rows[0])}; "
                                f"series must have equal length")

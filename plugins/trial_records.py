@@ -63,29 +63,85 @@ def _number(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
+def _metric(name: str, value: Any) -> str:
+    """Accuracies and losses with 4 decimals (``0.9250``), anything else (costs) as :func:`_number`."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and ("accuracy" in name or "loss" in name):
+        return f"{value:.4f}"
+    return _number(value)
+
+
+def _value(value: Any) -> str:
+    """A configuration value as written in a space file: ``true``, ``0.003``, ``full,local``."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple):
+        return ",".join(_value(v) for v in value)
+    if isinstance(value, Mapping):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return str(value)
+
+
+def key_values(config: Mapping[str, Any], first: Sequence[str] = (), *, sort: bool = True) -> str:
+    """``heads=2 pattern=local window=3``: the keys in ``first`` first, then the others (sorted, or in
+    their order when not ``sort``)."""
+    rest = [k for k in config if k not in first]
+    keys = [k for k in first if k in config] + (sorted(rest) if sort else rest)
+    return " ".join(f"{k}={_value(config[k])}" for k in keys)
+
+
+SPACER = "\u2003"  # an em space: markdown keeps it (it trims only spaces and tabs), the dashboard shows a gap
+
+
+def table_row(cells: Sequence[str]) -> str:
+    """A markdown table row; every cell but the last ends with :data:`SPACER`, since optuna-dashboard
+    pads cells by 1 px and columns would otherwise run together."""
+    shown = [c.replace("|", "\\|") + (SPACER if c and i < len(cells) - 1 else "") for i, c in enumerate(cells)]
+    return "| " + " | ".join(shown) + " |"
+
+
+TRAINING_FIRST = ("optimizer", "lr", "epochs", "batch_size")
+
+
 def trial_note(trial: optuna.Trial, graph: nx.DiGraph, space: SearchSpace, values: Sequence[float] | None = None) -> str:
-    """The markdown note: heading, node table, costs, training settings and (after training) metrics."""
+    """The markdown note: heading, node table, costs, training settings and (after training) metrics.
+
+    optuna-dashboard draws tables without borders and with almost no padding, so the cells stay
+    short and left-aligned (configurations as ``key=value``, a node's inputs and fusion in one cell)
+    and end with an em space (:func:`table_row`).
+    """
+    from iasf_search.figures import node_labels
+
     attrs = trial.user_attrs
+    labels = node_labels(graph, space.components)
     lines = [f"## Trial {trial.number}: {attrs.get('summary', '')}", "",
              f"architecture `{attrs.get('arch_hash', '?')}`, width {graph.graph.get('width')}, "
              f"{_number(attrs.get('params', 0))} parameters", "",
-             "| node | op | configuration | reads | fusion |", "|---|---|---|---|---|"]
+             table_row(("node", "op", "label", "configuration", "reads")), "|:---|:---|:---|:---|:---|"]
     for n in [INPUT, *hidden_nodes(graph), OUTPUT]:
         node = graph.nodes[n]
         ins = inputs_of(graph, n)
-        fusion = node.get("fusion", "") if len(ins) > 1 else ""
-        config = json.dumps(node.get("config", {}), sort_keys=True)
-        lines.append(f"| {n} | {node.get('op', 'head')} | `{config}` | {', '.join(ins)} | {fusion} |")
+        reads = " + ".join(ins)
+        if len(ins) > 1 and node.get("fusion"):
+            reads += f" ({' '.join(filter(None, (node['fusion'], key_values(node.get('fusion_config') or {}))))})"
+        label = "" if n == OUTPUT else labels.get(n, "")
+        cells = (n, node.get("op", "head"), label, key_values(node.get("config") or {}), reads)
+        lines.append(table_row(cells))
     costs = {k[len("cost."):]: v for k, v in attrs.items() if k.startswith("cost.")}
     if costs:
         lines += ["", "**Costs:** " + ", ".join(f"{k} {_number(v)}" for k, v in sorted(costs.items()))]
-    lines += ["", f"**Training:** `{json.dumps(attrs.get('train_config', {}), sort_keys=True)}`"]
+    lines += ["", f"**Training:** {key_values(attrs.get('train_config', {}), TRAINING_FIRST, sort=False)}"]
     if "reused_from" in attrs:
         lines += ["", f"Result reused from the identical trial #{attrs['reused_from']} (not trained again)."]
     if values is not None:
-        named = ", ".join(f"{name} {_number(v)}" for name, v in zip(objective_names(space), values, strict=True))
-        lines += ["", f"**Result:** {named}; test accuracy {_number(attrs.get('test_accuracy', float('nan')))}, "
-                      f"{attrs.get('epochs', '?')} epochs in {_number(attrs.get('train_seconds', 0.0))} s"]
+        parts = [f"{name} {_metric(name, v)}" for name, v in zip(objective_names(space), values, strict=True)]
+        if "test_accuracy" in attrs:
+            parts.append(f"test accuracy {_metric('accuracy', attrs['test_accuracy'])}")
+        parts.append(f"{attrs.get('epochs', '?')} epochs in {attrs.get('train_seconds', 0.0):.1f} s")
+        lines += ["", "**Result:** " + "; ".join(parts)]
         aux = {k: v for k, v in attrs.items() if k.startswith("aux.")}
         for name, measured in sorted(aux.items()):
             shown = ", ".join(f"{k} {_number(v)}" for k, v in measured.items()) if isinstance(measured, Mapping) else _number(measured)
@@ -137,7 +193,7 @@ def iasf_trial_built(trial: optuna.Trial, graph: nx.DiGraph, space: SearchSpace,
         save_note(trial, trial_note(trial, graph, space))
     if settings["diagram"] and artifacts is not None:
         fig = architecture_figure(graph, node_labels(graph, space.components).__getitem__,
-                                  title=f"trial {trial.number}: {trial.user_attrs.get('arch_hash', '')}")
+                                  title=f"trial {trial.number} · {trial.user_attrs.get('arch_hash', '')[:8]}")
         upload_bytes(trial, artifacts, DIAGRAM, save(fig, "svg"), "image/svg+xml")
 
 

@@ -173,3 +173,23 @@ def make_space(components: Components):
         return parse_space(make_doc(set, drop, base=base), components, file="test-space.yaml")
 
     return make
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A PostgreSQL server for the whole session (``$IASF_TEST_POSTGRES_URL``, or a throwaway cluster started and
+    stopped here); skips when there is none. See ``tests/postgres.py``."""
+    from postgres import postgres_server
+
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_db_url(postgres_url: str):
+    """The URL of a fresh, empty database on :func:`postgres_url`'s server, dropped after the test."""
+    from postgres import create_database, drop_database
+
+    url = create_database(postgres_url)
+    yield url
+    drop_database(postgres_url, url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from iasf_search.figures import architecture_figure, heatmap_figure, node_labels, save
 
@@ -20,6 +21,43 @@ def test_diagram_labels_every_node_with_its_component_description(components, ma
     assert svg.startswith("<?xml") and "<svg" in svg
     for text in ("trial 7", "attn-loc3/h2", "conv3", "mlp2", "gated"):
         assert text in svg
+
+
+def _crosses(points, box, inset: float = 1.5) -> bool:
+    """Whether the polyline ``points`` enters ``box`` (a Bbox shrunk by ``inset``), sampled finely."""
+    for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
+        for i in range(201):
+            x, y = x0 + (x1 - x0) * i / 200, y0 + (y1 - y0) * i / 200
+            if box.x0 + inset < x < box.x1 - inset and box.y0 + inset < y < box.y1 - inset:
+                return True
+    return False
+
+
+def test_diagram_runs_top_to_bottom_and_skip_arrows_go_around_boxes(make_graph):
+    mlp = {"op": "mlp", "config": {"expansion": 2}}
+    graph = make_graph([mlp, mlp, {**mlp, "inputs": ["n1", "input"]}, {**mlp, "inputs": ["n2", "n0"], "fusion": "gated"}])
+    fig = architecture_figure(graph, lambda n: f"label-{n}", title="trial 3 · 0123abcd")
+    width, height = fig.get_size_inches()
+    assert height > width  # one column of six rows: taller than wide, not a strip
+    ax = fig.axes[0]
+    y = {t.get_text(): t.get_position()[1] for t in ax.texts}
+    assert y["input"] > y["n0"] > y["n1"] > y["n2"] > y["n3"] > y["output"]
+    assert min(t.get_fontsize() for t in ax.texts) >= 9
+    assert sorted(t.get_text() for t in ax.texts if t.get_text().isdigit()) == ["0", "0", "1", "1"]
+    boxes = [p.get_bbox() for p in ax.patches if isinstance(p, FancyBboxPatch)]
+    arrows = [p for p in ax.patches if isinstance(p, FancyArrowPatch)]
+    assert len(boxes) == 6 and len(arrows) == graph.number_of_edges()
+    for arrow in arrows:
+        points = [tuple(v) for poly in arrow.get_path().to_polygons(closed_only=False) for v in poly]
+        assert sum(_crosses(points, box) for box in boxes) == 0
+
+
+def test_a_long_title_wraps_instead_of_widening_the_diagram(make_graph):
+    graph = make_graph([{"op": "mlp", "config": {"expansion": 2}}])
+    title = "trial 12: 3ae6d3b9982f29af45d14540a34f5314 and some more words"
+    fig = architecture_figure(graph, str, title=title)
+    shown = [t.get_text() for t in fig.axes[0].texts if "trial 12" in t.get_text()]
+    assert len(shown) == 1 and "\n" in shown[0] and shown[0].replace("\n", " ") == title
 
 
 def test_unknown_ops_are_labelled_by_name(components, make_graph):

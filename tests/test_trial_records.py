@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -17,7 +18,7 @@ import iasf_search
 from iasf_search.artifacts import CHECKPOINT, DIAGRAM, HEATMAPS, default_artifact_dir, open_artifact_store, read_trial_file, trial_files
 from iasf_search.build import build_model
 from iasf_search.export import trained_source
-from iasf_search.plugins.trial_records import dominates, is_front_runner
+from iasf_search.plugins.trial_records import SPACER, dominates, is_front_runner, key_values, trial_note
 from iasf_search.train import evaluate
 
 ATTENTION_SPACE = {
@@ -50,6 +51,12 @@ def note(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
     return get_note_from_system_attrs(study._storage.get_study_system_attrs(study._study_id), trial._trial_id)["body"]
 
 
+def table(body: str) -> list[list[str]]:
+    """The note's table rows (header first, the alignment row left out), each cell stripped."""
+    rows = [line.strip().strip("|").split("|") for line in body.splitlines() if line.startswith("|")]
+    return [[c.strip() for c in row] for row in rows if not all(set(c.strip()) <= set(":-") for c in row)]
+
+
 def test_every_trial_has_a_diagram_and_a_note_with_its_architecture_and_costs(searched):
     study, _, store, _ = searched
     for t in study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED)):
@@ -58,10 +65,45 @@ def test_every_trial_has_a_diagram_and_a_note_with_its_architecture_and_costs(se
         body = note(study, t)
         assert body.startswith(f"## Trial {t.number}: {t.user_attrs['summary']}")
         assert t.user_attrs["arch_hash"] in body
-        assert "| n0 |" in body and "| output | head |" in body
+        rows = table(body)
+        assert rows[0] == ["node", "op", "label", "configuration", "reads"]
+        assert [r[0] for r in rows[1:]] == ["input", *(f"n{i}" for i in range(len(rows) - 3)), "output"]
+        assert rows[-1][:2] == ["output", "head"]
         assert f"**Costs:** flops {t.user_attrs['cost.flops']:,.0f}, params {t.user_attrs['cost.params']:,.0f}" in body
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert all("**Result:** val accuracy" in note(study, t) for t in complete if "reused_from" not in t.user_attrs)
+
+
+def test_note_is_short_key_value_text_in_left_aligned_columns(make_space, make_graph, train_config):
+    space = make_space({"manifold.fusions": ["sum", "gated"]})
+    graph = make_graph([
+        {"op": "attention", "config": {"heads": 2, "pattern": "local", "window": 3}},
+        {"op": "conv", "config": {"kernel": 3, "dilation": 1}, "inputs": ["input"]},
+        {"op": "mlp", "config": {"expansion": 2}, "inputs": ["n0", "n1"], "fusion": "gated"},
+    ])
+    attrs = {"summary": "p2/learned w16 attn-loc3/h2", "arch_hash": "abc123", "params": 2586, "cost.params": 2586.0,
+             "train_config": train_config, "test_accuracy": 0.925, "epochs": 2, "train_seconds": 13.6123}
+    trial = SimpleNamespace(number=4, user_attrs=attrs)
+    body = trial_note(trial, graph, space)
+    assert body.startswith("## Trial 4: p2/learned w16 attn-loc3/h2\n") and "`abc123`" in body
+    assert "|:---|:---|:---|:---|:---|" in body and "{" not in body
+    assert f"| n0{SPACER} |" in body  # cells end with a visible gap in the dashboard
+    rows = {r[0]: r for r in table(body)}
+    assert rows["n0"] == ["n0", "attention", "attn-loc3/h2", "heads=2 pattern=local window=3", "input"]
+    assert rows["n1"][2:] == ["conv3", "dilation=1 kernel=3", "input"]
+    assert rows["n2"][4] == "n0 + n1 (gated)"
+    assert rows["output"] == ["output", "head", "", "", "n2"]
+    assert rows["input"][3] == "overlap=false patch=2 position=learned"
+    assert ("**Training:** optimizer=adamw lr=0.003 epochs=2 batch_size=128 weight_decay=0.05 warmup=0.1 "
+            "label_smoothing=0 grad_clip=1 augment=false") in body
+    assert "**Result:**" not in body
+    trained = trial_note(trial, graph, space, [0.9481481])
+    assert "**Result:** val accuracy 0.9481; test accuracy 0.9250; 2 epochs in 13.6 s" in trained
+
+
+def test_key_values_writes_values_as_a_space_file_would():
+    assert key_values({"b": [1, "x"], "a": None, "c": 1e-5}) == "a=none b=1,x c=1e-05"
+    assert key_values({"z": 1, "lr": 0.5, "a": True}, ("lr",), sort=False) == "lr=0.5 z=1 a=true"
 
 
 def test_front_runners_keep_heat_maps_and_a_checkpoint_others_do_not(searched):

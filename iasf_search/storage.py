@@ -1,0 +1,139 @@
+"""Optuna storages by URL: SQL databases through SQLAlchemy (SQLite by default, PostgreSQL to scale
+out) and Optuna's journal file for local multi-process runs.
+
+* ``sqlite:///runs/vision.db`` — the default. Opened in WAL mode (readers never block the writer;
+  several local workers share it safely) with a 60 s busy timeout. Keep it on a local disk: WAL
+  does not work over network file systems.
+* ``postgresql://user:password@host/db`` (or any SQLAlchemy URL Optuna supports) — for workers
+  on several machines.
+* ``journal:PATH`` — ``optuna.storages.JournalStorage`` on an append-only log file: the fastest
+  local storage, but without heartbeats, so a killed worker's trial stays RUNNING.
+
+SQL storages get heartbeats: a running trial whose worker stops beating for ``grace_period``
+seconds is failed by the next worker and retried once (``RetryHeartbeatStaleTrialCallback``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sqlite3
+from pathlib import Path
+
+import optuna
+import sqlalchemy
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend
+
+from iasf_search.errors import BadInput
+
+JOURNAL_PREFIX = "journal:"
+MAX_RETRY = 1
+"""How often a trial whose worker died is run again."""
+
+
+def default_storage_url(name: str) -> str:
+    """``sqlite:///runs/<name>.db``, relative to the current directory."""
+    return f"sqlite:///runs/{name}.db"
+
+
+def journal_path(url: str) -> Path | None:
+    """The log file of a ``journal:PATH`` URL, else None."""
+    return Path(url[len(JOURNAL_PREFIX):]) if url.startswith(JOURNAL_PREFIX) else None
+
+
+def safe_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages and logs), even when malformed."""
+    if journal_path(url) is not None:
+        return url
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return re.sub(r"(//[^:/@\s]*:)[^@\s]*@", r"\1***@", url)
+
+
+def absolute_url(url: str) -> str:
+    """``url`` with a relative SQLite or journal path made absolute (works from any directory), password hidden."""
+    journal = journal_path(url)
+    if journal is not None:
+        return f"{JOURNAL_PREFIX}{journal.resolve()}"
+    path = sqlite_path(url)
+    if path is not None and not path.is_absolute():
+        return f"sqlite:///{path.resolve()}"
+    return safe_url(url)
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite URL (None for other URLs and in-memory SQLite)."""
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except Exception:
+        return None
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def storage_file(url: str) -> Path | None:
+    """The file holding a SQLite or journal storage (None for server databases)."""
+    return journal_path(url) or sqlite_path(url)
+
+
+def open_storage(url: str, *, create: bool = True, heartbeat: tuple[int, int] | None = None) -> optuna.storages.BaseStorage:
+    """Open the storage ``url`` names; for a file storage, create its folder (``create``) or require the file.
+
+    :param heartbeat: ``(interval, grace_period)`` seconds for SQL storages: running trials beat, and
+        a stale one is failed and retried :data:`MAX_RETRY` time(s). None: no heartbeats (reading).
+    :raises BadInput: malformed or unreachable URL, unwritable folder, or (``create=False``) no such file.
+    """
+    journal = journal_path(url)
+    if journal is None:
+        try:
+            sqlalchemy.engine.make_url(url)
+        except Exception:
+            raise BadInput(f"storage URL {safe_url(url)!r} is malformed; use sqlite:///runs/NAME.db, "
+                           f"postgresql://USER@HOST/DB or journal:PATH") from None
+    path = storage_file(url)
+    if path is not None:
+        _check_file(path, create)
+    try:
+        if journal is not None:
+            return optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+        kwargs = {}
+        if heartbeat is not None:
+            kwargs = {"heartbeat_interval": heartbeat[0], "grace_period": heartbeat[1],
+                      "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)}
+        engine_kwargs = {"connect_args": {"timeout": 60}} if path is not None else {}
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        if path is not None and create:
+            with storage.engine.connect() as connection:  # persistent in the file: set once
+                connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+        return storage
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInput(f"cannot open storage {safe_url(url)}: {safe_url(first)}") from None
+
+
+def checkpoint(url: str) -> None:
+    """Fold a SQLite database's write-ahead log back into the file, so that the ``.db`` file alone
+    holds the study (to copy or archive it). Best effort: skipped while others write."""
+    path = sqlite_path(url)
+    if path is None or not path.exists():
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=5)) as connection:
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.Error:
+        pass
+
+
+def _check_file(path: Path, create: bool) -> None:
+    if not create and not path.exists():
+        raise BadInput(f"{path}: no such study database; run the search first or pass --storage")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"cannot create {path.parent} for the study database: {exc.strerror}; pass --storage elsewhere") from None
+    if create and not os.access(path if path.exists() else path.parent, os.W_OK):
+        raise BadInput(f"{path}: not writable; pass --storage with a writable location")

@@ -1,0 +1,109 @@
+"""``--workers N``: N worker processes on this machine, one study, coordinated by the storage only.
+
+The parent validates the search and creates the study (workers started together on a fresh
+database would race on its schema), then starts ``python -m iasf_search search ... --worker i/N``
+N times. Each worker is an ordinary search process: Optuna's storage hands out trial numbers and
+queued retries, and :func:`iasf_search.study.run_search` makes the workers together finish exactly
+the target. Workers on other machines join by running the same command with the same
+``--storage postgresql://...``. Output lines are prefixed with the worker's index.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from typing import TextIO
+
+WORKER_FLAG = "--worker"
+
+
+def worker_argv(typed: Sequence[str], index: int, count: int) -> list[str]:
+    """The command line of worker ``index``: the user's search arguments without ``--workers``."""
+    args, skip = [], False
+    for word in typed:
+        if skip:
+            skip = False
+            continue
+        if word == "--workers":
+            skip = True
+            continue
+        if word.startswith("--workers="):
+            continue
+        args.append(word)
+    if args and args[0] == "search":
+        args = args[1:]
+    return [sys.executable, "-m", "iasf_search", "search", *args, WORKER_FLAG, f"{index}/{count}"]
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` entries (empty without CUDA)."""
+    given = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if given is not None:
+        return [g.strip() for g in given.split(",") if g.strip() and g.strip() != "-1"]
+    try:
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    except Exception:
+        return []
+
+
+def worker_env(index: int, count: int, device: str, gpus: Sequence[str]) -> dict[str, str]:
+    """Worker ``index``'s environment: its own GPU (round robin over ``gpus``) when the device is
+    ``auto`` or ``cuda``, and a share of the CPU threads."""
+    env = dict(os.environ)
+    if gpus and device in ("auto", "cuda"):
+        env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
+    env["IASF_SEARCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // count))
+    return env
+
+
+def _pump(stream: TextIO, prefix: str, out: TextIO, lock: threading.Lock) -> None:
+    for line in stream:
+        with lock:
+            out.write(prefix + line)
+            out.flush()
+
+
+def run_workers(typed: Sequence[str], count: int, device: str, *, json_lines: bool = False) -> int:
+    """Start ``count`` workers, relay their output, wait for all; returns the combined exit status
+    (130 if any was interrupted, else 1 if any failed, else 2 if any had bad input, else 0).
+
+    Ctrl-C reaches the workers too (same process group); each marks its running trial failed
+    ("interrupted") and exits; the parent waits for them.
+    """
+    gpus = visible_gpus()
+    procs = [subprocess.Popen(worker_argv(typed, i, count), env=worker_env(i, count, device, gpus), text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=1)
+             for i in range(count)]
+    lock = threading.Lock()
+    pumps = []
+    for i, proc in enumerate(procs):
+        prefix = "" if json_lines else f"w{i} "
+        pumps += [threading.Thread(target=_pump, args=(proc.stdout, prefix, sys.stdout, lock), daemon=True),
+                  threading.Thread(target=_pump, args=(proc.stderr, f"w{i} ", sys.stderr, lock), daemon=True)]
+    for pump in pumps:
+        pump.start()
+    interrupted = False
+    try:
+        codes = [proc.wait() for proc in procs]
+    except KeyboardInterrupt:  # a terminal's Ctrl-C reached the workers too: give them time to record it
+        interrupted = True
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGINT)
+        codes = [proc.wait() for proc in procs]
+    for pump in pumps:
+        pump.join(timeout=5)
+    if interrupted or 130 in codes:
+        return 130
+    for status in (1, 2):
+        if status in codes:
+            return status
+    return 0 if all(c == 0 for c in codes) else 1

@@ -1,0 +1,354 @@
+"""Bad input, one table (issue #5): every case exits 2 with ONE line ``iasf-search: error: ...`` naming what
+is wrong and where (file, key path, the fix or the allowed values), prints no traceback, and leaves an
+existing study -- its SQLite file and every file under ``runs/`` -- exactly as it was.
+
+Each case runs the real CLI in-process in a directory holding ``runs/`` of a finished 2-trial search of the
+tiny space (the default storage ``sqlite:///runs/tiny.db`` with its ``runs/artifacts``), built once per module.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import shutil
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import TINY_SPACE, make_doc
+
+from iasf_search.cli import main
+from iasf_search.plugin_manager import DISABLE_AUTOLOAD_ENV
+
+SPACE = "tiny.yaml"
+SEARCH = ("--space", SPACE, "--trials", "3")
+"""A search that would add a trial to the existing 2-trial study, were its input not bad."""
+
+
+def space(set: Mapping[str, Any] | None = None, drop: Iterable[str] = (), base: Mapping[str, Any] | None = None) -> str:
+    """YAML of the tiny space changed by ``set`` / ``drop`` (dotted keys, see ``conftest.make_doc``)."""
+    return yaml.safe_dump(make_doc(set, drop, base=base), sort_keys=False)
+
+
+def file_task(dataset: str, path: str, **options: Any) -> dict[str, Any]:
+    """``set=`` changes that make the tiny space read ``dataset`` from the local file ``path``."""
+    changes: dict[str, Any] = {"task": {"dataset": dataset, "options": {"path": path, **options}}}
+    if dataset == "text_file":
+        changes["stem"] = {"position": "learned"}  # the text stem has no patch
+    return changes
+
+
+def ucr(rows: int = 24, length: int = 8, *, line: int | None = None, text: str = "") -> str:
+    """A UCR-layout file (label, then values, per line) of two classes; ``line`` (1-based) replaced by ``text``."""
+    lines = [",".join([str(i % 2), *(f"{(i * 7 + j) % 10 / 10:.1f}" for j in range(length))]) for i in range(rows)]
+    if line is not None:
+        lines[line - 1] = text
+    return "\n".join(lines) + "\n"
+
+
+def csv_rows(rows: int = 24, *, line: int | None = None, text: str = "") -> str:
+    """A text_file CSV (header ``text,label``) of two classes; data ``line`` (1-based, after the header) replaced."""
+    lines = [f"sample number {i} about {'cats' if i % 2 else 'dogs'},{'cat' if i % 2 else 'dog'}" for i in range(rows)]
+    if line is not None:
+        lines[line - 1] = text
+    return "text,label\n" + "\n".join(lines) + "\n"
+
+
+def jsonl_rows(rows: int = 24, *, line: int | None = None, text: str = "") -> str:
+    lines = [f'{{"text": "sample number {i}", "label": "{i % 2}"}}' for i in range(rows)]
+    if line is not None:
+        lines[line - 1] = text
+    return "\n".join(lines) + "\n"
+
+
+BAD_DATA_PLUGIN = '''
+"""Datasets whose tensors are corrupted after loading (what check_task must refuse)."""
+import torch
+
+from iasf_search import hookimpl
+from iasf_search.components import Dataset, TaskData
+
+
+def _task(y_train, *, n_train=40, num_classes=2):
+    g = torch.Generator().manual_seed(0)
+    x = lambda n: torch.rand(n, 1, 8, 8, generator=g)  # noqa: E731
+    y = lambda n: torch.arange(n) % num_classes  # noqa: E731
+    return TaskData(x(n_train), y_train, x(10), y(10), x(10), y(10), num_classes=num_classes, modality="image")
+
+
+class LabelOutOfRange(Dataset):
+    name = "label_out_of_range"
+    modality = "image"
+    description = "a training label equal to num_classes"
+    params = {}
+
+    def load(self, options, split):
+        y = torch.arange(40) % 2
+        y[7] = 2
+        return _task(y)
+
+
+class LengthMismatch(Dataset):
+    name = "length_mismatch"
+    modality = "image"
+    description = "40 training samples, 39 labels"
+    params = {}
+
+    def load(self, options, split):
+        return _task(torch.arange(39) % 2)
+
+
+@hookimpl
+def iasf_register_datasets(registry):
+    registry.register(LabelOutOfRange())
+    registry.register(LengthMismatch())
+'''
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad input: what to write, the command line, and the fragments the one error line must hold."""
+
+    argv: tuple[str, ...]
+    fragments: tuple[str, ...]
+    space: str | None = field(default_factory=space)
+    """the text of tiny.yaml (default: the tiny space the existing study was searched with); None: no file"""
+    files: Mapping[str, str | bytes] = field(default_factory=dict)
+    """more files to write (relative paths); an empty string makes an empty file"""
+    runs: str = "existing"
+    """``existing``: a copy of the finished study's ``runs/``; ``file``: ``runs`` is a regular file"""
+    secret: str | None = None
+    """a password that must appear nowhere in the output"""
+
+
+def case(id: str, argv: Iterable[str], *fragments: str, marks=(), **kwargs: Any):
+    return pytest.param(Case(tuple(argv), fragments, **kwargs), id=id, marks=marks)
+
+
+
+
+PG = "postgresql://u:secret@127.0.0.1:1/db"
+
+CASES = [
+    # -- the space file: YAML, structure, keys ---------------------------------------------------
+    case("missing-space-file", ["--space", "no-such.yaml", "--trials", "3"], "no-such.yaml", "no such space file",
+         "search_spaces/vision.yaml"),
+    case("yaml-syntax-error", SEARCH, SPACE, "not valid YAML", "line 3", space="name: tiny\ntask: {dataset: digits\nmanifold: [\n"),
+    case("yaml-tab-indent", SEARCH, SPACE, "not valid YAML", "line 2", space="name: tiny\n\ttask: {dataset: digits}\n"),
+    case("yaml-not-a-mapping", SEARCH, SPACE, "must hold a YAML mapping", "'name'", space="- name: tiny\n- task: digits\n"),
+    case("yaml-empty-file", SEARCH, SPACE, "must hold a YAML mapping", space=""),
+    case("unknown-top-level-key", SEARCH, SPACE, "manifld", "did you mean 'manifold'", "allowed:",
+         space=space({"manifld": TINY_SPACE["manifold"]}, drop=["manifold"])),
+    case("unknown-manifold-key", SEARCH, f"{SPACE}: manifold.opps", "did you mean 'ops'", "allowed:",
+         space=space({"manifold.opps": {"mlp": None}})),
+    case("unknown-training-key", SEARCH, f"{SPACE}: training.lrr", "did you mean 'lr'", "allowed:",
+         space=space({"training.lrr": 0.001})),
+    case("unknown-op", SEARCH, f"{SPACE}: manifold.ops.mlpp", "did you mean 'mlp'", "allowed:", "attention",
+         space=space({"manifold.ops": {"mlpp": None}})),
+    case("unknown-op-parameter", SEARCH, f"{SPACE}: manifold.ops.mlp.expansoin", "did you mean 'expansion'",
+         space=space({"manifold.ops.mlp": {"expansoin": 2}})),
+    case("unknown-range-key", SEARCH, f"{SPACE}: manifold.nodes.hihg", "did you mean 'high'",
+         space=space({"manifold.nodes": {"low": 1, "hihg": 2}})),
+    case("unknown-dataset", SEARCH, f"{SPACE}: task.dataset", "did you mean 'digits'", "allowed:", "mnist1d",
+         space=space({"task.dataset": "digit"})),
+    case("unknown-dataset-option", SEARCH, f"{SPACE}: task.options.shfit", "did you mean 'shift'",
+         space=space({"task.options.shfit": 1})),
+    case("unknown-sampler", SEARCH, f"{SPACE}: search.sampler", "did you mean 'random'", "allowed:",
+         space=space({"search.sampler": "randon"})),
+    case("unknown-objective-metric", SEARCH, f"{SPACE}: objectives[0].metric", "did you mean 'accuracy'", "allowed:",
+         space=space({"objectives": [{"metric": "acuracy"}]})),
+    case("missing-name", SEARCH, f"{SPACE}: name", "missing", space=space(drop=["name"])),
+    # -- wrong types ------------------------------------------------------------------------------
+    case("epochs-not-a-number", SEARCH, f"{SPACE}: training.epochs", "expected int", "'ten'",
+         space=space({"training.epochs": "ten"})),
+    case("width-not-numbers", SEARCH, f"{SPACE}: manifold.width[0]", "expected int", "'a'",
+         space=space({"manifold.width": ["a", "b"]})),
+    case("lr-read-as-a-string", SEARCH, f"{SPACE}: training.lr", "expected float", "1.0e-3",
+         space=space({"training.lr": "1e-3"})),
+    case("bool-for-int", SEARCH, f"{SPACE}: manifold.max_in_degree", "expected int", "True",
+         space=space({"manifold.max_in_degree": True})),
+    case("section-not-a-mapping", SEARCH, f"{SPACE}: training", "expected a mapping", space=space({"training": [1, 2]})),
+    case("plugins-not-a-list", SEARCH, f"{SPACE}: plugins", "expected a list of module names", space=space({"plugins": "x"})),
+    case("range-for-a-string", SEARCH, f"{SPACE}: training.optimizer", "needs a number parameter", "list of choices",
+         space=space({"training.optimizer": {"low": 1, "high": 2}})),
+    # -- empty lists, low > high, values out of bounds ------------------------------------------------
+    case("empty-choice-list", SEARCH, f"{SPACE}: manifold.ops.attention.heads", "list of choices is empty",
+         "at least one value", space=space({"manifold.ops": {"attention": {"heads": []}}})),
+    case("empty-op-list", SEARCH, f"{SPACE}: manifold.ops", "non-empty list", "allowed:", space=space({"manifold.ops": []})),
+    case("repeated-choices", SEARCH, f"{SPACE}: manifold.width", "repeat", "list each once",
+         space=space({"manifold.width": [8, 8]})),
+    case("low-above-high", SEARCH, f"{SPACE}: manifold.nodes", "low <= high", "low=5, high=2",
+         space=space({"manifold.nodes": {"low": 5, "high": 2}})),
+    case("range-without-high", SEARCH, f"{SPACE}: training.lr", "missing 'high'", space=space({"training.lr": {"low": 0.001}})),
+    case("log-range-from-zero", SEARCH, f"{SPACE}: training.weight_decay.low", "low > 0",
+         space=space({"training.weight_decay": {"low": 0.0, "high": 0.1, "log": True}})),
+    case("below-the-minimum", SEARCH, f"{SPACE}: training.epochs", "below the minimum 1", space=space({"training.epochs": 0})),
+    case("not-an-allowed-choice", SEARCH, f"{SPACE}: training.optimizer", "'sgdd'", "did you mean 'sgd'", "allowed:",
+         space=space({"training.optimizer": "sgdd"})),
+    case("splits-leave-no-training-data", SEARCH, f"{SPACE}: task.split", "at least 10% for training",
+         space=space({"task.split": {"val": 0.5, "test": 0.45}})),
+    # -- constraints nothing (or not everything) can satisfy -------------------------------------------
+    case("heads-divide-no-width", SEARCH, f"{SPACE}: manifold.ops.attention.heads", "3 heads do not divide width 10",
+         "choose heads that divide every width", space=space({"manifold.width": 10, "manifold.ops": {"attention": {"heads": [3]}}})),
+    case("heads-range-misses-a-width", SEARCH, f"{SPACE}: manifold.ops.attention.heads", "3 heads do not divide width 8",
+         space=space({"manifold.width": [8, 16], "manifold.ops": {"attention": {"heads": {"low": 1, "high": 4}}}})),
+    case("fusion-heads-divide-no-width", SEARCH, f"{SPACE}: manifold.fusions.cross_attention.heads", "do not divide width",
+         space=space({"manifold.width": 10, "manifold.fusions": {"cross_attention": {"heads": [4]}}})),
+    case("pool-kernel-even-only", SEARCH, f"{SPACE}: manifold.ops.pool.kernel", "is even", "odd kernel",
+         space=space({"manifold.ops": {"pool": {"kernel": [2, 4]}}})),
+    case("pool-kernel-range-holds-an-even-value", SEARCH, f"{SPACE}: manifold.ops.pool.kernel", "2 is even", "odd kernel",
+         space=space({"manifold.ops": {"pool": {"kernel": {"low": 1, "high": 3}}}})),
+    case("stem-patch-does-not-divide-the-image", SEARCH, SPACE, "stem", "patch 3 does not divide the input grid (8, 8)",
+         "narrow the stem's values", space=space({"stem.patch": [2, 3]})),
+    # -- dataset files: missing, unreadable, corrupted -------------------------------------------------
+    case("image-folder-missing", SEARCH, "image_folder", "missing-images", "no such folder",
+         space=space(file_task("image_folder", "missing-images"))),
+    case("image-folder-one-class", SEARCH, "image_folder", "imgs", "at least two class sub-folders",
+         space=space(file_task("image_folder", "imgs")), files={"imgs/cat/readme.txt": "no image"}),
+    case("image-folder-corrupt-image", SEARCH, "image_folder", "broken.png", "cannot read the image",
+         space=space(file_task("image_folder", "imgs")), files={"imgs/cat/broken.png": b"not a png", "imgs/dog/x.txt": ""}),
+    case("dataset-path-not-given", SEARCH, "timeseries_file", "task.options.path is required",
+         space=space({"task": {"dataset": "timeseries_file"}})),
+    case("timeseries-file-missing", SEARCH, "timeseries_file", "missing.txt", "no such file", "task.options.path",
+         space=space(file_task("timeseries_file", "missing.txt"))),
+    case("timeseries-nan", SEARCH, "timeseries_file", "series.txt", "line 5", "NaN", "clean the data",
+         space=space(file_task("timeseries_file", "series.txt")),
+         files={"series.txt": ucr(line=5, text="1,0.1,nan,0.3,0.4,0.5,0.6,0.7,0.8")}),
+    case("timeseries-value-not-a-number", SEARCH, "timeseries_file", "series.txt", "line 5", "not a number",
+         space=space(file_task("timeseries_file", "series.txt")),
+         files={"series.txt": ucr(line=5, text="1,0.1,abc,0.3,0.4,0.5,0.6,0.7,0.8")}),
+    case("timeseries-rows-of-different-lengths", SEARCH, "timeseries_file", "series.txt", "line 6 has 5 values",
+         "equal length", space=space(file_task("timeseries_file", "series.txt")),
+         files={"series.txt": ucr(line=6, text="0,0.1,0.2,0.3,0.4,0.5")}),
+    case("timeseries-empty-file", SEARCH, "timeseries_file", "series.txt", "no series found",
+         space=space(file_task("timeseries_file", "series.txt")), files={"series.txt": "\n\n"}),
+    case("timeseries-class-with-one-sample", SEARCH, "cannot split", "by class", "use more data",
+         space=space(file_task("timeseries_file", "series.txt")),
+         files={"series.txt": ucr(line=3, text="7,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8")}),
+    case("text-file-missing", SEARCH, "text_file", "missing.csv", "no such file", "task.options.path",
+         space=space(file_task("text_file", "missing.csv"))),
+    case("text-file-unsupported-type", SEARCH, "text_file", "texts.txt", "unsupported file type", ".csv or .jsonl",
+         space=space(file_task("text_file", "texts.txt")), files={"texts.txt": "hello\n"}),
+    case("text-csv-missing-label-column", SEARCH, "text_file", "texts.csv", "line 2", "'label'", "label_column",
+         space=space(file_task("text_file", "texts.csv")), files={"texts.csv": "text,class\nhello,a\nworld,b\n"}),
+    case("text-csv-row-missing-a-field", SEARCH, "text_file", "texts.csv", "line 5 has 1 fields, the header 2",
+         space=space(file_task("text_file", "texts.csv")), files={"texts.csv": csv_rows(line=4, text="a row without its label")}),
+    case("text-csv-row-with-extra-fields", SEARCH, "text_file", "texts.csv", "line 5 has 3 fields", "quote a text",
+         space=space(file_task("text_file", "texts.csv")), files={"texts.csv": csv_rows(line=4, text="an unquoted, comma,cat")}),
+    case("text-jsonl-malformed-line", SEARCH, "text_file", "texts.jsonl", "line 3", "cannot parse",
+         space=space(file_task("text_file", "texts.jsonl")), files={"texts.jsonl": jsonl_rows(line=3, text='{"text": "oops"')}),
+    case("text-jsonl-row-not-an-object", SEARCH, "text_file", "texts.jsonl", "line 3", "expected a JSON object",
+         space=space(file_task("text_file", "texts.jsonl")), files={"texts.jsonl": jsonl_rows(line=3, text="null")}),
+    case("text-jsonl-empty-text", SEARCH, "text_file", "no word", "row 2",
+         space=space(file_task("text_file", "texts.jsonl")), files={"texts.jsonl": jsonl_rows(line=2, text='{"text": "", "label": "0"}')}),
+    case("label-out-of-range", [*SEARCH, "--plugin", "bad_data_plugin"], "label_out_of_range", "labels must lie in [0, 2)",
+         "0..2", space=space({"task": {"dataset": "label_out_of_range"}}), files={"bad_data_plugin.py": BAD_DATA_PLUGIN}),
+    case("samples-and-labels-differ-in-length", [*SEARCH, "--plugin", "bad_data_plugin"], "length_mismatch",
+         "40 samples but 39 labels", space=space({"task": {"dataset": "length_mismatch"}}),
+         files={"bad_data_plugin.py": BAD_DATA_PLUGIN}),
+    # -- storage ----------------------------------------------------------------------------------------
+    case("malformed-storage-url", [*SEARCH, "--storage", "notaurl"], "storage URL 'notaurl' is malformed", "sqlite:///"),
+    case("unknown-storage-driver", [*SEARCH, "--storage", "sqlite+nodriver:///runs/tiny.db"], "storage", "sqlite+nodriver"),
+    case("unreachable-storage", [*SEARCH, "--storage", PG], "cannot open storage", "postgresql://u:***@127.0.0.1:1/db",
+         secret="secret"),
+    case("sqlite-folder-under-a-file", [*SEARCH, "--storage", "sqlite:///blocker/sub/s.db"], "blocker/sub/artifacts",
+         "cannot be created", "--artifacts DIR", files={"blocker": "a regular file"}),
+    case("sqlite-folder-under-a-file-no-artifacts", [*SEARCH, "--no-artifacts", "--storage", "sqlite:///blocker/sub/s.db"],
+         "cannot create blocker/sub for the study database", "--storage", files={"blocker": "a regular file"}),
+    case("runs-is-a-file", SEARCH, "runs/artifacts", "--artifacts DIR", runs="file"),
+    case("runs-is-a-file-no-artifacts", [*SEARCH, "--no-artifacts"], "cannot create runs", "--storage", runs="file"),
+    case("artifacts-under-a-file", [*SEARCH, "--artifacts", "blocker/art"], "blocker/art", "--artifacts DIR",
+         files={"blocker": "a regular file"}),
+    # -- plugins ----------------------------------------------------------------------------------------
+    case("unknown-plugin-flag", [*SEARCH, "--plugin", "no_such_module"], "no_such_module", "--plugin", "install it or fix the name"),
+    case("unknown-plugin-in-space", SEARCH, f"{SPACE}: plugins[0]", "no_such_module", "install it or fix the name",
+         space=space({"plugins": ["no_such_module"]})),
+    # -- flags --------------------------------------------------------------------------------------------
+    case("zero-trials", ["--space", SPACE, "--trials", "0"], "--trials must be at least 1"),
+    case("negative-timeout", [*SEARCH, "--timeout", "-1"], "--timeout must be positive"),
+    case("missing-gpu", [*SEARCH, "--device", "cuda:7"], "cuda:7", "--device cpu"),
+    case("unknown-device", [*SEARCH, "--device", "tpu"], "'tpu'", "auto, cpu, cuda or cuda:N"),
+    case("trials-not-a-number", ["--space", SPACE, "--trials", "ten"], "--trials", "'ten'", "--help"),
+    case("workers-zero", [*SEARCH, "--workers", "0"], "--workers must be at least 1"),
+    case("unknown-flag", [*SEARCH, "--trails", "3"], "unrecognized arguments: --trails"),
+    # -- best, export, report, dashboard, train on what does not exist ---------------------------------------
+    case("best-unknown-study", ["best", "--space", SPACE, "--study", "tinny"], "no study 'tinny'", "sqlite:///runs/tiny.db",
+         "studies there: tiny"),
+    case("best-no-database", ["best", "--storage", "sqlite:///runs/other.db", "--study", "tiny"], "runs/other.db",
+         "no such study database"),
+    case("export-unknown-study", ["export", "--space", SPACE, "--study", "tinny", "--out", "exported"], "no study 'tinny'",
+         "studies there: tiny"),
+    case("export-unknown-trial", ["export", "--space", SPACE, "--trial", "99", "--out", "exported"], "--trial 99",
+         "no such trial", "completed trials:"),
+    case("export-missing-artifacts", ["export", "--space", SPACE, "--artifacts", "nowhere", "--out", "exported"], "nowhere",
+         "no artifact folder", "--artifacts DIR"),
+    case("report-unknown-study", ["report", "--space", SPACE, "--study", "tinny", "--out", "report"], "no study 'tinny'",
+         "studies there: tiny"),
+    case("dashboard-unknown-study", ["dashboard", "--space", SPACE, "--study", "tinny", "--port", "0"], "no study 'tinny'",
+         "studies there: tiny"),
+    case("train-missing-arch", ["train", "--arch", "exported/arch.json"], "exported/arch.json", "no such file", "arch.json"),
+]
+
+
+def _tree(root: Path) -> dict[str, str]:
+    """Every path under ``root`` -> the sha256 of its content (``dir`` for a folder)."""
+    return {str(p.relative_to(root)): "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*"))}
+
+
+@pytest.fixture(scope="module")
+def existing_runs(tmp_path_factory) -> Path:
+    """``runs/`` of a real 2-trial search of the tiny space at the default storage (built once, copied by each case)."""
+    folder = tmp_path_factory.mktemp("existing")
+    (folder / SPACE).write_text(space(), encoding="utf-8")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(DISABLE_AUTOLOAD_ENV, "1")
+        mp.chdir(folder)
+        assert main(["--space", SPACE, "--trials", "2", "--device", "cpu", "-q"]) == 0
+    gc.collect()  # close the search's SQLite connections: its write-ahead log goes into tiny.db, -wal/-shm go away
+    runs = folder / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == ["artifacts", "tiny.db"]
+    assert any((runs / "artifacts").iterdir())
+    return runs
+
+
+@pytest.mark.parametrize("bad", CASES)
+def test_bad_input(bad: Case, capsys, tmp_path, monkeypatch, existing_runs):
+    monkeypatch.syspath_prepend(str(tmp_path))  # plugin modules a case writes
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # so importing them leaves no __pycache__ behind
+    if bad.runs == "existing":
+        shutil.copytree(existing_runs, tmp_path / "runs")
+    else:
+        (tmp_path / "runs").write_text("a regular file where the runs folder belongs", encoding="utf-8")
+    if bad.space is not None:
+        (tmp_path / SPACE).write_text(bad.space, encoding="utf-8")
+    for name, content in bad.files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content, encoding="utf-8")
+    before = _tree(tmp_path)
+    db_before = hashlib.sha256((tmp_path / "runs" / "tiny.db").read_bytes()).hexdigest() if bad.runs == "existing" else None
+
+    capsys.readouterr()
+    rc = main(list(bad.argv))
+    out, err = capsys.readouterr()
+    if any(p.name.endswith(("-wal", "-shm")) for p in tmp_path.rglob("*")):
+        gc.collect()  # close the SQLite connections a read left open in this process: -wal and -shm go on close
+
+    assert rc == 2, (out, err)
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("iasf-search: error: "), err
+    for fragment in bad.fragments:
+        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+    assert "Traceback" not in err and "Traceback" not in out
+    if bad.secret:
+        assert bad.secret not in out + err
+    # nothing written, nothing changed: the existing study, its artifacts, the case's own files
+    if db_before is not None:
+        assert hashlib.sha256((tmp_path / "runs" / "tiny.db").read_bytes()).hexdigest() == db_before
+    assert _tree(tmp_path) == before

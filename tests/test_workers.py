@@ -1,0 +1,137 @@
+"""Scale out and survive: parallel workers reach exactly the target, a killed worker's trial is
+failed and retried, per-trial time limits, the journal storage, the surplus rule."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+import yaml
+from conftest import make_doc
+from optuna.trial import TrialState
+
+import iasf_search
+from iasf_search.cli import main, stop_reasons
+from iasf_search.workers import worker_argv, worker_env
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def load(url: str, name: str = "tiny") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=url)
+
+
+def test_four_workers_finish_exactly_the_target_without_duplicates(tmp_path, write_space, capsys):
+    write_space({"manifold.width": 8})
+    url = f"sqlite:///{tmp_path / 'runs' / 'tiny.db'}"
+    rc = main(["--space", "tiny.yaml", "--storage", url, "--trials", "6", "--workers", "4"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    study = load(url)
+    numbers = [t.number for t in study.trials]
+    assert len(numbers) == len(set(numbers)) == len(study.trials)
+    assert len([t for t in study.trials if t.state in FINISHED]) == 6
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    surplus = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert all(t.user_attrs["failure_reason"].startswith("surplus") for t in surplus)
+    assert {line.split()[0] for line in out.splitlines() if line.startswith("w")} <= {"w0", "w1", "w2", "w3"}
+    assert len({line.split()[0] for line in out.splitlines() if line.startswith("w") and "] #" in line}) >= 2
+    assert "study 'tiny': 6/6 finished trials" in out and out.count("best trial #") == 1
+    # resuming with more workers than trials left still lands exactly on the target
+    assert main(["--space", "tiny.yaml", "--storage", url, "--trials", "7", "--workers", "2", "-q"]) == 0
+    assert len([t for t in load(url).trials if t.state in FINISHED]) == 7
+
+
+def test_worker_command_lines_and_environment(monkeypatch):
+    argv = worker_argv(["--space", "s.yaml", "--workers", "4", "--trials", "9"], 2, 4)
+    assert argv[1:] == ["-m", "iasf_search", "search", "--space", "s.yaml", "--trials", "9", "--worker", "2/4"]
+    assert worker_argv(["search", "--workers=2", "--space", "s.yaml"], 0, 2)[3:] == ["search", "--space", "s.yaml", "--worker", "0/2"]
+    env = worker_env(5, 4, "auto", ["0", "3", "6"])
+    assert env["CUDA_VISIBLE_DEVICES"] == "6"  # round robin over the visible GPUs
+    assert "CUDA_VISIBLE_DEVICES" not in worker_env(1, 2, "cpu", []) or os.environ.get("CUDA_VISIBLE_DEVICES")
+    assert int(env["IASF_SEARCH_THREADS"]) >= 1
+
+
+def slow_space(tmp_path):
+    """A space whose trials take a few seconds (so one can be killed mid-trial), heartbeats every second."""
+    doc = make_doc({"manifold.width": 16, "manifold.nodes": 2, "training.epochs": 12,
+                    "search": {"sampler": "random", "pruner": "none", "seed": 0, "heartbeat_interval": 1, "grace_period": 3}})
+    path = tmp_path / "slow.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return path
+
+
+def test_a_killed_worker_trial_is_failed_retried_once_and_the_target_is_reached(tmp_path):
+    path = slow_space(tmp_path)
+    url = f"sqlite:///{tmp_path / 'kill.db'}"
+    command = [sys.executable, "-m", "iasf_search", "--space", str(path), "--storage", url, "--trials", "2", "-q"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while True:  # wait until a trial is training
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() is not None else "timeout"
+        try:
+            running = [t for t in load(url).trials if t.state == TrialState.RUNNING and "params" in t.user_attrs]
+        except Exception:
+            running = []
+        if running:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed = running[0].number
+    assert load(url).trials[killed].state == TrialState.RUNNING  # nothing could mark it
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    study = load(url)
+    assert study.trials[killed].state == TrialState.FAIL
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed]
+    assert len(retries) == 1 and retries[0].state in FINISHED
+    assert retries[0].params == study.trials[killed].params  # the same architecture and settings again
+    assert len([t for t in study.trials if t.state in FINISHED]) == 2
+    assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert stop_reasons(study)["worker lost (no heartbeat; retried)"] == 1
+
+
+def test_max_trial_seconds_stops_a_trial_with_a_reason(tmp_path, write_space, capsys):
+    write_space({"training.epochs": 200, "search.max_trial_seconds": 0.5, "manifold.nodes": 1})
+    assert main(["--space", "tiny.yaml", "--trials", "2", "-q"]) == 0
+    out = capsys.readouterr().out
+    study = load("sqlite:///runs/tiny.db")
+    for t in study.trials:
+        assert t.state == TrialState.PRUNED
+        assert t.user_attrs["failure_reason"].startswith("time limit: stopped after")
+        assert "search.max_trial_seconds: 0.5" in t.user_attrs["failure_reason"]
+        assert t.duration.total_seconds() < 30
+    assert "stopped early or failed: 2 x time limit" in out
+
+
+def test_journal_storage_runs_and_resumes(tmp_path, write_space, capsys):
+    write_space()
+    url = f"journal:{tmp_path / 'runs' / 'tiny.log'}"
+    assert main(["--space", "tiny.yaml", "--storage", url, "--trials", "2", "-q"]) == 0
+    assert main(["--space", "tiny.yaml", "--storage", url, "--trials", "3", "-q"]) == 0
+    out = capsys.readouterr().out
+    study = iasf_search.load_results(url, "tiny")
+    assert len([t for t in study.trials if t.state in FINISHED]) == 3
+    assert (tmp_path / "runs" / "artifacts").is_dir()           # beside the log file
+    assert f"--storage journal:{tmp_path / 'runs' / 'tiny.log'}" in out
+    assert main(["best", "--storage", url, "--study", "tiny"]) == 0
+
+
+def test_surplus_rule_fails_a_trial_beyond_the_target(make_space, digits):
+    from iasf_search.objective import Surplus, TrialObjective
+
+    study = optuna.create_study()
+    for _ in range(2):
+        study.add_trial(optuna.trial.create_trial(value=0.5))
+    objective = TrialObjective(make_space(), digits, "cpu", 0, target=2)
+    trial = study.ask()
+    with pytest.raises(Surplus):
+        objective(trial)
+    assert study.trials[-1].user_attrs["failure_reason"].startswith("surplus: 2 earlier trials")
