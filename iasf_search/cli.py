@@ -27,6 +27,7 @@ from iasf_search.export import export_trial, masked_command, pick_trial, study_c
 from iasf_search.graph import INPUT, OUTPUT, hidden_nodes, inputs_of
 from iasf_search.plugin_manager import contributions, load_components
 from iasf_search.progress import ConsoleProgress
+from iasf_search.records import ARCHITECTURE, TRAIN_CONFIG, record
 from iasf_search.retrain import retrain
 from iasf_search.space import SearchSpace, load_space
 from iasf_search.study import (
@@ -236,7 +237,7 @@ def _print_trial(t: optuna.trial.FrozenTrial, heading: str) -> None:
           f"test accuracy {a.get('test_accuracy', float('nan')):.4f}, {a.get('params', 0):,} parameters, "
           f"trained {a.get('train_seconds', 0):.1f} s{reused}")
     print(f"  architecture {a.get('arch_hash', '?')}: {a.get('summary', '')}")
-    if "architecture" in a:
+    if record(t, ARCHITECTURE) is not None:
         graph = trial_architecture(t)
         rows = [(INPUT, graph.nodes[INPUT]["op"], graph.nodes[INPUT]["config"], [])]
         rows += [(n, graph.nodes[n]["op"], graph.nodes[n]["config"], inputs_of(graph, n)) for n in hidden_nodes(graph)]
@@ -246,7 +247,7 @@ def _print_trial(t: optuna.trial.FrozenTrial, heading: str) -> None:
             fusion = f" fused by {node['fusion']}" if node.get("fusion") else ""
             src = f"  <- {', '.join(ins)}{fusion}" if ins else ""
             print(f"    {name:<7}{op:<10}{json.dumps(config, sort_keys=True):<48}{src}")
-    print(f"  training: {json.dumps(a.get('train_config', {}), sort_keys=True)}")
+    print(f"  training: {json.dumps(record(t, TRAIN_CONFIG, {}), sort_keys=True)}")
 
 
 def _print_pareto(study: optuna.Study, best: list[optuna.trial.FrozenTrial]) -> None:

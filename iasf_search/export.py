@@ -34,6 +34,7 @@ from iasf_search.build import ArchNet, build_model
 from iasf_search.errors import BadInput
 from iasf_search.graph import from_json
 from iasf_search.plugin_manager import Components, load_components
+from iasf_search.records import ARCHITECTURE, TRAIN_CONFIG, record
 from iasf_search.study import safe_url, trial_architecture
 
 if TYPE_CHECKING:
@@ -157,7 +158,7 @@ def export_trial(study: optuna.Study, trial: FrozenTrial, store: ArtifactStore, 
     prepare_out_dir(out)
     space = study.user_attrs.get("space", {})
     info = model_info(study, trial, sample_shape, num_classes)
-    (out / "arch.json").write_text(json.dumps(json.loads(trial.user_attrs["architecture"]), indent=2) + "\n", encoding="utf-8")
+    (out / "arch.json").write_text(json.dumps(json.loads(record(trial, ARCHITECTURE)), indent=2) + "\n", encoding="utf-8")
     safetensors.torch.save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / CHECKPOINT),
                                 metadata={"format": FORMAT, "trial": str(trial.number)})
     (out / "model.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
@@ -192,7 +193,7 @@ def model_info(study: optuna.Study, trial: FrozenTrial, sample_shape: tuple[int,
                        for o, v in zip(space.get("objectives", []), trial.values, strict=False)],
         "metrics": {k: a[k] for k in METRICS if k in a},
         "costs": {k[len("cost."):]: v for k, v in a.items() if k.startswith("cost.")},
-        "train_config": a.get("train_config", {}),
+        "train_config": record(trial, TRAIN_CONFIG, {}),
         "commands": study.user_attrs.get("commands", []),
     }
 

@@ -29,6 +29,7 @@ from iasf_search import graph as arch
 from iasf_search.build import ArchNet, build_model, count_parameters
 from iasf_search.components import TaskData
 from iasf_search.plugin_manager import Components, plugin_in_traceback
+from iasf_search.records import ARCHITECTURE, TRAIN_CONFIG, record, set_record
 from iasf_search.space import SearchSpace
 from iasf_search.train import AuxTerm, Diverged, TimeLimit, evaluate, measure_aux, train
 
@@ -124,9 +125,10 @@ class TrialObjective:
             train_config["auxiliary"] = aux_config
         arch_hash = arch.canonical_hash(graph)
         key = hashlib.sha256(f"{arch_hash}|{json.dumps(train_config, sort_keys=True)}|{self.task_fingerprint}".encode()).hexdigest()[:32]
-        for name, value in (("architecture", arch.to_json(graph)), ("arch_hash", arch_hash),
-                            ("summary", describe_graph(graph, space)), ("train_config", train_config), ("reuse_key", key)):
+        for name, value in (("arch_hash", arch_hash), ("summary", describe_graph(graph, space)), ("reuse_key", key)):
             trial.set_user_attr(name, value)
+        set_record(trial, ARCHITECTURE, arch.to_json(graph))
+        set_record(trial, TRAIN_CONFIG, train_config)
 
         torch.manual_seed(self.seed)
         model = build_model(graph, space.components, self.data.sample_shape, self.data.num_classes).to(self.device)
@@ -197,6 +199,6 @@ class TrialObjective:
     def _finished_twin(study: optuna.Study, key: str, graph: nx.DiGraph) -> optuna.trial.FrozenTrial | None:
         """A COMPLETE trial with the same reuse key whose architecture is exactly isomorphic, if any."""
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-            if t.user_attrs.get("reuse_key") == key and arch.same_architecture(arch.from_json(t.user_attrs["architecture"]), graph):
+            if t.user_attrs.get("reuse_key") == key and arch.same_architecture(arch.from_json(record(t, ARCHITECTURE)), graph):
                 return t
         return None

@@ -48,6 +48,7 @@ from iasf_search.errors import BadInput
 from iasf_search.export import rebuild_trial_model, study_components, trained_source
 from iasf_search.figures import architecture_figure, heatmap_figure, node_labels, save
 from iasf_search.plugin_manager import Components
+from iasf_search.records import ARCHITECTURE, record
 from iasf_search.study import best_trials, safe_url, trial_architecture
 
 if TYPE_CHECKING:
@@ -234,7 +235,7 @@ def _architecture(trial: FrozenTrial | None, components: Components) -> Figured:
     if trial is None:
         fig.note = "no trial completed yet"
         return fig
-    if "architecture" not in trial.user_attrs:
+    if record(trial, ARCHITECTURE) is None:
         fig.note = f"trial #{trial.number} does not record its architecture"
         return fig
     graph = trial_architecture(trial)

@@ -26,6 +26,7 @@ from iasf_search.components import TaskData
 from iasf_search.data import check_task
 from iasf_search.errors import BadInput
 from iasf_search.objective import TrialObjective
+from iasf_search.records import ARCHITECTURE, record
 from iasf_search.space import SearchSpace
 from iasf_search.storage import absolute_url, checkpoint, default_storage_url, open_storage, safe_url
 from iasf_search.train import resolve_device
@@ -310,4 +311,4 @@ def best_trials(study: optuna.Study) -> list[FrozenTrial]:
 
 def trial_architecture(trial: FrozenTrial) -> nx.DiGraph:
     """The architecture graph a trial trained (from its ``architecture`` user attribute)."""
-    return arch.from_json(trial.user_attrs["architecture"])
+    return arch.from_json(record(trial, ARCHITECTURE))

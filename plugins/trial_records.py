@@ -31,6 +31,7 @@ from iasf_search.artifacts import CHECKPOINT, DIAGRAM, HEATMAPS, upload_bytes
 from iasf_search.components import SpaceSection, TaskData
 from iasf_search.graph import INPUT, OUTPUT, from_json, hidden_nodes, inputs_of
 from iasf_search.params import Param
+from iasf_search.records import ARCHITECTURE, TRAIN_CONFIG, record
 from iasf_search.space import SearchSpace
 
 if TYPE_CHECKING:
@@ -133,7 +134,7 @@ def trial_note(trial: optuna.Trial, graph: nx.DiGraph, space: SearchSpace, value
     costs = {k[len("cost."):]: v for k, v in attrs.items() if k.startswith("cost.")}
     if costs:
         lines += ["", "**Costs:** " + ", ".join(f"{k} {_number(v)}" for k, v in sorted(costs.items()))]
-    lines += ["", f"**Training:** {key_values(attrs.get('train_config', {}), TRAINING_FIRST, sort=False)}"]
+    lines += ["", f"**Training:** {key_values(record(trial, TRAIN_CONFIG, {}), TRAINING_FIRST, sort=False)}"]
     if "reused_from" in attrs:
         lines += ["", f"Result reused from the identical trial #{attrs['reused_from']} (not trained again)."]
     if values is not None:
@@ -206,7 +207,7 @@ def iasf_trial_trained(trial: optuna.Trial, model: nn.Module, data: TaskData, sp
     from iasf_search.figures import heatmap_figure, node_labels, save
 
     settings = space.sections["artifacts"]
-    graph = from_json(trial.user_attrs["architecture"])
+    graph = from_json(record(trial, ARCHITECTURE))
     if settings["notes"]:
         save_note(trial, trial_note(trial, graph, space, values))
     if artifacts is None:

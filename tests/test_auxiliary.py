@@ -86,7 +86,7 @@ def test_search_records_aux_measurements(tmp_path, write_space, capsys):
     trials = optuna.load_study(study_name="tiny", storage=url).trials
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     for t in trials:
-        aux = t.user_attrs["train_config"]["auxiliary"]
+        aux = t.system_attrs["train_config"]["auxiliary"]
         assert aux["reconstruction"]["weight"] in (0.0, 0.2) and aux["cds"] == {"weight": 0.1}
         assert t.params["aux.reconstruction.weight"] == aux["reconstruction"]["weight"]
         assert t.user_attrs["aux.reconstruction"]["loss"] >= 0

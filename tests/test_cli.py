@@ -54,13 +54,14 @@ def test_search_resume_and_best(capsys, tmp_path, write_space):
     assert complete
     for t in complete:
         attrs = t.user_attrs
-        assert {"architecture", "arch_hash", "params", "train_seconds", "val_accuracy", "test_accuracy"} <= set(attrs)
-        graph = arch.from_json(attrs["architecture"])
+        assert {"arch_hash", "params", "train_seconds", "val_accuracy", "test_accuracy"} <= set(attrs)
+        assert "architecture" not in attrs and "train_config" not in attrs  # long records: system attributes
+        graph = arch.from_json(t.system_attrs["architecture"])
         assert attrs["arch_hash"] == arch.canonical_hash(graph)
         assert isinstance(attrs["params"], int) and attrs["params"] > 0
         assert 0.0 <= attrs["val_accuracy"] <= 1.0 and 0.0 <= attrs["test_accuracy"] <= 1.0
         assert t.value == attrs["val_accuracy"]
-        assert attrs["train_config"]["epochs"] == 1 and attrs["train_config"]["batch_size"] == 128
+        assert t.system_attrs["train_config"]["epochs"] == 1 and t.system_attrs["train_config"]["batch_size"] == 128
         assert graph.graph["width"] in (8, 16)
         assert {graph.nodes[n]["op"] for n in arch.hidden_nodes(graph)} <= {"mlp", "conv"}
     # the resolved space is saved with the study
@@ -291,7 +292,7 @@ def test_architecture_json_is_plain_json(capsys, tmp_path, write_space):
     url = f"sqlite:///{tmp_path / 'j.db'}"
     assert run(capsys, "--space", "tiny.yaml", "--storage", url, "--trials", "1")[0] == 0
     (trial,) = optuna.load_study(study_name="tiny", storage=url).trials
-    doc = json.loads(trial.user_attrs["architecture"])
+    doc = json.loads(trial.system_attrs["architecture"])
     assert doc["graph"]["width"] == 8
     assert {n["id"] for n in doc["nodes"]} == {"input", "n0", "n1", "output"}
 

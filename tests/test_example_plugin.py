@@ -48,10 +48,10 @@ def test_example_op_is_sampled_and_trained_in_a_search(capsys, monkeypatch, tmp_
     assert main(["--space", str(space), "--storage", url]) == 0, capsys.readouterr().err
     trials = optuna.load_study(study_name="example", storage=url).trials
     assert [t.state.name for t in trials] == ["COMPLETE"] * 3
-    ops = [n.get("op") for t in trials for n in json.loads(t.user_attrs["architecture"])["nodes"]]
+    ops = [n.get("op") for t in trials for n in json.loads(t.system_attrs["architecture"])["nodes"]]
     assert "fourier" in ops
     assert any("fft" in t.user_attrs["summary"] for t in trials)
     for t in trials:  # the plugin's cost model and objective were recorded
         assert t.user_attrs["cost.activation_kb"] > 0 and t.user_attrs["cost.flops"] > 0
         assert t.user_attrs["aux.token_smoothness"]["loss"] >= 0
-        assert t.user_attrs["train_config"]["auxiliary"]["token_smoothness"]["weight"] in (0.0, 0.01)
+        assert t.system_attrs["train_config"]["auxiliary"]["token_smoothness"]["weight"] in (0.0, 0.01)

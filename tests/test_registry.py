@@ -169,8 +169,8 @@ def _assert_plugin_op_trained(url: str) -> None:
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert complete
     for t in complete:
-        assert "scaled_linear" in t.user_attrs["architecture"]
-        graph = arch.from_json(t.user_attrs["architecture"])
+        assert "scaled_linear" in t.system_attrs["architecture"]
+        graph = arch.from_json(t.system_attrs["architecture"])
         assert graph.nodes["n0"]["op"] == "scaled_linear"
         assert graph.nodes["n0"]["config"]["factor"] in (0.5, 1.0)
         assert t.params["n0.scaled_linear.factor"] == graph.nodes["n0"]["config"]["factor"]
@@ -232,11 +232,11 @@ def test_a_plugin_using_every_registration_hook_runs_a_search(tmp_path, write_sp
     assert main(["--space", "tiny.yaml", "--storage", url]) == 0, capsys.readouterr().err
     trials = optuna.load_study(study_name="flat", storage=url).trials
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3
-    archs = [json.loads(t.user_attrs["architecture"]) for t in trials]
+    archs = [json.loads(t.system_attrs["architecture"]) for t in trials]
     assert all(a["nodes"][0]["op"] == "flat" for a in archs)  # the plugin's stem
     assert any(n.get("op") == "negate" for a in archs for n in a["nodes"])
     assert any(n.get("fusion") == "maximum" for a in archs for n in a["nodes"])
-    assert all(t.user_attrs["train_config"]["auxiliary"] == {"smoothness": {"weight": 0.05}} for t in trials)
+    assert all(t.system_attrs["train_config"]["auxiliary"] == {"smoothness": {"weight": 0.05}} for t in trials)
     assert all(t.user_attrs["aux.smoothness"]["loss"] >= 0 for t in trials)
     assert all(t.user_attrs["cost.tokens"] == 128.0 for t in trials)  # 64 feature tokens x scale 2
     space = iasf_search.load_space("tiny.yaml")

@@ -125,14 +125,14 @@ def test_report_renders_every_figure(single, tmp_path: Path, capsys) -> None:
     assert f"aux.cds.cosine {cosine:,.4g}" in " ".join(t.strip() for t in page.text if t.strip())  # the metrics table
     assert "Representation metric against validation accuracy" in embedded
 
-    ops = {node.get("op") for node in json.loads(best.user_attrs["architecture"])["nodes"]}
+    ops = {node.get("op") for node in json.loads(best.system_attrs["architecture"])["nodes"]}
     if "attention" in ops:
         assert png_size(embedded["Attention heat maps"])[0] > 0
         assert (out / "attention.png").read_bytes() == embedded["Attention heat maps"]
         assert "first 64 validation samples" in text
     else:
         assert "has no attention node" in text
-    assert any("attention" in {n.get("op") for n in json.loads(t.user_attrs["architecture"])["nodes"]}
+    assert any("attention" in {n.get("op") for n in json.loads(t.system_attrs["architecture"])["nodes"]}
                for t in study.trials)
 
 

@@ -97,7 +97,7 @@ def test_reuse_requires_the_same_training_settings(tmp_path, write_space):
     space = load(write_space({**ONE_ARCHITECTURE, "training.lr": [0.003, 0.01]}))
     result = iasf_search.run_search(space, trials=5, storage=f"sqlite:///{tmp_path / 'lr.db'}", device="cpu")
     trials = by_number(result.study)
-    assert {t.user_attrs["train_config"]["lr"] for t in trials.values()} == {0.003, 0.01}
+    assert {t.system_attrs["train_config"]["lr"] for t in trials.values()} == {0.003, 0.01}
     trained = [t for t in trials.values() if "reused_from" not in t.user_attrs]
     # each distinct (architecture, training) pair is trained exactly once
     assert len({t.user_attrs["reuse_key"] for t in trained}) == len(trained) == 2
@@ -105,7 +105,7 @@ def test_reuse_requires_the_same_training_settings(tmp_path, write_space):
         if "reused_from" in t.user_attrs:
             source = trials[t.user_attrs["reused_from"]]
             assert source.number < t.number
-            assert t.user_attrs["train_config"] == source.user_attrs["train_config"]
+            assert t.system_attrs["train_config"] == source.system_attrs["train_config"]
             assert t.values == source.values
 
 
@@ -122,7 +122,7 @@ def test_failing_trials_do_not_stop_the_study(capsys, tmp_path, write_space):
         assert t.params == {"n0.explode.explode": True}
         assert t.user_attrs["failure_reason"] == "plugin 'plugin_samples.explode_op' raised RuntimeError: boom: this op explodes"
         assert t.user_attrs["failed_plugin"] == "plugin_samples.explode_op"
-        assert "architecture" in t.user_attrs  # recorded before the build failed
+        assert "architecture" in t.system_attrs  # recorded before the build failed
     assert len([t for t in study.trials if t.state in FINISHED]) == 3
     assert all(t.params == {"n0.explode.explode": False} for t in study.trials if t.state == TrialState.COMPLETE)
     assert "FAIL: plugin 'plugin_samples.explode_op' raised RuntimeError: boom" in out

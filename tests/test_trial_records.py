@@ -114,7 +114,7 @@ def test_front_runners_keep_heat_maps_and_a_checkpoint_others_do_not(searched):
         improved = t.value > best_so_far and "reused_from" not in t.user_attrs
         best_so_far = max(best_so_far, t.value)
         assert (CHECKPOINT in files) == improved, t.number
-        has_attention = any(n.get("op") == "attention" for n in json.loads(t.user_attrs["architecture"])["nodes"])
+        has_attention = any(n.get("op") == "attention" for n in json.loads(t.system_attrs["architecture"])["nodes"])
         assert (HEATMAPS in files) == (improved and has_attention), t.number
     best = trained_source(study, study.best_trial)
     assert CHECKPOINT in trial_files(study, best)
