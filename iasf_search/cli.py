@@ -389,6 +389,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"iasf-search: error: {exc}", file=sys.stderr)
         json_error("bad_input", str(exc))
         return 2
+    except BrokenPipeError:  # the reader went away (`iasf-search best | head`): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         message = "interrupted: finished trials are kept; run the same command to resume"
         print(f"\n{message}", file=sys.stderr)

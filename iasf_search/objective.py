@@ -97,6 +97,11 @@ class TrialObjective:
         except KeyboardInterrupt:
             trial.set_user_attr("failure_reason", "interrupted")
             raise
+        except torch.OutOfMemoryError as exc:
+            trial.set_user_attr("failure_reason", f"out of memory: {str(exc).splitlines()[0] if str(exc) else ''}"[:500])
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()  # the next trial starts with the memory this one held
+            raise
         except Exception as exc:
             plugin = plugin_in_traceback(self.space.components, exc.__traceback__)
             where = f"plugin '{plugin}' raised " if plugin else ""

@@ -26,9 +26,17 @@ def load(url: str, name: str = "tiny") -> optuna.Study:
     return optuna.load_study(study_name=name, storage=url)
 
 
-def test_four_workers_finish_exactly_the_target_without_duplicates(tmp_path, write_space, capsys):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_storage(request, tmp_path):
+    """A storage URL several processes share: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'runs' / 'tiny.db'}"
+    return request.getfixturevalue("postgres_db_url")
+
+
+def test_four_workers_finish_exactly_the_target_without_duplicates(shared_storage, write_space, capsys):
     write_space({"manifold.width": 8})
-    url = f"sqlite:///{tmp_path / 'runs' / 'tiny.db'}"
+    url = shared_storage
     rc = main(["--space", "tiny.yaml", "--storage", url, "--trials", "6", "--workers", "4"])
     out, err = capsys.readouterr()
     assert rc == 0, err
@@ -122,6 +130,17 @@ def test_journal_storage_runs_and_resumes(tmp_path, write_space, capsys):
     assert (tmp_path / "runs" / "artifacts").is_dir()           # beside the log file
     assert f"--storage journal:{tmp_path / 'runs' / 'tiny.log'}" in out
     assert main(["best", "--storage", url, "--study", "tiny"]) == 0
+
+
+def test_out_of_memory_fails_the_trial_with_a_reason_and_the_study_goes_on(tmp_path, write_space, capsys):
+    write_space({"plugins": ["plugin_samples.out_of_memory"], "manifold.ops": {"oom": {}, "mlp": {"expansion": 1}},
+                 "search.sampler": "random"})
+    assert main(["--space", "tiny.yaml", "--trials", "3", "-q"]) == 0
+    study = load("sqlite:///runs/tiny.db")
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert failed and all(t.user_attrs["failure_reason"].startswith("out of memory: CUDA out of memory") for t in failed)
+    assert len([t for t in study.trials if t.state in FINISHED]) == 3
+    assert f"{len(failed)} x out of memory" in capsys.readouterr().out
 
 
 def test_surplus_rule_fails_a_trial_beyond_the_target(make_space, digits):
