@@ -16,11 +16,18 @@ Per run it reads the study back and reports:
   trial's ``datetime_start``). Process start-up (Python + torch import, data loading; about 3 s per
   process, paid by the parent and again by every worker) falls outside this window, which is the
   fairer figure for a long search; the wall time of the whole command is reported beside it.
-* scaling efficiency = (rate with W workers / rate with 1 worker) / W, on the busy-window rate.
+* trials/min after warm-up: from the W-th trial completion to the last. The first trial of every
+  process is slow (seconds: torch's first-call set-up), which the busy window still contains.
+* scaling efficiency = (rate with W workers / rate with 1 worker) / W, for both rates.
+* wall s of the whole command, split into start-up (command start to first trial start), the busy
+  window and the tail (last completion to exit).
 * median trial duration (start to completion) and the mean number of trials in flight over the
   busy window (sum of trial durations / window): close to W means the workers were always busy.
 * finished trials (must be exactly N), surplus trials (FAIL, ``failure_reason: surplus``: a worker
   created a trial when the target was already covered) and any other FAIL or unfinished trial.
+* others' CPU %: the share of the machine's CPU time (all cores) used during the run by processes
+  other than the command, its workers and the PostgreSQL cluster (``/proc/stat`` minus their CPU
+  times): other people's jobs competing for the cores. Rows with a large share are suspect.
 
 Each configuration runs ``--repeats`` times; the table shows medians. Runs are interleaved round
 robin (forward, then backward on the next round, ...) so that drifting machine load spreads over
@@ -29,10 +36,13 @@ all configurations. PostgreSQL runs use one throwaway cluster started here (Debi
 settings unless ``--pg-fast``) and a fresh database per run; without PostgreSQL they are skipped
 with the reason printed.
 
-    python benchmarks/workers_throughput.py --trials 40 --repeats 2 --out-md /tmp/workers.md
+    python benchmarks/workers_throughput.py --trials 60 --repeats 2 \
+        --storages sqlite journal postgresql sqlite+artifacts --out-md /tmp/workers.md
 
 Run it alone on the machine: every figure is a rate and other processes' CPU use changes it (the
-1-minute load average before and after is printed with the table).
+load average before and after and the others' CPU share of each run are printed with the table).
+It exits with status 1 when a run failed, finished other than exactly N trials or left trials
+running; the problems are listed under the table and the commands' output is printed as they occur.
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -124,6 +135,34 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores ({cpu_model()}), {ram_gib()} RAM, {gpu}"
 
 
+def cpu_busy_s() -> float:
+    """CPU seconds the whole machine has spent busy since boot (all cores; idle and iowait excluded)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s() -> float:
+    """CPU seconds of this process and its finished, waited-for descendants (the command and its workers)."""
+    import resource
+
+    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                 resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
+def revision() -> str:
+    """The checkout's commit (with ``+ uncommitted changes`` when the tree differs), or ``unknown``."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "iasf_search", "plugins"],
+                               cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + (" + uncommitted changes in iasf_search/ or plugins/" if dirty else "")
+
+
 def load() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
@@ -197,6 +236,26 @@ class Postgres:
             return self.url
         raise last or RuntimeError("pg_ctl start failed")
 
+    def cpu_s(self) -> float:
+        """CPU seconds of this cluster's server processes so far (postmaster, live backends, and through the
+        postmaster's cumulative children times the backends that have exited)."""
+        try:
+            postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return 0.0
+        total = 0
+        for stat in glob.glob("/proc/[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                text = Path(stat).read_text()
+                pid = int(stat.split("/")[2])
+                fields = text[text.rindex(")") + 2:].split()  # after "pid (comm) "; fields[0] is the state
+                ppid, utime, stime, cutime, cstime = int(fields[1]), *(int(v) for v in fields[11:15])
+                if pid == postmaster:
+                    total += utime + stime + cutime + cstime
+                elif ppid == postmaster:
+                    total += utime + stime
+        return total / os.sysconf("SC_CLK_TCK")
+
     def execute(self, statement: str) -> None:
         import sqlalchemy
 
@@ -235,6 +294,12 @@ class Run:
     window_s: float = 0.0
     rate: float = 0.0
     """Finished trials per minute over the busy window."""
+    steady: float = 0.0
+    """Finished trials per minute after warm-up: from the W-th completion to the last."""
+    startup_s: float = 0.0
+    """From starting the command to the first trial's start."""
+    tail_s: float = 0.0
+    """From the last trial's completion to the command's exit."""
     median_trial_s: float = 0.0
     in_flight: float = 0.0
     finished: int = 0
@@ -242,6 +307,9 @@ class Run:
     other_fail: int = 0
     unfinished: int = 0
     load_before: float = 0.0
+    others_cpu: float = 0.0
+    """Share of the machine's CPU (all cores) used during the command by processes other than the benchmark's
+    (the command, its workers, the PostgreSQL cluster): other people's jobs that slow the run down."""
     problems: list[str] = field(default_factory=list)
 
 
@@ -269,15 +337,23 @@ def run_one(storage: str, workers: int, rnd: int, args: argparse.Namespace, spac
         cmd = ["iasf-search", "--space", str(spaces[storage == "sqlite+artifacts"]), "--storage", url,
                "--trials", str(args.trials), "--workers", str(workers), "-q"]
         try:
-            start = time.perf_counter()
+            busy0, own0, pg0 = cpu_busy_s(), own_cpu_s(), pg.cpu_s() if pg is not None else 0.0
+            start, start_clock = time.perf_counter(), time.time()
+            # its own process group, so that a timeout stops the workers too, not only the parent
+            proc = subprocess.Popen(cmd, cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True, start_new_session=True)
             try:
-                proc = subprocess.run(cmd, cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True, timeout=args.run_timeout)
-                output, code = proc.stdout, proc.returncode
-            except subprocess.TimeoutExpired as exc:
-                output = exc.output if isinstance(exc.output, str) else (exc.output or b"").decode(errors="replace")
+                output, _ = proc.communicate(timeout=args.run_timeout)
+                code: int | None = proc.returncode
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                output, _ = proc.communicate()
                 code = None
             run.wall_s = time.perf_counter() - start
+            end_clock = time.time()
+            others = (cpu_busy_s() - busy0) - (own_cpu_s() - own0) - ((pg.cpu_s() - pg0) if pg is not None else 0.0)
+            run.others_cpu = max(0.0, others / (run.wall_s * (os.cpu_count() or 1)))
             if code != 0:
                 run.problems.append(f"exit status {code if code is not None else f'timeout after {args.run_timeout} s'}; "
                                     f"output:\n{output.rstrip()[-4000:]}")
@@ -312,6 +388,12 @@ def run_one(storage: str, workers: int, rnd: int, args: argparse.Namespace, spac
         durations = [(t.datetime_complete - t.datetime_start).total_seconds() for t in timed]
         run.median_trial_s = statistics.median((t.datetime_complete - t.datetime_start).total_seconds() for t in done) if done else 0.0
         run.in_flight = sum(durations) / run.window_s if run.window_s > 0 else 0.0
+        run.startup_s = first.timestamp() - start_clock  # Optuna stamps trials with naive local time
+        run.tail_s = end_clock - last.timestamp()
+    completions = sorted(t.datetime_complete for t in done if t.datetime_complete is not None)
+    if len(completions) > workers:
+        span = (completions[-1] - completions[workers - 1]).total_seconds()
+        run.steady = 60 * (len(completions) - workers) / span if span > 0 else 0.0
     return run
 
 
@@ -334,29 +416,35 @@ def schedule(configs: list[tuple[str, int]], repeats: int) -> list[tuple[int, st
 
 
 def table(runs: list[Run], storages: list[str], workers: list[int]) -> list[str]:
-    lines = ["| storage | workers | trials/min (busy window) | scaling efficiency | wall s | trials/min (wall) | "
-             "median trial s | trials in flight | finished | surplus FAIL | other FAIL / unfinished |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| storage | workers | trials/min, busy window | efficiency | trials/min, after warm-up | efficiency | "
+             "wall s (start-up + busy + tail) | median trial s | trials in flight | finished | surplus FAIL | "
+             "other FAIL / unfinished | others' CPU % |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def med(values: list[float]) -> float:
+        return statistics.median(values) if values else 0.0
+
     for storage in storages:
-        base = None
+        base = steady_base = 0.0
         for w in workers:
             mine = [r for r in runs if r.storage == storage and r.workers == w]
             if not mine:
                 continue
             ok = [r for r in mine if r.rate > 0]
-            rate = statistics.median(r.rate for r in ok) if ok else 0.0
+            rate, steady = med([r.rate for r in ok]), med([r.steady for r in ok])
             if w == 1:
-                base = rate
+                base, steady_base = rate, steady
             eff = f"{rate / base / w:.2f}" if base and rate else "–"
-            wall = statistics.median(r.wall_s for r in mine)
-            wall_rate = statistics.median(60 * r.finished / r.wall_s for r in mine if r.wall_s > 0)
-            trial_s = statistics.median(r.median_trial_s for r in ok) if ok else 0.0
-            flight = statistics.median(r.in_flight for r in ok) if ok else 0.0
+            steady_eff = f"{steady / steady_base / w:.2f}" if steady_base and steady else "–"
+            wall = (f"{med([r.wall_s for r in mine]):.1f} ({med([r.startup_s for r in ok]):.1f} + "
+                    f"{med([r.window_s for r in ok]):.1f} + {med([r.tail_s for r in ok]):.1f})")
             mark = " ⚠" if any(r.problems for r in mine) else ""
-            lines.append(f"| {storage} | {w} | {rate:.0f}{mark} | {eff} | {wall:.1f} | {wall_rate:.0f} | {trial_s:.2f} | "
-                         f"{flight:.2f} | {', '.join(str(r.finished) for r in mine)} | "
+            lines.append(f"| {storage} | {w} | {rate:.0f}{mark} | {eff} | {steady:.0f} | {steady_eff} | {wall} | "
+                         f"{med([r.median_trial_s for r in ok]):.2f} | {med([r.in_flight for r in ok]):.2f} | "
+                         f"{', '.join(str(r.finished) for r in mine)} | "
                          f"{', '.join(str(r.surplus) for r in mine)} | "
-                         f"{', '.join(f'{r.other_fail}/{r.unfinished}' for r in mine)} |")
+                         f"{', '.join(f'{r.other_fail}/{r.unfinished}' for r in mine)} | "
+                         f"{', '.join(f'{100 * r.others_cpu:.0f}' for r in mine)} |")
     return lines
 
 
@@ -381,7 +469,7 @@ def main() -> int:
     load_start = load()
     header = [f"Command: `{' '.join(['python', 'benchmarks/workers_throughput.py', *sys.argv[1:]])}`",
               f"Machine: {machine()}; {versions()}.",
-              f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC."]
+              f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; code at {revision()}."]
     storages = list(args.storages)
     pg: Postgres | None = None
     notes: list[str] = []
@@ -420,8 +508,10 @@ def main() -> int:
                 run = run_one(storage, workers, rnd, args, spaces, pg)
                 runs.append(run)
                 print(f"[{i}/{len(order)}] round {rnd + 1} {storage:>16} x{workers}: {run.rate:6.1f} trials/min busy, "
-                      f"wall {run.wall_s:5.1f} s, finished {run.finished}, surplus {run.surplus}, "
-                      f"load {run.load_before:.2f}" + (" — PROBLEM" if run.problems else ""), file=sys.stderr, flush=True)
+                      f"{run.steady:6.1f} after warm-up, wall {run.wall_s:5.1f} s ({run.startup_s:.1f} + "
+                      f"{run.window_s:.1f} + {run.tail_s:.1f}), finished {run.finished}, surplus {run.surplus}, "
+                      f"load {run.load_before:.2f}, others' CPU {100 * run.others_cpu:.0f}%"
+                      + (" — PROBLEM" if run.problems else ""), file=sys.stderr, flush=True)
                 for problem in run.problems:
                     print(f"    {problem}", file=sys.stderr, flush=True)
     finally:

@@ -208,7 +208,7 @@ def _wait_for_others(study: optuna.Study, space: SearchSpace, running: int, left
                       f"so this process stops instead of waiting for them", stacklevel=3)
         return False
     fail_stale_trials(study)
-    pause = min(5.0, space.search.heartbeat_interval)
+    pause = min(1.0, space.search.heartbeat_interval)  # one small query a second while waiting
     time.sleep(pause if left is None else max(0.0, min(pause, left)))
     return True
 
