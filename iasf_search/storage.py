@@ -19,6 +19,7 @@ import contextlib
 import os
 import re
 import sqlite3
+import warnings
 from pathlib import Path
 
 import optuna
@@ -105,7 +106,9 @@ def open_storage(url: str, *, create: bool = True, heartbeat: tuple[int, int] | 
             kwargs = {"heartbeat_interval": heartbeat[0], "grace_period": heartbeat[1],
                       "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)}
         engine_kwargs = {"connect_args": {"timeout": 60}} if path is not None else {}
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5, and work
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
         if path is not None and create:
             with storage.engine.connect() as connection:  # persistent in the file: set once
                 connection.exec_driver_sql("PRAGMA journal_mode=WAL")
