@@ -106,6 +106,34 @@ def test_a_killed_worker_trial_is_failed_retried_once_and_the_target_is_reached(
     assert stop_reasons(study)["worker lost (no heartbeat; retried)"] == 1
 
 
+def test_ctrl_c_stops_every_worker_and_the_same_command_resumes(tmp_path):
+    path = slow_space(tmp_path)
+    url = f"sqlite:///{tmp_path / 'int.db'}"
+    command = [sys.executable, "-m", "iasf_search", "--space", str(path), "--storage", url, "--trials", "3", "-q"]
+    proc = subprocess.Popen([*command, "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group, as a terminal's foreground job
+    deadline = time.monotonic() + 120
+    while True:  # wait until both workers are training
+        assert time.monotonic() < deadline and proc.poll() is None
+        try:
+            running = [t for t in load(url).trials if t.state == TrialState.RUNNING and "params" in t.user_attrs]
+        except Exception:
+            running = []
+        if len(running) == 2:
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: every process of the group gets SIGINT
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted: finished trials are kept" in err
+    study = load(url)
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    interrupted = [t for t in study.trials if t.user_attrs.get("failure_reason") == "interrupted"]
+    assert {t.number for t in interrupted} == {t.number for t in running}
+    assert subprocess.run(command, capture_output=True, timeout=300).returncode == 0
+    assert len([t for t in load(url).trials if t.state in FINISHED]) == 3
+
+
 def test_max_trial_seconds_stops_a_trial_with_a_reason(tmp_path, write_space, capsys):
     write_space({"training.epochs": 200, "search.max_trial_seconds": 0.5, "manifold.nodes": 1})
     assert main(["--space", "tiny.yaml", "--trials", "2", "-q"]) == 0
