@@ -193,3 +193,20 @@ def postgres_db_url(postgres_url: str):
     url = create_database(postgres_url)
     yield url
     drop_database(postgres_url, url)
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    """``iasf-search ARGS`` in this process: ``(exit status, stdout, stderr)``."""
+    from iasf_search.cli import main
+
+    capsys.readouterr()
+    rc = main(list(args))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def finished(study) -> list:
+    """The study's complete and pruned trials."""
+    from optuna.trial import TrialState
+
+    return [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import finished, run
 from optuna.trial import TrialState
 
 import iasf_search
@@ -17,17 +18,6 @@ from iasf_search.cli import main
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 TRIAL_LINE = re.compile(r"^\[\s*(\d+)/(\d+)\] #(\d+)\s", re.MULTILINE)
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    rc = main(list(args))
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    return [t for t in study.trials if t.state in FINISHED]
 
 
 def digest(path: Path) -> str:

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import make_doc
+from conftest import make_doc, run
 
 import iasf_search
 from iasf_search.cli import main
-from iasf_search.export import EXPORT_FILES, masked_command
+from iasf_search.export import masked_command
 from iasf_search.train import evaluate
 
 SPACE = make_doc({"manifold.ops": {"attention": {"heads": 2, "pattern": ["full", "local"], "window": 3}, "conv": {"kernel": 3}},
@@ -30,12 +30,6 @@ def searched(tmp_path_factory):
     assert main(["--space", str(path), "--storage", url, "--trials", "4", "-q"]) == 0
     return tmp, path, url
 
-
-def run(capsys, *args):
-    capsys.readouterr()
-    rc = main(list(args))
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def test_export_best_and_load_model_reproduce_the_trial(searched, capsys, tmp_path, digits):
@@ -166,7 +160,3 @@ def test_masked_command_hides_passwords():
     command = masked_command(["/usr/bin/iasf-search", "--storage", "postgresql://me:s3cret@db/nas", "--space", "a b.yaml"])
     assert "s3cret" not in command and command.startswith("iasf-search --storage 'postgresql://me:***@db/nas'")
     assert "'a b.yaml'" in command
-
-
-def test_export_files_list_covers_what_is_written():
-    assert set(EXPORT_FILES) >= {"arch.json", "model.safetensors", "model.json", "space.yaml", "README.md", "model.onnx"}

@@ -8,24 +8,12 @@ import json
 import optuna
 import pytest
 import sqlalchemy
+from conftest import finished, run
 from optuna.trial import TrialState
 from postgres import create_login_role, drop_database, drop_role, missing_driver
 
-from iasf_search.cli import main
-
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 PASSWORD = "s3cret-pw"
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    rc = main(list(args))
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    return [t for t in study.trials if t.state in FINISHED]
 
 
 def everything_stored(url: str) -> str:

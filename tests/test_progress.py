@@ -9,6 +9,7 @@ import sys
 
 import optuna
 import pytest
+from conftest import run
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
@@ -29,12 +30,6 @@ class FakeTerminal(io.StringIO):
     def isatty(self) -> bool:
         return True
 
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    rc = main(list(args))
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def events(out: str) -> list[dict]:
