@@ -26,13 +26,15 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-def make_dashboard_server(storage_url: str, artifact_dir: Path | None, *, host: str = "127.0.0.1", port: int = 8080) -> WSGIServer:
-    """A bound, not yet serving, optuna-dashboard server for ``storage_url``.
+def make_dashboard_server(storage: str | optuna.storages.BaseStorage, artifact_dir: Path | None, *, host: str = "127.0.0.1",
+                          port: int = 8080) -> WSGIServer:
+    """A bound, not yet serving, optuna-dashboard server for ``storage`` (a URL or an opened storage).
 
     :param artifact_dir: the artifact folder (None or missing: the dashboard shows no files).
     :raises BadInput: no such study database, or the address is in use or not available.
     """
-    storage = open_storage(storage_url, create=False)
+    if isinstance(storage, str):
+        storage = open_storage(storage, create=False)
     store = open_artifact_store(artifact_dir, create=False) if artifact_dir is not None and artifact_dir.is_dir() else None
     app = optuna_dashboard.wsgi(storage, artifact_store=store)
     try:
@@ -41,11 +43,10 @@ def make_dashboard_server(storage_url: str, artifact_dir: Path | None, *, host: 
         raise BadInput(f"cannot listen on {host}:{port}: {exc.strerror}; pass another --port (0 picks a free one)") from None
 
 
-def study_path(storage_url: str, study_name: str | None) -> str:
+def study_path(storage: optuna.storages.BaseStorage, study_name: str | None, storage_url: str) -> str:
     """The dashboard's page for ``study_name`` (its study id), or its start page."""
     if study_name is None:
         return "/dashboard"
-    storage = open_storage(storage_url, create=False)
     try:
         return f"/dashboard/studies/{storage.get_study_id_from_name(study_name)}"
     except KeyError:
@@ -57,8 +58,9 @@ def serve_dashboard(storage_url: str, artifact_dir: Path | None, *, study_name: 
                     port: int = 8080, out: TextIO | None = None) -> None:
     """Print the address and serve until interrupted (Ctrl-C returns normally)."""
     out = out or sys.stdout
-    path = study_path(storage_url, study_name)
-    server = make_dashboard_server(storage_url, artifact_dir, host=host, port=port)
+    storage = open_storage(storage_url, create=False)
+    path = study_path(storage, study_name, storage_url)
+    server = make_dashboard_server(storage, artifact_dir, host=host, port=port)
     shown_host = f"[{host}]" if ":" in host else host
     address = f"http://{shown_host}:{server.server_port}{path}"
     files = f"artifacts from {artifact_dir}" if artifact_dir is not None and artifact_dir.is_dir() else "no artifact folder"

@@ -143,18 +143,13 @@ def export_trial(study: optuna.Study, trial: FrozenTrial, store: ArtifactStore, 
     :raises BadInput: the trial kept no checkpoint (naming the trials that did), or ``out`` is unusable.
     """
     out = Path(out)
-    components = study_components(study, plugins)
-    weights = trial_weights(study, trial, store)
-    if weights is None:
+    model = rebuild_trial_model(study, trial, store, study_components(study, plugins))
+    if model is None:
         kept = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                 if CHECKPOINT in trial_files(study, trained_source(study, t))]
         raise BadInput(f"trial #{trial.number} kept no checkpoint (the search keeps one for trials that were best when they "
                        f"finished; artifacts.checkpoints: all keeps every one); trials with one: {_numbers(kept) or 'none'}")
     sample_shape, num_classes = data_shape(study)
-    graph = trial_architecture(trial)
-    model = build_model(graph, components, sample_shape, num_classes)
-    model.load_state_dict(weights)
-    model.eval()
     prepare_out_dir(out)
     space = study.user_attrs.get("space", {})
     info = model_info(study, trial, sample_shape, num_classes)

@@ -120,13 +120,12 @@ def write_report(study: optuna.Study, out_dir: str | Path, *, store: ArtifactSto
 
 
 def objective_names(study: optuna.Study) -> list[str]:
-    """``val accuracy``, ``val loss`` or the cost's name per objective, from the study's stored space."""
-    objectives = study.user_attrs.get("space", {}).get("objectives", [])
-    names = [f"val {o['metric']}" if o.get("metric") in ("accuracy", "loss") else str(o.get("metric"))
-             for o in objectives]
-    if len(names) != len(study.directions):
+    """The objectives' names the search gave the study (``study.metric_names``: ``val accuracy``,
+    ``val loss`` or a cost's name), else ``objective 1``, ``objective 2``, ..."""
+    names = study.metric_names
+    if names is None or len(names) != len(study.directions):
         names = [f"objective {i + 1}" for i in range(len(study.directions))]
-    return names
+    return list(names)
 
 
 def _storage_url(study: optuna.Study) -> str | None:

@@ -56,12 +56,14 @@ def test_four_workers_finish_exactly_the_target_without_duplicates(shared_storag
 
 
 def test_worker_command_lines_and_environment(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     argv = worker_argv(["--space", "s.yaml", "--workers", "4", "--trials", "9"], 2, 4)
     assert argv[1:] == ["-m", "iasf_search", "search", "--space", "s.yaml", "--trials", "9", "--worker", "2/4"]
     assert worker_argv(["search", "--workers=2", "--space", "s.yaml"], 0, 2)[3:] == ["search", "--space", "s.yaml", "--worker", "0/2"]
     env = worker_env(5, 4, "auto", ["0", "3", "6"])
     assert env["CUDA_VISIBLE_DEVICES"] == "6"  # round robin over the visible GPUs
-    assert "CUDA_VISIBLE_DEVICES" not in worker_env(1, 2, "cpu", []) or os.environ.get("CUDA_VISIBLE_DEVICES")
+    assert "CUDA_VISIBLE_DEVICES" not in worker_env(1, 2, "cpu", ["0", "1"])  # --device cpu: no GPU pinned
+    assert worker_env(1, 2, "cuda:0", ["0", "1"]).get("CUDA_VISIBLE_DEVICES") is None  # a named GPU: all on it
     assert int(env["IASF_SEARCH_THREADS"]) >= 1
 
 
