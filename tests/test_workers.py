@@ -130,8 +130,10 @@ def test_ctrl_c_stops_every_worker_and_the_same_command_resumes(tmp_path):
     assert "interrupted: finished trials are kept" in err
     study = load(url)
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
-    interrupted = [t for t in study.trials if t.user_attrs.get("failure_reason") == "interrupted"]
-    assert {t.number for t in interrupted} == {t.number for t in running}
+    interrupted = {t.number for t in study.trials if t.user_attrs.get("failure_reason") == "interrupted"}
+    assert interrupted and interrupted <= {t.number for t in running}
+    for t in running:  # each trial training at Ctrl-C was either marked interrupted or had just finished
+        assert t.number in interrupted or study.trials[t.number].state in FINISHED
     assert subprocess.run(command, capture_output=True, timeout=300).returncode == 0
     assert len([t for t in load(url).trials if t.state in FINISHED]) == 3
 
