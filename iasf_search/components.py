@@ -201,11 +201,21 @@ class AuxObjective(Component):
         return {"loss": float(self.loss(module, config, forward, targets).detach())}
 
 
+@dataclass(frozen=True)
+class Measurement:
+    """What a :class:`CostModel` may return instead of a bare number: the ``value`` (the cost) and
+    ``details`` about how it was obtained (e.g. the spread of repeated timings), recorded on the
+    trial as the user attribute ``cost.<name>.details``."""
+
+    value: float
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
 class CostModel(Component):
     """A cost of a built model (parameters, FLOPs, latency, memory, ...), measured before training.
 
-    Costs named in the space's ``costs:`` list, or used as an objective metric, are recorded on
-    every trial as ``cost.<name>``. Lower is cheaper.
+    Costs named in the space's ``costs:`` list, used as an objective metric, or bounded in
+    ``constraints:`` are recorded on every trial as ``cost.<name>``. Lower is cheaper.
     """
 
     unit: ClassVar[str] = ""
@@ -213,10 +223,13 @@ class CostModel(Component):
     """False for measured costs (latency) that vary from one measurement to the next."""
 
     @abstractmethod
-    def measure(self, model: nn.Module, example: torch.Tensor, device: torch.device, options: Mapping[str, Any]) -> float:
+    def measure(self, model: nn.Module, example: torch.Tensor, device: torch.device,
+                options: Mapping[str, Any]) -> float | Measurement:
         """The cost of ``model`` (on ``device``, in eval mode) for ``example``, a batch of real inputs.
 
         ``options`` are the validated values of ``params`` from the space's ``costs:`` entry.
+        Return a number, or a :class:`Measurement` to record details (spread, settings) beside it.
+        The model must be left as it was found (same weights, eval mode, same device).
         """
 
 
@@ -237,7 +250,18 @@ class SamplerFactory(Component):
 
 
 class PrunerFactory(Component):
-    """Builds an Optuna pruner by name (``search.pruner`` in the space)."""
+    """Builds an Optuna pruner by name (``search.pruner`` in the space).
+
+    Optuna's pruners read one intermediate value per step and refuse studies with several
+    objectives. A factory whose pruner works with several objectives sets ``multi_objective``:
+    in such studies the engine records, after every epoch, one value per objective (validation
+    metric at that epoch; costs, which do not change) with :func:`iasf_search.records.set_epoch_values`
+    and calls the pruner's ``prune(study, trial)`` itself; the pruner reads them with
+    :func:`iasf_search.records.epoch_values`.
+    """
+
+    multi_objective: ClassVar[bool] = False
+    """True when the pruner decides from ``records.epoch_values`` (several objectives)."""
 
     @abstractmethod
     def create(self, options: Mapping[str, Any], *, epochs: int) -> optuna.pruners.BasePruner:

@@ -5,18 +5,26 @@ User attributes written on every trial (the dashboard shows them):
 ``architecture`` (graph JSON), ``arch_hash`` (canonical WL hash), ``summary`` (one line),
 ``train_config``, ``reuse_key``; after training ``params``, ``train_seconds``, ``epochs``,
 ``val_accuracy``, ``val_loss``, ``test_accuracy``; ``cost.<name>`` for every cost the space
-measures; ``aux.<objective>`` (a mapping of what each
+measures (and ``cost_details.<name>`` when the cost model returned details, e.g. the spread of a
+timing); ``constraints`` (``{cost: {value, max, feasible}}``) when the space has constraints, and
+``infeasible`` (the violated costs) when it broke one; ``aux.<objective>`` (a mapping of what each
 auxiliary objective measured on a validation batch after training); ``reused_from`` (trial number) when the result
-was copied from an identical finished trial; ``pruned_at_epoch`` when pruned; ``failure_reason``
+was copied from an identical finished trial; ``pruned_at_epoch`` when pruned; ``oom_retries`` when
+training ran out of memory and was retried with a smaller batch; ``failure_reason``
 when the trial failed or was stopped for a reason other than ordinary pruning (naming the plugin
 whose code raised, also in ``failed_plugin``).
+
+Constraints reach the sampler through ``trial.set_constraint`` (Optuna 5); the same values are
+also written as the older ``constraints`` list system attribute, the only form optuna-dashboard
+0.21 shows (Optuna reads both, so every trial carries each violation twice — consistently, which
+changes no sampler's ordering).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
@@ -27,11 +35,11 @@ from torch import nn
 
 from iasf_search import graph as arch
 from iasf_search.build import ArchNet, build_model, count_parameters
-from iasf_search.components import TaskData
+from iasf_search.components import Measurement, TaskData
 from iasf_search.plugin_manager import Components, plugin_in_traceback
-from iasf_search.records import ARCHITECTURE, TRAIN_CONFIG, record, set_record
+from iasf_search.records import ARCHITECTURE, TRAIN_CONFIG, record, set_epoch_values, set_record
 from iasf_search.space import SearchSpace
-from iasf_search.train import AuxTerm, Diverged, TimeLimit, evaluate, measure_aux, train
+from iasf_search.train import AuxTerm, Diverged, TimeLimit, TrainResult, evaluate, measure_aux, train
 
 COST_BATCH = 32
 """Validation samples on which cost models measure a model."""
@@ -41,7 +49,10 @@ AUX_BATCH = 256
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
 
-REUSED_ATTRS = ("params", "train_seconds", "epochs", "val_accuracy", "val_loss", "test_accuracy")
+REUSED_ATTRS = ("params", "train_seconds", "epochs", "val_accuracy", "val_loss", "test_accuracy", "oom_retries",
+                "micro_batch_size", "grad_accumulation")
+LEGACY_CONSTRAINTS = "constraints"
+"""The system attribute optuna-dashboard 0.21 reads constraint values from (a list)."""
 
 
 def describe_graph(graph: nx.DiGraph, space: SearchSpace) -> str:
@@ -141,34 +152,26 @@ class TrialObjective:
         previous = self._finished_twin(trial.study, key, graph)
         if previous is not None:
             for name, value in previous.user_attrs.items():
-                if name in REUSED_ATTRS or name.startswith(("aux.", "cost.")):
+                if name in REUSED_ATTRS or name.startswith(("aux.", "cost.", "cost_details.")) or name == "constraints":
                     trial.set_user_attr(name, value)
             trial.set_user_attr("reused_from", previous.number)
+            self._set_constraints(trial, {c.cost: previous.user_attrs[f"cost.{c.cost}"] for c in space.constraints})
             hook.iasf_trial_built(trial=trial, graph=graph, model=model, space=space, artifacts=self.artifacts)
             return previous.values if len(previous.values) > 1 else previous.values[0]
 
         params = count_parameters(model)  # the deployable model, without auxiliary helpers
         trial.set_user_attr("params", params)
-        costs = self._measure_costs(model)
-        for name, value in costs.items():
-            trial.set_user_attr(f"cost.{name}", value)
+        costs = self._measure_costs(trial, model)
+        violated = self._set_constraints(trial, costs)
         hook.iasf_trial_built(trial=trial, graph=graph, model=model, space=space, artifacts=self.artifacts)
+        if violated:
+            trial.set_user_attr("failure_reason", "infeasible: " + "; ".join(violated))
+            raise optuna.TrialPruned("infeasible: " + "; ".join(violated))
         aux = attach_aux(model, aux_config, space.components, self.data.x_train[:2], self.device)
         single = len(space.objectives) == 1
-        metric = space.objectives[0].metric
-
-        def report(epoch: int, val_acc: float, val_loss: float) -> None:
-            if not single or metric not in ("accuracy", "loss"):
-                return  # Optuna's pruners are single-objective, and a cost does not change per epoch
-            trial.report(val_acc if metric == "accuracy" else val_loss, epoch)
-            if epoch < train_config["epochs"] and trial.should_prune():  # a fully trained trial is kept
-                trial.set_user_attr("val_accuracy", val_acc)
-                trial.set_user_attr("pruned_at_epoch", epoch)
-                raise optuna.TrialPruned(f"pruned at epoch {epoch}")
-
+        report = self._reporter(trial, costs, train_config["epochs"])
         try:
-            result = train(model, self.data, train_config, device=self.device, seed=self.seed, report=report, aux=aux,
-                           max_seconds=space.search.max_trial_seconds)
+            result = self._train_with_oom_retry(trial, model, train_config, report, aux)
         except Diverged as exc:
             trial.set_user_attr("failure_reason", f"diverged: {exc}")
             raise optuna.TrialPruned(str(exc)) from None
@@ -191,14 +194,95 @@ class TrialObjective:
         hook.iasf_trial_trained(trial=trial, model=model, data=self.data, space=space, values=values, artifacts=self.artifacts)
         return values[0] if single else values
 
-    def _measure_costs(self, model: nn.Module) -> dict[str, float]:
-        """Every cost the space asks for, on ``COST_BATCH`` validation samples, before training."""
+    def _reporter(self, trial: optuna.Trial, costs: Mapping[str, float], epochs: int) -> Callable[[int, float, float], None]:
+        """The per-epoch report: Optuna's ``trial.report`` / ``should_prune`` with one objective;
+        with several, the epoch's objective vector (:func:`~iasf_search.records.set_epoch_values`)
+        and the pruner asked directly, when it handles several objectives (``PrunerFactory.multi_objective``).
+        A fully trained trial is never pruned; a cost does not change per epoch, so a cost as the
+        only objective is not pruned."""
+        objectives = self.space.objectives
+        several = len(objectives) > 1
+        if not any(o.metric in ("accuracy", "loss") for o in objectives) or (
+                several and not self.space.components.pruners.get(self.space.search.pruner).multi_objective):
+            return lambda epoch, val_acc, val_loss: None
+
+        def report(epoch: int, val_acc: float, val_loss: float) -> None:
+            measured = {"accuracy": val_acc, "loss": val_loss, **costs}
+            if several:
+                set_epoch_values(trial, epoch, [measured[o.metric] for o in objectives])
+                prune = epoch < epochs and trial.study.pruner.prune(trial.study, trial.storage.get_trial(trial._trial_id))
+            else:
+                trial.report(measured[objectives[0].metric], epoch)
+                prune = epoch < epochs and trial.should_prune()
+            if prune:
+                trial.set_user_attr("val_accuracy", val_acc)
+                trial.set_user_attr("pruned_at_epoch", epoch)
+                raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+        return report
+
+    def _train_with_oom_retry(self, trial: optuna.Trial, model: nn.Module, train_config: Mapping[str, Any],
+                              report: Callable[[int, float, float], None], aux: list[AuxTerm]) -> TrainResult:
+        """Train; when the device runs out of memory (``torch.OutOfMemoryError``, what CUDA raises),
+        start again from the same initial weights with half the micro-batch and twice the gradient
+        accumulation, so the effective batch (and the optimisation) stays the same. Each retry is
+        recorded in ``oom_retries``; out of memory at a micro-batch of 1 fails the trial."""
+        initial = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        micro, retries = train_config["batch_size"], []
+        while True:
+            try:
+                return train(model, self.data, train_config, device=self.device, seed=self.seed, report=report, aux=aux,
+                             max_seconds=self.space.search.max_trial_seconds, micro_batch_size=micro)
+            except torch.OutOfMemoryError as exc:
+                if micro == 1:
+                    raise
+                error = str(exc).splitlines()[0] if str(exc) else "out of memory"
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                micro = max(1, micro // 2)
+                accumulation = -(-train_config["batch_size"] // micro)
+                retries.append({"micro_batch_size": micro, "grad_accumulation": accumulation, "error": error[:200]})
+                trial.set_user_attr("oom_retries", retries)
+                trial.set_user_attr("micro_batch_size", micro)
+                trial.set_user_attr("grad_accumulation", accumulation)
+                model.load_state_dict(initial)
+
+    def _measure_costs(self, trial: optuna.Trial, model: nn.Module) -> dict[str, float]:
+        """Every cost the space asks for, on ``COST_BATCH`` validation samples, before training;
+        each recorded as ``cost.<name>`` (and ``cost_details.<name>``)."""
         if not self.space.costs:
             return {}
         model.eval()
         example = self.data.x_val[:COST_BATCH]
-        return {name: float(self.space.components.cost_models.get(name).measure(model, example, self.device, options))
-                for name, options in self.space.costs.items()}
+        costs = {}
+        for name, options in self.space.costs.items():
+            result = self.space.components.cost_models.get(name).measure(model, example, self.device, options)
+            value = float(result.value if isinstance(result, Measurement) else result)
+            trial.set_user_attr(f"cost.{name}", value)
+            if isinstance(result, Measurement) and result.details:
+                trial.set_user_attr(f"cost_details.{name}", dict(result.details))
+            costs[name] = value
+        return costs
+
+    def _set_constraints(self, trial: optuna.Trial, costs: Mapping[str, float]) -> list[str]:
+        """Give the sampler every constraint's value (``set_constraint``, and the list the dashboard
+        reads); record them as the ``constraints`` user attribute. Returns the violations, worded
+        ``"latency_ms 7.31 > max 5"``."""
+        if not self.space.constraints:
+            return []
+        table, violated = {}, []
+        for c in self.space.constraints:
+            value = float(costs[c.cost])
+            trial.set_constraint(c.cost, c.violation(value))
+            table[c.cost] = {"value": value, "max": c.max, "feasible": value <= c.max}
+            if value > c.max:
+                violated.append(f"{c.cost} {value:.6g} > max {c.max:g}")
+        trial.storage.set_trial_system_attr(trial._trial_id, LEGACY_CONSTRAINTS,
+                                            [c.violation(float(costs[c.cost])) for c in self.space.constraints])
+        trial.set_user_attr("constraints", table)
+        if violated:
+            trial.set_user_attr("infeasible", [c.cost for c in self.space.constraints if not table[c.cost]["feasible"]])
+        return violated
 
     @staticmethod
     def _finished_twin(study: optuna.Study, key: str, graph: nx.DiGraph) -> optuna.trial.FrozenTrial | None:

@@ -14,6 +14,8 @@ import optuna
 
 ARCHITECTURE = "architecture"
 TRAIN_CONFIG = "train_config"
+EPOCH_VALUES = "epoch_values"
+"""Per-epoch objective vectors of a trial in a study with several objectives (see :func:`epoch_values`)."""
 
 
 def set_record(trial: optuna.Trial, name: str, value: Any) -> None:
@@ -28,3 +30,15 @@ def record(trial: Any, name: str, default: Any = None) -> Any:
     else:
         attrs = getattr(trial, "system_attrs", None) or {}
     return attrs.get(name, trial.user_attrs.get(name, default))
+
+
+def set_epoch_values(trial: optuna.Trial, epoch: int, values: list[float]) -> None:
+    """Record the running ``trial``'s objective vector after ``epoch`` (1-based), in the study's objective order."""
+    stored = dict(record(trial, EPOCH_VALUES) or {})
+    stored[str(epoch)] = [float(v) for v in values]
+    set_record(trial, EPOCH_VALUES, stored)
+
+
+def epoch_values(trial: Any) -> dict[int, list[float]]:
+    """``{epoch: objective vector}`` recorded by :func:`set_epoch_values` (empty when none)."""
+    return {int(k): list(v) for k, v in (record(trial, EPOCH_VALUES) or {}).items()}

@@ -26,8 +26,8 @@ METRICS = {"accuracy": "maximize", "loss": "minimize"}
 """Training metrics usable as objectives (validation accuracy and loss), with their default direction.
 Every registered cost model is an objective metric too (default ``minimize``)."""
 
-_TOP_KEYS = ("name", "description", "plugins", "task", "stem", "manifold", "training", "auxiliary", "costs", "objectives",
-             "search")
+_TOP_KEYS = ("name", "description", "plugins", "task", "stem", "manifold", "training", "auxiliary", "costs", "constraints",
+             "objectives", "search")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -35,6 +35,19 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 class Objective:
     metric: str
     direction: str
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """An upper bound on a cost, checked on the built model before training."""
+
+    cost: str
+    max: float
+
+    def violation(self, value: float) -> float:
+        """Optuna's constraint value: ``value / max - 1`` (relative, so costs of different units add
+        up comparably); zero or less means feasible."""
+        return value / self.max - 1.0
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,7 @@ class SearchSpace:
     description: str = ""
     sections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """Validated values of plugin-owned top-level sections (see ``iasf_register_space_sections``)."""
+    constraints: tuple[Constraint, ...] = ()
 
     @property
     def directions(self) -> list[str]:
@@ -112,6 +126,7 @@ class SearchSpace:
                 "grace_period": self.search.grace_period,
             },
             **{name: dict(values) for name, values in self.sections.items()},
+            **({"constraints": {c.cost: {"max": c.max} for c in self.constraints}} if self.constraints else {}),
         }
 
 
@@ -273,9 +288,11 @@ def parse_space(doc: Mapping[str, Any], components: Components, *, file: str = "
     costs = {name: r.fixed(ranges, f"costs.{name}")
              for name, ranges in (r.components(doc["costs"], "costs", components.cost_models) if doc.get("costs") else {}).items()}
     objectives = _parse_objectives(doc.get("objectives"), r, components)
-    for o in objectives:  # a cost used as an objective is measured even when not listed
-        if o.metric in components.cost_models and o.metric not in costs:
-            costs[o.metric] = {k: p.default for k, p in components.cost_models.get(o.metric).params.items()}
+    constraints = _parse_constraints(doc.get("constraints"), r, components)
+    # a cost used as an objective or bounded by a constraint is measured even when not listed
+    for metric in [o.metric for o in objectives] + [c.cost for c in constraints]:
+        if metric in components.cost_models and metric not in costs:
+            costs[metric] = {k: p.default for k, p in components.cost_models.get(metric).params.items()}
     sections = {}
     for section in components.space_sections:
         owner = components.space_sections.get(section)
@@ -286,7 +303,12 @@ def parse_space(doc: Mapping[str, Any], components: Components, *, file: str = "
                   ("sampler", "sampler_options", "pruner", "pruner_options", "trials", "timeout", "seed",
                    "max_trial_seconds", "heartbeat_interval", "grace_period"))
     sampler = r.known(components.samplers, r.value(s, "sampler", Param("tpe", str), "search"), "search.sampler").name
-    pruner = r.known(components.pruners, r.value(s, "pruner", Param("median", str), "search"), "search.pruner").name
+    pruner = r.known(components.pruners, r.value(s, "pruner", Param(_default_pruner(objectives, components), str), "search"),
+                     "search.pruner").name
+    if len(objectives) > 1 and not components.pruners.get(pruner).multi_objective:
+        several = [p for p in components.pruners if components.pruners.get(p).multi_objective]
+        raise r.fail("search.pruner", f"{pruner!r} prunes studies with one objective only (Optuna's pruners); with "
+                                      f"{len(objectives)} objectives use one of: {', '.join(several)}")
     sampler_options = r.mapping(s.get("sampler_options"), "search.sampler_options", tuple(components.samplers.get(sampler).params))
     pruner_options = r.mapping(s.get("pruner_options"), "search.pruner_options", tuple(components.pruners.get(pruner).params))
     search = SearchSettings(
@@ -310,8 +332,43 @@ def parse_space(doc: Mapping[str, Any], components: Components, *, file: str = "
         file=file, name=name, plugins=tuple(plugins), dataset=dataset.name, dataset_options=options, split=split,
         modality=modality, stem=stem, nodes=nodes, max_in_degree=max_in, lookback=lookback, width=width, ops=ops,
         fusions=fusions, training=training, auxiliary=auxiliary, costs=costs, objectives=objectives, search=search, components=components,
-        description=str(description), sections=sections,
+        description=str(description), sections=sections, constraints=constraints,
     )
+
+
+def _default_pruner(objectives: Sequence[Objective], components: Components) -> str:
+    """``median`` for one objective; for several, the first registered pruner that handles them
+    (``pareto_halving`` among the built-ins), else ``none``."""
+    if len(objectives) == 1:
+        return "median"
+    for preferred in ("pareto_halving", *components.pruners):
+        if preferred in components.pruners and components.pruners.get(preferred).multi_objective:
+            return preferred
+    return "none"
+
+
+def _parse_constraints(value: Any, r: _Reader, components: Components) -> tuple[Constraint, ...]:
+    """``constraints: {cost: {max: bound}, ...}`` — upper bounds on registered costs."""
+    if value is None:
+        return ()
+    costs = components.cost_models
+    if not isinstance(value, dict) or not value:
+        raise r.fail("constraints", f"expected a mapping of cost name to bound such as {{params: {{max: 200000}}}}; "
+                                    f"{allowed(costs)}")
+    out = []
+    for name, bound in value.items():
+        key = f"constraints.{name}"
+        if name not in costs:
+            raise r.fail(key, f"unknown cost model{did_you_mean(name, costs)}; {allowed(costs)}")
+        if not isinstance(bound, dict) or "max" not in bound:
+            raise r.fail(key, f"expected {{max: NUMBER}} (an upper bound in {costs.get(name).unit or 'the cost unit'}), "
+                              f"got {bound!r}")
+        r.mapping(bound, key, ("max",))
+        bound_value = r.value(bound, "max", Param(0.0, float), key)
+        if bound_value <= 0:
+            raise r.fail(f"{key}.max", f"{bound_value:g} is not a positive bound; costs are positive, give max > 0")
+        out.append(Constraint(name, bound_value))
+    return tuple(out)
 
 
 def _parse_objectives(value: Any, r: _Reader, components: Components) -> tuple[Objective, ...]:

@@ -14,6 +14,7 @@ driven through its declared parameter defaults, so conditional parameters are ex
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
@@ -22,7 +23,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from iasf_search.components import AuxObjective, BuildContext, Component, CostModel, Dataset, Fusion, NodeOp, SplitSpec, Stem, TokenLayout
+from iasf_search.components import (
+    AuxObjective,
+    BuildContext,
+    Component,
+    CostModel,
+    Dataset,
+    Fusion,
+    Measurement,
+    NodeOp,
+    SplitSpec,
+    Stem,
+    TokenLayout,
+)
 from iasf_search.data import check_task
 from iasf_search.errors import BadInput
 from iasf_search.params import parse_params
@@ -197,16 +210,25 @@ def check_aux_objective(objective: AuxObjective, model: nn.Module, x: torch.Tens
 
 def check_cost_model(cost_model: CostModel, model: nn.Module, example: torch.Tensor,
                      options: Mapping[str, Any] | None = None) -> None:
-    """On ``model`` and a batch of real inputs: ``measure`` returns a finite, non-negative float,
+    """On ``model`` and a batch of real inputs: ``measure`` returns a finite, non-negative float
+    (or a :class:`~iasf_search.components.Measurement` of one, with JSON-serialisable details),
     the same twice (unless the cost model says it is not ``deterministic``), and leaves the
-    model's parameters untouched."""
+    model's parameters, training mode and gradients untouched."""
     options = dict(options or {k: p.default for k, p in cost_model.params.items()})
     before = {k: v.clone() for k, v in model.state_dict().items()}
     model.eval()
-    first = cost_model.measure(model, example, torch.device("cpu"), options)
-    second = cost_model.measure(model, example, torch.device("cpu"), options)
+    results = [cost_model.measure(model, example, torch.device("cpu"), options) for _ in range(2)]
+    for result in results:
+        if isinstance(result, Measurement):
+            try:
+                json.dumps(dict(result.details))
+            except (TypeError, ValueError) as exc:
+                raise _fail(cost_model, options, f"Measurement.details must be JSON-serialisable: {exc}") from None
+    first, second = (r.value if isinstance(r, Measurement) else r for r in results)
     if not isinstance(first, (int, float)) or not math.isfinite(first) or first < 0:
         raise _fail(cost_model, options, f"measure must return a finite non-negative number, got {first!r}")
+    if model.training or any(p.grad is not None for p in model.parameters()):
+        raise _fail(cost_model, options, "measuring left the model in training mode or with gradients")
     if cost_model.deterministic and first != second:
         raise _fail(cost_model, options, f"two measurements differ ({first} vs {second}) for the same model")
     if any(not torch.equal(before[k], v) for k, v in model.state_dict().items()):

@@ -147,7 +147,7 @@ def training_loss(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, label_sm
 
 def train(model: nn.Module, data: TaskData, config: Mapping[str, Any], *, device: torch.device, seed: int,
           report: Callable[[int, float, float], None] | None = None, aux: Sequence[AuxTerm] = (),
-          max_seconds: float | None = None) -> TrainResult:
+          max_seconds: float | None = None, micro_batch_size: int | None = None) -> TrainResult:
     """Train ``model`` on ``data.x_train`` and evaluate on ``data.x_val`` after each epoch.
 
     :param data: a task whose tensors are already on ``device``.
@@ -158,6 +158,9 @@ def train(model: nn.Module, data: TaskData, config: Mapping[str, Any], *, device
     :param aux: auxiliary objectives; their helper modules must already be part of ``model``
         (so that the optimiser trains them). They shape training only, never the reported metrics.
     :param max_seconds: stop with :class:`TimeLimit` when training has taken longer (checked every step).
+    :param micro_batch_size: split each batch of ``config["batch_size"]`` samples into micro-batches
+        of this size and accumulate their gradients (same samples and steps, less memory; the loss
+        of each micro-batch is weighted by its share of the batch). Default: no split.
     :raises Diverged: at the first non-finite training loss.
     :raises TimeLimit: past ``max_seconds``.
     """
@@ -178,15 +181,16 @@ def train(model: nn.Module, data: TaskData, config: Mapping[str, Any], *, device
         order = torch.randperm(n, generator=generator).to(device)
         for i in range(0, n, bs):
             idx = order[i : i + bs]
-            xb, yb = data.x_train[idx], data.y_train[idx]
-            if augment is not None:
-                xb = augment(xb, generator)
-            with autocast(device):
-                loss = training_loss(model, xb, yb, config["label_smoothing"], aux)
-            if not torch.isfinite(loss):
-                raise Diverged(f"training loss became {loss.item()} at epoch {epoch}")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            for micro in idx.split(micro_batch_size or bs):
+                xb, yb = data.x_train[micro], data.y_train[micro]
+                if augment is not None:
+                    xb = augment(xb, generator)
+                with autocast(device):
+                    loss = training_loss(model, xb, yb, config["label_smoothing"], aux)
+                if not torch.isfinite(loss):
+                    raise Diverged(f"training loss became {loss.item()} at epoch {epoch}")
+                (loss * (len(micro) / len(idx)) if len(micro) < len(idx) else loss).backward()
             if config["grad_clip"] > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), config["grad_clip"])
             optimizer.step()

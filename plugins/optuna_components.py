@@ -14,7 +14,8 @@ from iasf_search.params import Param
 
 class TPE(SamplerFactory):
     name = "tpe"
-    description = "Optuna's TPESampler (multivariate, grouped for conditional graph parameters)"
+    description = ("Optuna's TPESampler (multivariate, grouped for conditional graph parameters); "
+                   "multi-objective TPE (MOTPE) when the space has several objectives")
     params = {
         "n_startup_trials": Param(8, int, low=0, help="random trials before TPE models the space"),
         "multivariate": Param(True, bool, help="model parameters jointly"),
@@ -79,6 +80,7 @@ class SuccessiveHalving(PrunerFactory):
 class NoPruner(PrunerFactory):
     name = "none"
     description = "never prune"
+    multi_objective = True
 
     def create(self, options: Mapping[str, Any], *, epochs: int) -> optuna.pruners.BasePruner:
         return optuna.pruners.NopPruner()
