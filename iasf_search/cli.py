@@ -36,6 +36,7 @@ from iasf_search.study import (
     default_storage_url,
     finished_trials,
     load_results,
+    pareto_plot_path,
     prepare_search,
     run_search,
     safe_url,
@@ -149,8 +150,17 @@ def cmd_search(args: argparse.Namespace) -> int:
         space.components.pm.register(ConsoleProgress(), name="console-progress")
     result = _search(space, args)
     if result is not None:
+        _write_pareto_plot(result)
         print_summary(result)
     return 0
+
+
+def _write_pareto_plot(result: SearchResult) -> None:
+    """After a search with two or three objectives: the Pareto plot under runs/ (see :func:`pareto_plot_path`)."""
+    if len(result.study.directions) > 1:
+        from iasf_search.report import write_pareto_plot
+
+        result.pareto_plot = write_pareto_plot(result.study, pareto_plot_path(result.storage_url, result.study.study_name))
 
 
 def _search(space: SearchSpace, args: argparse.Namespace) -> SearchResult | None:
@@ -191,6 +201,8 @@ def _search_json(args: argparse.Namespace) -> int:
         if not args.quiet and args.workers == 1:
             space.components.pm.register(JsonEventLog(out), name="json-event-log")
         result = _search(space, args)
+        if result is not None:
+            _write_pareto_plot(result)
     if result is not None:
         write_event(out, summary_event(result))
     return 0
@@ -207,6 +219,8 @@ def print_summary(result: SearchResult) -> None:
         _print_trial(t, heading="best trial")
     if len(study.directions) > 1:
         _print_pareto(study, best)
+        if result.pareto_plot is not None:
+            print(f"Pareto plot: {result.pareto_plot}")
     stops = stop_reasons(study)
     if stops:
         print("stopped early or failed: " + "; ".join(f"{n} x {reason}" for reason, n in stops.most_common()))
@@ -287,6 +301,9 @@ def cmd_best(args: argparse.Namespace) -> int:
         _print_trial(best[0], heading="best trial")
     else:
         _print_pareto(study, best)
+        plot = pareto_plot_path(storage, name)
+        if plot.exists():
+            print(f"Pareto plot (written by the search): {plot}")
     return 0
 
 

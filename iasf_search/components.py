@@ -205,7 +205,7 @@ class AuxObjective(Component):
 class Measurement:
     """What a :class:`CostModel` may return instead of a bare number: the ``value`` (the cost) and
     ``details`` about how it was obtained (e.g. the spread of repeated timings), recorded on the
-    trial as the user attribute ``cost.<name>.details``."""
+    trial as the user attribute ``cost_details.<name>``."""
 
     value: float
     details: Mapping[str, Any] = field(default_factory=dict)

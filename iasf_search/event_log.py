@@ -99,6 +99,7 @@ def summary_event(result: SearchResult) -> dict[str, Any]:
             "summary": t.user_attrs.get("summary"),
         } for t in best],
         "dashboard": result.dashboard_command,
+        "pareto_plot": str(result.pareto_plot) if result.pareto_plot is not None else None,
         "time": time.time(),
     }
 

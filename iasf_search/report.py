@@ -212,6 +212,23 @@ def _pareto(study: optuna.Study, names: list[str], complete: list[FrozenTrial]) 
     return fig
 
 
+def write_pareto_plot(study: optuna.Study, path: str | Path) -> Path | None:
+    """Draw the Pareto front of a study with two or three objectives (every completed trial, the
+    Pareto-optimal ones highlighted) to ``path`` (PNG). None, writing nothing, for one objective,
+    more than three, or no completed trial."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not 2 <= len(study.directions) <= 3 or not complete:
+        return None
+    _use_agg()
+    fig = _pareto(study, objective_names(study), complete)
+    if fig.png is None:
+        return None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(fig.png)
+    return path
+
+
 def _importances(study: optuna.Study, complete: list[FrozenTrial]) -> Figured:
     from optuna.importance import FanovaImportanceEvaluator
     from optuna.visualization.matplotlib import plot_param_importances

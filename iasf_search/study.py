@@ -56,6 +56,8 @@ class SearchResult:
     seconds: float
     artifact_dir: Path | None = None
     """The folder of the file-system artifact store the trials' files went to (None: none or not a folder)."""
+    pareto_plot: Path | None = None
+    """The Pareto-front PNG written after a search with two or three objectives (see :func:`pareto_plot_path`)."""
 
     @property
     def best(self) -> list[FrozenTrial]:
@@ -68,6 +70,12 @@ class SearchResult:
         if self.artifact_dir is not None and self.artifact_dir.resolve() != default_artifact_dir(absolute_url(self.storage_url)).resolve():
             command += f" --artifacts {self.artifact_dir.resolve()}"
         return command
+
+
+def pareto_plot_path(storage_url: str, study_name: str) -> Path:
+    """Where the search writes a multi-objective study's Pareto plot: ``<study>-pareto.png`` beside
+    the SQLite or journal file (``runs/`` by default, also for server storages)."""
+    return default_artifact_dir(absolute_url(storage_url)).parent / f"{study_name}-pareto.png"
 
 
 class _FailureGuard:

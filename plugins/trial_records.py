@@ -16,9 +16,12 @@ The space's ``artifacts:`` section switches each part (see its ``params``).
 
 from __future__ import annotations
 
+import importlib
 import json
+import sys
+import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
@@ -134,6 +137,11 @@ def trial_note(trial: optuna.Trial, graph: nx.DiGraph, space: SearchSpace, value
     costs = {k[len("cost."):]: v for k, v in attrs.items() if k.startswith("cost.")}
     if costs:
         lines += ["", "**Costs:** " + ", ".join(f"{k} {_number(v)}" for k, v in sorted(costs.items()))]
+    constraints = attrs.get("constraints") or {}
+    if constraints:
+        shown = [f"{k} {_number(c['value'])} {'≤' if c['feasible'] else '>'} max {_number(c['max'])}" for k, c in constraints.items()]
+        verdict = "feasible" if all(c["feasible"] for c in constraints.values()) else "**infeasible — not trained**"
+        lines += ["", f"**Constraints:** {', '.join(shown)} — {verdict}"]
     lines += ["", f"**Training:** {key_values(record(trial, TRAIN_CONFIG, {}), TRAINING_FIRST, sort=False)}"]
     if "reused_from" in attrs:
         lines += ["", f"Result reused from the identical trial #{attrs['reused_from']} (not trained again)."]
@@ -183,11 +191,25 @@ def iasf_study_start(study: optuna.Study, space: SearchSpace, target: int) -> No
         study.set_metric_names(objective_names(space))  # the dashboard labels the objectives with them
 
 
-@hookimpl
-def iasf_trial_built(trial: optuna.Trial, graph: nx.DiGraph, space: SearchSpace, artifacts: ArtifactStore | None) -> None:
+def _save_note() -> Callable[[Any, str], None]:
+    """optuna-dashboard's ``save_note``, imported on first use on a separate thread: optuna-dashboard
+    keeps the ImportErrors of its optional dependencies (Optuna's ``try_import``), whose tracebacks
+    would otherwise hold the importing frames — this trial, its study and the database connection —
+    alive for the rest of the process."""
+    if "optuna_dashboard" not in sys.modules:
+        thread = threading.Thread(target=importlib.import_module, args=("optuna_dashboard",), daemon=True)
+        thread.start()
+        thread.join()
     from optuna_dashboard import save_note
 
+    return save_note
+
+
+@hookimpl
+def iasf_trial_built(trial: optuna.Trial, graph: nx.DiGraph, space: SearchSpace, artifacts: ArtifactStore | None) -> None:
     from iasf_search.figures import architecture_figure, node_labels, save
+
+    save_note = _save_note()
 
     settings = space.sections["artifacts"]
     if settings["notes"]:
@@ -201,7 +223,7 @@ def iasf_trial_built(trial: optuna.Trial, graph: nx.DiGraph, space: SearchSpace,
 @hookimpl
 def iasf_trial_trained(trial: optuna.Trial, model: nn.Module, data: TaskData, space: SearchSpace,
                        values: list[float], artifacts: ArtifactStore | None) -> None:
-    from optuna_dashboard import save_note
+    save_note = _save_note()
 
     from iasf_search.attention_maps import attention_maps
     from iasf_search.figures import heatmap_figure, node_labels, save

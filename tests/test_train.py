@@ -62,6 +62,22 @@ def test_same_seed_same_result(small_graph, components, digits, train_config):
     assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
 
 
+def test_gradient_accumulation_keeps_the_optimisation(small_graph, components, digits, train_config):
+    """Micro-batches of 16 with accumulation take the same steps on the same samples as batches of 64:
+    the weights agree up to floating-point summation order."""
+    config = {**train_config, "batch_size": 64, "epochs": 2}
+    whole = fresh_model(small_graph, components, digits)
+    split = fresh_model(small_graph, components, digits)
+    a = train(whole, digits, config, device=CPU, seed=0)
+    b = train(split, digits, config, device=CPU, seed=0, micro_batch_size=16)
+    assert b.val_loss == pytest.approx(a.val_loss, abs=1e-3)
+    for (name, p), q in zip(whole.state_dict().items(), split.state_dict().values(), strict=True):
+        assert torch.allclose(p, q, atol=1e-3), name
+    # a different batch (not a different micro-batch) is a different optimisation
+    c = train(fresh_model(small_graph, components, digits), digits, {**config, "batch_size": 16}, device=CPU, seed=0)
+    assert abs(c.val_loss - a.val_loss) > 10 * abs(b.val_loss - a.val_loss)
+
+
 def test_different_seed_changes_the_batch_order(small_graph, components, digits, train_config):
     a = train(fresh_model(small_graph, components, digits), digits, train_config, device=CPU, seed=0)
     b = train(fresh_model(small_graph, components, digits), digits, train_config, device=CPU, seed=1)

@@ -1,0 +1,151 @@
+"""One trial's life: constraints checked before training, objective vectors for multi-objective
+pruners, out-of-memory retries with smaller micro-batches."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+
+import optuna
+import pytest
+from conftest import run
+from optuna.trial import TrialState
+
+import iasf_search
+from iasf_search.dashboard import make_dashboard_server
+from iasf_search.records import epoch_values
+
+# width 8 models have under 3,000 parameters, width 48 ones over 8,000: the bound splits the space
+SPLIT = {"manifold.width": [8, 48], "manifold.nodes": {"low": 1, "high": 1}, "manifold.ops": {"mlp": {"expansion": 2}},
+         "constraints": {"params": {"max": 5000}}}
+
+
+def load(url: str = "sqlite:///runs/tiny.db") -> optuna.Study:
+    return iasf_search.load_results(url, "tiny")
+
+
+def test_infeasible_trials_are_pruned_before_training_with_the_reason(write_space, capsys):
+    write_space({**SPLIT, "costs": ["flops"]})
+    rc, out, _ = run(capsys, "--space", "tiny.yaml", "--trials", "8", "-q")
+    assert rc == 0
+    trials = load().trials
+    infeasible = [t for t in trials if t.user_attrs["params"] > 5000]
+    feasible = [t for t in trials if t.user_attrs["params"] <= 5000]
+    assert infeasible and feasible
+    for t in infeasible:
+        assert t.state == TrialState.PRUNED
+        assert t.user_attrs["failure_reason"] == f"infeasible: params {t.user_attrs['params']} > max 5000"
+        assert t.user_attrs["infeasible"] == ["params"]
+        assert t.user_attrs["constraints"] == {"params": {"value": t.user_attrs["params"], "max": 5000.0, "feasible": False}}
+        assert not {"epochs", "train_seconds", "val_accuracy", "test_accuracy"} & set(t.user_attrs)  # never trained
+        assert "cost.flops" in t.user_attrs  # every cost was measured first
+        assert t.constraints["params"] == pytest.approx(t.user_attrs["params"] / 5000 - 1)  # what the sampler reads
+        assert t.constraints["params"] > 0
+        assert t.system_attrs["constraints"] == [t.constraints["params"]]  # what optuna-dashboard 0.21 reads
+    for t in feasible:
+        assert t.state == TrialState.COMPLETE and t.user_attrs["epochs"] == 1
+        assert t.constraints["params"] <= 0 and t.user_attrs["constraints"]["params"]["feasible"] is True
+        assert "infeasible" not in t.user_attrs
+    assert f"{len(infeasible)} x infeasible" in out
+
+
+def test_the_dashboard_shows_which_trials_were_infeasible_and_why(write_space, tmp_path):
+    path = write_space(SPLIT)
+    url = f"sqlite:///{tmp_path / 'runs' / 'tiny.db'}"
+    iasf_search.run_search(iasf_search.load_space(path), trials=6, storage=url)
+    server = make_dashboard_server(url, tmp_path / "runs" / "artifacts", port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        with urllib.request.urlopen(f"{base}/api/studies/1?after=0", timeout=30) as response:
+            shown = json.loads(response.read())["trials"]
+    finally:
+        server.shutdown()
+    by_state = {"PRUNED": [], "COMPLETE": []}
+    for t in shown:
+        by_state[t["state"].upper()].append(t)
+    assert by_state["PRUNED"] and by_state["COMPLETE"]
+    for t in by_state["PRUNED"]:
+        attrs = {a["key"]: a["value"] for a in t["user_attrs"]}
+        assert attrs["failure_reason"].startswith("infeasible: params ") and "> max 5000" in attrs["failure_reason"]
+        assert len(t["constraints"]) == 1 and t["constraints"][0] > 0      # the dashboard's constraint column
+        assert "**Constraints:** params" in t["note"]["body"] and "infeasible — not trained" in t["note"]["body"]
+    for t in by_state["COMPLETE"]:
+        assert len(t["constraints"]) == 1 and t["constraints"][0] <= 0
+        assert "— feasible" in t["note"]["body"]
+
+
+def test_bounded_objective_space_runs_from_the_cli_and_best_prints_the_pareto_set(write_space, capsys, tmp_path):
+    """The issue's "done when": a latency bound, two objectives, infeasible trials never train,
+    `best` shows the Pareto set, and the Pareto plot is written under runs/."""
+    write_space({"manifold.width": [8, 16], "constraints": {"latency_ms": {"max": 1000.0}, "params": {"max": 2500}},
+                 "costs": {"latency_ms": {"repeats": 3, "warmup": 1}},
+                 "objectives": [{"metric": "accuracy"}, {"metric": "latency_ms"}], "search.sampler": "tpe"})
+    rc, out, _ = run(capsys, "--space", "tiny.yaml", "--trials", "6", "-q")
+    assert rc == 0
+    study = load()
+    assert study.directions == [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]
+    for t in study.trials:
+        assert set(t.constraints) >= {"latency_ms", "params"}
+        details = t.user_attrs["cost_details.latency_ms"]
+        assert details["repeats"] == 3 and details["min_ms"] <= details["median_ms"] <= details["max_ms"]
+        trained = "epochs" in t.user_attrs
+        assert trained == (t.state == TrialState.COMPLETE) == (t.user_attrs["params"] <= 2500)
+    plot = tmp_path / "runs" / "tiny-pareto.png"
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"Pareto plot: {plot}" in out
+    rc, out, _ = run(capsys, "best", "--space", "tiny.yaml")
+    assert rc == 0
+    front = iasf_search.best_trials(study)
+    assert f"Pareto set ({len(front)} trials):" in out
+    header = next(line for line in out.splitlines() if line.strip().startswith("trial"))
+    assert "accuracy" in header and "latency_ms" in header
+    for t in front:
+        assert t.state == TrialState.COMPLETE and f"#{t.number:<5}" in out
+
+
+def test_multi_objective_pruner_gets_one_vector_per_epoch(write_space, capsys):
+    write_space({"plugins": ["plugin_samples.prune_second_epoch"], "training.epochs": 4,
+                 "objectives": [{"metric": "accuracy"}, {"metric": "params"}], "search.pruner": "prune_at_two"})
+    rc, _, _ = run(capsys, "--space", "tiny.yaml", "--trials", "3", "-q")
+    assert rc == 0
+    first, *rest = load().trials
+    assert first.state == TrialState.COMPLETE and sorted(epoch_values(first)) == [1, 2, 3, 4]
+    assert epoch_values(first)[4][0] == pytest.approx(first.values[0])  # the last vector is the trial's result
+    params = first.user_attrs["params"]
+    assert all(v[1] == params for v in epoch_values(first).values())  # a cost objective is the same every epoch
+    for t in rest:
+        assert t.state == TrialState.PRUNED and t.user_attrs["pruned_at_epoch"] == 2 and sorted(epoch_values(t)) == [1, 2]
+
+
+def test_single_objective_pruner_with_two_objectives_is_bad_input(write_space, capsys):
+    write_space({"objectives": [{"metric": "accuracy"}, {"metric": "params"}], "search.pruner": "median"})
+    rc, out, err = run(capsys, "--space", "tiny.yaml")
+    assert rc == 2
+    assert err.count("\n") == 1 and "search.pruner: 'median' prunes studies with one objective only" in err
+    assert "use one of:" in err and "none" in err
+
+
+def test_out_of_memory_retries_with_half_the_micro_batch_and_keeps_the_effective_batch(write_space, capsys):
+    write_space({"plugins": ["plugin_samples.batch_limited"], "manifold.ops": {"batch_limited": {}},
+                 "manifold.nodes": {"low": 1, "high": 1}, "training.batch_size": 128})
+    rc, _, _ = run(capsys, "--space", "tiny.yaml", "--trials", "2", "-q")
+    assert rc == 0
+    for t in load().trials:
+        assert t.state == TrialState.COMPLETE
+        retries = t.user_attrs["oom_retries"]
+        assert [(r["micro_batch_size"], r["grad_accumulation"]) for r in retries] == [(64, 2), (32, 4)]
+        assert all(r["error"].startswith("CUDA out of memory") for r in retries)
+        assert (t.user_attrs["micro_batch_size"], t.user_attrs["grad_accumulation"]) == (32, 4)
+        assert t.user_attrs["epochs"] == 1 and "val_accuracy" in t.user_attrs  # it trained
+
+
+def test_out_of_memory_even_at_one_sample_fails_after_the_retries(write_space, capsys):
+    write_space({"plugins": ["plugin_samples.out_of_memory"], "manifold.ops": {"oom": {}},
+                 "manifold.nodes": {"low": 1, "high": 1}, "training.batch_size": 8})
+    rc, _, _ = run(capsys, "--space", "tiny.yaml", "--trials", "1", "-q")
+    assert rc == 0
+    t = load().trials[0]  # (the study goes on with other trials, which fail the same way)
+    assert t.state == TrialState.FAIL and t.user_attrs["failure_reason"].startswith("out of memory: CUDA out of memory")
+    assert [r["micro_batch_size"] for r in t.user_attrs["oom_retries"]] == [4, 2, 1]
