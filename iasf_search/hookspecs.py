@@ -83,7 +83,9 @@ def iasf_register_cost_models(registry: Registry) -> None:
     """Register cost models (:class:`~iasf_search.components.CostModel`).
 
     :param registry: call ``registry.register(cost_model)``; names are used in the space's
-        ``costs:`` list and as objective metrics.
+        ``costs:`` list, as objective metrics and in ``constraints:``. ``measure`` returns a number
+        or a :class:`~iasf_search.components.Measurement` (value and details such as a timing's
+        spread, recorded as ``cost_details.<name>``).
     """
 
 
@@ -109,6 +111,10 @@ def iasf_register_pruners(registry: Registry) -> None:
     """Register Optuna pruner factories (:class:`~iasf_search.components.PrunerFactory`).
 
     :param registry: call ``registry.register(factory)``; names are used in ``search.pruner``.
+        A factory with ``multi_objective = True`` serves studies with several objectives: the
+        engine records each epoch's objective vector (``iasf_search.records.epoch_values``) and
+        calls its pruner's ``prune(study, trial)`` itself, since Optuna's ``trial.report`` refuses
+        such studies.
     """
 
 
