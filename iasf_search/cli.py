@@ -44,7 +44,7 @@ from iasf_search.study import (
 )
 from iasf_search.workers import WORKER_FLAG, run_workers
 
-COMMANDS = ("search", "best", "plugins", "dashboard", "export", "train", "report")
+COMMANDS = ("search", "best", "plugins", "dashboard", "export", "train", "report", "calibrate")
 
 
 def _common(parser: argparse.ArgumentParser, *, space_required: bool) -> None:
@@ -129,6 +129,14 @@ def make_parser() -> argparse.ArgumentParser:
     retrain.add_argument("--plugin", action="append", default=[], metavar="MODULE", help="load a plugin module (repeatable)")
     retrain.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     retrain.set_defaults(func=cmd_train)
+    calibrate = sub.add_parser("calibrate", help="fit a hardware profile of this machine for the predicted_latency_ms cost")
+    calibrate.add_argument("--out", required=True, metavar="FILE", help="profile YAML to write (name it as target: in a space)")
+    calibrate.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    calibrate.add_argument("--name", help="the profile's name (default: local-cpu or local-cuda)")
+    calibrate.add_argument("--threads", type=int, metavar="N", help="CPU threads to calibrate with (default: torch's, as a search uses)")
+    calibrate.add_argument("--quick", action="store_true", help="fewer sizes and repeats: a rough profile in about a second")
+    calibrate.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    calibrate.set_defaults(func=cmd_calibrate)
     return parser
 
 
@@ -349,6 +357,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"retrained {r.params:,} parameters for {r.epochs} epochs on train + validation ({r.train_samples} samples) "
           f"in {r.seconds:.1f} s")
     print(f"test accuracy {r.test_accuracy:.4f}{search}, test loss {r.test_loss:.4f}; saved to {r.out}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Time micro-benchmarks on the device, fit a hardware profile, write it, print its figures."""
+    from iasf_search.hardware import calibrate, describe_profile, load_profile, write_profile
+    from iasf_search.train import resolve_device
+
+    try:
+        device = resolve_device(args.device)
+    except ValueError as exc:
+        raise BadInput(f"--device: {exc}") from None
+    out = Path(args.out)
+    if out.is_dir():
+        raise BadInput(f"--out {out}: is a folder; give the path of the YAML file to write")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise BadInput(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    print(f"calibrating {device}" + (f" with {torch.get_num_threads()} threads" if device.type == "cpu" else "") + " ...")
+    profile = calibrate(device, name=args.name, quick=args.quick)
+    try:
+        write_profile(profile, out)
+    except OSError as exc:
+        raise BadInput(f"--out {out}: cannot write the profile: {exc}") from None
+    load_profile(out)  # what was written reads back
+    print("\n".join(f"  {line}" for line in describe_profile(profile)))
+    print(f"profile '{profile.name}' written to {out}; use it: costs: {{predicted_latency_ms: {{target: {out}}}}}")
     return 0
 
 

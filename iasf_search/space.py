@@ -285,8 +285,12 @@ def parse_space(doc: Mapping[str, Any], components: Components, *, file: str = "
         if "weight" not in components.aux_objectives.get(aux_name).params:
             raise r.fail(f"auxiliary.{aux_name}", f"the objective declares no 'weight' parameter; "
                                                   f"fix plugin '{components.aux_objectives.owner(aux_name)}'")
-    costs = {name: r.fixed(ranges, f"costs.{name}")
-             for name, ranges in (r.components(doc["costs"], "costs", components.cost_models) if doc.get("costs") else {}).items()}
+    cost_ranges = r.components(doc["costs"], "costs", components.cost_models) if doc.get("costs") else {}
+    costs = {name: r.fixed(ranges, f"costs.{name}") for name, ranges in cost_ranges.items()}
+    for cost, ranges in cost_ranges.items():  # e.g. a hardware target that cannot run the chosen dtype
+        problem = components.cost_models.get(cost).check_ranges(ranges, widths=width.values())
+        if problem:
+            raise r.fail(f"costs.{cost}.{problem[0]}", problem[1])
     objectives = _parse_objectives(doc.get("objectives"), r, components)
     constraints = _parse_constraints(doc.get("constraints"), r, components)
     # a cost used as an objective or bounded by a constraint is measured even when not listed
