@@ -40,7 +40,9 @@ BUILTIN_PLUGINS = (
     "iasf_search.plugins.meta_representation",
     "iasf_search.plugins.cds",
     "iasf_search.plugins.costs",
+    "iasf_search.plugins.latency_predictor",
     "iasf_search.plugins.optuna_components",
+    "iasf_search.plugins.pareto_pruning",
 )
 
 

@@ -23,7 +23,7 @@ BUILTIN_NAMES = {
     "stems": {"image", "sequence"},
     "datasets": {"digits", "mnist1d"},
     "samplers": {"tpe", "random", "nsga2"},
-    "pruners": {"median", "hyperband", "successive_halving", "none"},
+    "pruners": {"median", "hyperband", "successive_halving", "pareto_halving", "none"},
 }
 
 

@@ -192,7 +192,8 @@ def test_resolved_roundtrips_with_ranges_and_options(write_space):
         "training.optimizer": ["adamw", "sgd"],
         "training.augment": [True, False],
         "objectives": [{"metric": "accuracy"}, {"metric": "params"}],
-        "search": {"sampler": "nsga2", "sampler_options": {"population_size": 4}, "pruner": "none", "timeout": 60},
+        "search": {"sampler": "nsga2", "sampler_options": {"population_size": 4}, "pruner": "pareto_halving",
+                   "pruner_options": {"reduction_factor": 2}, "timeout": 60},
     })
     space = iasf_search.load_space(path)
     assert space.directions == ["maximize", "minimize"]
