@@ -161,8 +161,12 @@ class TrialObjective:
 
         params = count_parameters(model)  # the deployable model, without auxiliary helpers
         trial.set_user_attr("params", params)
-        costs = self._measure_costs(trial, model)
+        # bounded costs first: an infeasible trial is pruned without measuring the others
+        bounded = [c.cost for c in space.constraints]
+        costs = self._measure_costs(trial, model, bounded)
         violated = self._set_constraints(trial, costs)
+        if not violated:
+            costs.update(self._measure_costs(trial, model, [name for name in space.costs if name not in bounded]))
         hook.iasf_trial_built(trial=trial, graph=graph, model=model, space=space, artifacts=self.artifacts)
         if violated:
             trial.set_user_attr("failure_reason", "infeasible: " + "; ".join(violated))
@@ -247,15 +251,16 @@ class TrialObjective:
                 trial.set_user_attr("grad_accumulation", accumulation)
                 model.load_state_dict(initial)
 
-    def _measure_costs(self, trial: optuna.Trial, model: nn.Module) -> dict[str, float]:
-        """Every cost the space asks for, on ``COST_BATCH`` validation samples, before training;
+    def _measure_costs(self, trial: optuna.Trial, model: nn.Module, names: list[str]) -> dict[str, float]:
+        """The costs ``names`` (of the space's), on ``COST_BATCH`` validation samples, before training;
         each recorded as ``cost.<name>`` (and ``cost_details.<name>``)."""
-        if not self.space.costs:
+        if not names:
             return {}
         model.eval()
         example = self.data.x_val[:COST_BATCH]
         costs = {}
-        for name, options in self.space.costs.items():
+        for name in names:
+            options = self.space.costs[name]
             result = self.space.components.cost_models.get(name).measure(model, example, self.device, options)
             value = float(result.value if isinstance(result, Measurement) else result)
             trial.set_user_attr(f"cost.{name}", value)
