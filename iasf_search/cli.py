@@ -362,7 +362,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Time micro-benchmarks on the device, fit a hardware profile, write it, print its figures."""
-    from iasf_search.hardware import calibrate, describe_profile, load_profile, write_profile
+    from iasf_search.calibration import calibrate
+    from iasf_search.hardware import describe_profile, load_profile, write_profile
     from iasf_search.train import resolve_device
 
     try:

@@ -1,7 +1,7 @@
 """Built-in cost model ``predicted_latency_ms``: roofline latency on a named hardware target.
 
 The target need not be present: the model runs once here (on the trial's device) while every
-kernel it launches is recorded (:func:`iasf_search.hardware.trace_kernels`), and the latency on the
+kernel it launches is recorded (:func:`iasf_search.kernels.trace_kernels`), and the latency on the
 target is predicted from the kernels' FLOPs, bytes and kinds and the target's hardware profile
 (:func:`iasf_search.hardware.predict_latency_ms`). Targets: the built-in profiles in
 ``hardware_profiles/`` (``h100``, ``a100``, ``cpu``) or the path of a profile file, such as one
@@ -24,7 +24,8 @@ from torch import nn
 from iasf_search import hookimpl
 from iasf_search.components import CostModel, Measurement
 from iasf_search.errors import BadInput
-from iasf_search.hardware import DTYPES, HardwareProfile, load_profile, predict_latency_ms, trace_kernels
+from iasf_search.hardware import HardwareProfile, load_profile, predict_latency_ms
+from iasf_search.kernels import DTYPES, trace_kernels
 from iasf_search.params import Param, Range
 from iasf_search.timing import batch_of
 

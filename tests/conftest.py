@@ -146,6 +146,17 @@ def build_graph(nodes: Sequence[Mapping[str, Any]], *, width: int = 16, modality
     return graph
 
 
+def small_model(width: int = 16) -> torch.nn.Module:
+    """An attention, MLP and convolution model on 8x8 images, in eval mode, weights from seed 0: the model
+    the kernel-tracing, roofline and calibration tests trace."""
+    from iasf_search.build import build_model
+
+    graph = build_graph([{"op": "attention", "config": {"heads": 2, "pattern": "full"}}, {"op": "mlp", "config": {"expansion": 2}},
+                         {"op": "conv", "config": {"kernel": 3, "dilation": 1}}], width=width)
+    torch.manual_seed(0)
+    return build_model(graph, load_components(autoload=False), (1, 8, 8), 10).eval()
+
+
 @pytest.fixture
 def make_graph():
     """The :func:`build_graph` helper."""

@@ -1,35 +1,19 @@
-"""Hardware profiles, kernel tracing and the roofline prediction (iasf_search.hardware)."""
+"""Hardware profiles and the roofline prediction (iasf_search.hardware)."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 import yaml
-from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from conftest import small_model
 
-from iasf_search.build import build_model
 from iasf_search.errors import BadInput, SpaceError
-from iasf_search.hardware import (
-    KINDS,
-    HardwareProfile,
-    Kernel,
-    KindCost,
-    calibrate,
-    kernel_time_s,
-    load_profile,
-    predict_latency_ms,
-    trace_kernels,
-    write_profile,
-)
-from iasf_search.plugin_manager import load_components
+from iasf_search.hardware import HardwareProfile, KindCost, kernel_time_s, load_profile, predict_latency_ms, write_profile
+from iasf_search.kernels import Kernel, trace_kernels
 
 PROFILES = Path(__file__).resolve().parents[1] / "plugins" / "hardware_profiles"
-COMPONENTS = load_components(autoload=False)
 
 
 def profile(**changes) -> HardwareProfile:
@@ -42,15 +26,6 @@ def kernel(flops: float = 0.0, nbytes: float = 0.0, *, kind: str = "memory", ele
            float_bytes: float | None = None) -> Kernel:
     return Kernel("aten.test.default", kind, flops, nbytes, nbytes if float_bytes is None else float_bytes, elements, gathered,
                   "float32")
-
-
-def small_model(width: int = 16):
-    from conftest import build_graph
-
-    graph = build_graph([{"op": "attention", "config": {"heads": 2, "pattern": "full"}}, {"op": "mlp", "config": {"expansion": 2}},
-                         {"op": "conv", "config": {"kernel": 3, "dilation": 1}}], width=width)
-    torch.manual_seed(0)
-    return build_model(graph, COMPONENTS, (1, 8, 8), 10).eval()
 
 
 # ---------------------------------------------------------------------------------------------- profiles
@@ -119,54 +94,6 @@ def test_unreadable_profiles(tmp_path):
         load_profile(tmp_path / "broken.yaml")
 
 
-# ---------------------------------------------------------------------------------------------- tracing
-
-
-def test_linear_layer_flops_and_bytes_are_exact():
-    layer = nn.Linear(16, 32)
-    (k,) = trace_kernels(layer, torch.randn(4, 16))
-    assert k.op == "aten.addmm.default" and k.kind == "matmul" and k.dtype == "float32"
-    assert k.flops == 2 * 4 * 16 * 32
-    assert k.bytes == 4 * (32 + 4 * 16 + 16 * 32 + 4 * 32)  # bias, input, weight read; output written
-    assert k.elements == 4 * 32 and k.gathered == 0
-
-
-def test_views_launch_no_kernel_and_a_transposed_copy_is_a_gather():
-    x = torch.randn(4, 6)
-    assert trace_kernels(lambda t: t.view(-1).unsqueeze(0).transpose(0, 1), x) == []
-    (copy,) = trace_kernels(lambda t: t.t().contiguous(), x)
-    assert copy.kind == "memory" and copy.gathered == 24 and copy.bytes == 2 * 24 * 4
-    (add,) = trace_kernels(lambda t: t + t, x)
-    assert add.gathered == 0
-
-
-def test_sdpa_is_counted_with_the_attention_formula():
-    q, k, v = torch.randn(2, 2, 8, 4), torch.randn(2, 2, 8, 4), torch.randn(2, 2, 8, 4)
-    kernels = trace_kernels(lambda q: F.scaled_dot_product_attention(q, k, v), q)
-    attention = [kern for kern in kernels if kern.kind == "attention"]
-    assert len(attention) == 1 and "scaled_dot_product" in attention[0].op
-    assert attention[0].flops == 4 * 2 * 2 * 8 * 8 * 4  # QK^T and AV, 2 FLOPs per multiply-add
-    assert attention[0].elements == 2 * 2 * 8 * 8  # attention scores
-    with FlopCounterMode(display=False) as counter, torch.nn.attention.sdpa_kernel([torch.nn.attention.SDPBackend.MATH]):
-        F.scaled_dot_product_attention(q, k, v)
-    assert sum(kern.flops for kern in kernels if kern.kind in ("attention", "matmul")) == counter.get_total_flops()
-
-
-def test_model_trace_counts_what_flop_counter_counts_and_leaves_the_model_alone():
-    model = small_model()
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    x = torch.randn(4, 1, 8, 8)
-    kernels = trace_kernels(model, x)
-    kinds = {k.kind for k in kernels}
-    assert {"matmul", "attention", "depthwise", "convolution", "normalization", "activation"} <= kinds <= set(KINDS)
-    assert all(k.bytes > 0 and k.dtype == "float32" for k in kernels)
-    assert kernels == trace_kernels(model, x)  # deterministic
-    assert not model.training and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
-    matrix = sum(k.flops for k in kernels if k.kind in ("matmul", "attention", "convolution", "depthwise"))
-    flops = COMPONENTS.cost_models.get("flops").measure(model, x, torch.device("cpu"), {})
-    assert matrix == flops * len(x)
-
-
 # ---------------------------------------------------------------------------------------------- roofline
 
 
@@ -219,22 +146,3 @@ def test_prediction_grows_with_batch_size_and_h100_beats_a100():
             assert predict_latency_ms(kernels, h100, dtype) < predict_latency_ms(kernels, a100, dtype), (b, dtype)
     # on the same GPU, bfloat16 is never slower than float32 (faster peak, half the bytes)
     assert predict_latency_ms(traces[1024], h100, "bfloat16") < predict_latency_ms(traces[1024], h100, "float32")
-
-
-def test_quick_calibration_gives_positive_finite_figures(tmp_path):
-    torch.manual_seed(7)
-    expected = torch.rand(3)
-    torch.manual_seed(7)
-    p = calibrate("cpu", name="here", quick=True)
-    assert torch.equal(torch.rand(3), expected)  # the caller's random stream is untouched
-    assert p.name == "here" and "calibrated" in p.description
-    numbers = [*p.peak_flops.values(), p.memory_bandwidth, p.kernel_overhead_us, p.cache_bandwidth, p.cache_bytes, p.gather_ns,
-               p.network_factor]
-    numbers += [v for c in p.kinds.values() for v in (c.element_ns, c.overhead_us) if v is not None]
-    assert all(isinstance(v, float) and math.isfinite(v) and v >= 0 for v in numbers)
-    assert all(v > 0 for v in [*p.peak_flops.values(), p.memory_bandwidth, p.kernel_overhead_us, p.cache_bandwidth])
-    assert set(p.peak_flops) == {"float32", "bfloat16", "float16"}
-    assert set(p.kinds) == set(KINDS) and all(c.element_ns > 0 for k, c in p.kinds.items() if k != "memory")
-    assert p.cache_bandwidth >= p.memory_bandwidth
-    assert load_profile(write_profile(p, tmp_path / "here.yaml")) == p
-    assert predict_latency_ms(trace_kernels(small_model(), torch.randn(8, 1, 8, 8)), p) > 0
