@@ -152,7 +152,7 @@ class TrialObjective:
         previous = self._finished_twin(trial.study, key, graph)
         if previous is not None:
             for name, value in previous.user_attrs.items():
-                if name in REUSED_ATTRS or name.startswith(("aux.", "cost.", "cost_details.")) or name == "constraints":
+                if name in REUSED_ATTRS or name.startswith(("aux.", "cost.", "cost_details.")):
                     trial.set_user_attr(name, value)
             trial.set_user_attr("reused_from", previous.number)
             self._set_constraints(trial, {c.cost: previous.user_attrs[f"cost.{c.cost}"] for c in space.constraints})
