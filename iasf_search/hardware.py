@@ -39,6 +39,7 @@ import yaml
 
 from iasf_search.errors import BadInput, SpaceError
 from iasf_search.kernels import DTYPES, KINDS, Kernel
+from iasf_search.space import read_yaml_document
 
 
 @dataclass(frozen=True)
@@ -197,17 +198,7 @@ def load_profile(path: str | Path) -> HardwareProfile:
     """Read a profile file; :class:`BadInput` (missing, unreadable, not YAML) or :class:`SpaceError`
     (a key is wrong) with one line naming the file, the key and the fix."""
     file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadInput(f"{file}: no such hardware profile; write one with `iasf-search calibrate --out {file}`") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{file}: cannot read the hardware profile: {exc}") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpaceError(file, "", f"not valid YAML: {problem}") from None
+    doc = read_yaml_document(path, "hardware profile", f"write one with `iasf-search calibrate --out {file}`")
     return profile_from_dict(doc, file)
 
 

@@ -185,24 +185,31 @@ class _Reader:
         return out
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a space file with YAML safe loading; BadInput for a missing or unparsable file."""
+def read_yaml_document(path: str | Path, what: str, missing_fix: str) -> Any:
+    """The YAML document in ``path`` (safe loading), or a one-line error naming the file:
+    :class:`BadInput` when it is missing (``"<file>: no such <what>; <missing_fix>"``) or unreadable,
+    :class:`SpaceError` when it is not valid YAML (with line and column)."""
     file = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise BadInput(f"{file}: no such space file; pass the path of a YAML file such as search_spaces/vision.yaml") from None
+        raise BadInput(f"{file}: no such {what}; {missing_fix}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{file}: cannot read the space file: {exc}") from None
+        raise BadInput(f"{file}: cannot read the {what}: {exc}") from None
     try:
-        doc = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpaceError(file, "", f"not valid YAML: {where}{problem}") from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a space file with YAML safe loading; BadInput for a missing or unparsable file."""
+    doc = read_yaml_document(path, "space file", "pass the path of a YAML file such as search_spaces/vision.yaml")
     if not isinstance(doc, dict):
-        raise SpaceError(file, "", "the file must hold a YAML mapping with at least 'name', 'task' and 'manifold'")
+        raise SpaceError(str(path), "", "the file must hold a YAML mapping with at least 'name', 'task' and 'manifold'")
     return doc
 
 

@@ -170,6 +170,20 @@ TRAIN_CONFIG: dict[str, Any] = {
 
 
 @pytest.fixture
+def fused_model(make_graph, components):
+    """A digits model with an mlp, a conv and an attention node fusing both by concat (width 16)."""
+    from iasf_search.build import build_model
+
+    torch.manual_seed(0)
+    graph = make_graph([
+        {"op": "mlp", "config": {"expansion": 2}},
+        {"op": "conv", "config": {"kernel": 3, "dilation": 1}, "inputs": ["input"]},
+        {"op": "attention", "config": {"heads": 2, "pattern": "full"}, "inputs": ["n0", "n1"], "fusion": "concat"},
+    ], width=16)
+    return build_model(graph, components, (1, 8, 8), 10)
+
+
+@pytest.fixture
 def train_config() -> dict[str, Any]:
     """A complete training configuration (every key of TRAINING_PARAMS), 2 epochs."""
     return dict(TRAIN_CONFIG)

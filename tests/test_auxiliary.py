@@ -18,17 +18,6 @@ COMPONENTS = load_components(autoload=False)
 CPU = torch.device("cpu")
 
 
-@pytest.fixture
-def fused_model(make_graph):
-    torch.manual_seed(0)
-    graph = make_graph([
-        {"op": "mlp", "config": {"expansion": 2}},
-        {"op": "conv", "config": {"kernel": 3, "dilation": 1}, "inputs": ["input"]},
-        {"op": "attention", "config": {"heads": 2, "pattern": "full"}, "inputs": ["n0", "n1"], "fusion": "concat"},
-    ], width=16)
-    return build_model(graph, COMPONENTS, (1, 8, 8), 10)
-
-
 @pytest.mark.parametrize("name", COMPONENTS.aux_objectives.names())
 def test_builtin_aux_objectives_pass_the_kit(name, fused_model):
     check_aux_objective(COMPONENTS.aux_objectives.get(name), fused_model, torch.randn(5, 1, 8, 8), torch.arange(5))

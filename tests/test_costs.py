@@ -8,7 +8,6 @@ import torch
 from conftest import run
 from torch import nn
 
-from iasf_search.build import build_model
 from iasf_search.components import Measurement
 from iasf_search.errors import SpaceError
 from iasf_search.plugin_manager import load_components
@@ -49,14 +48,8 @@ class Counting(nn.Module):
 
 
 @pytest.fixture
-def arch_model(make_graph):
-    torch.manual_seed(0)
-    graph = make_graph([
-        {"op": "mlp", "config": {"expansion": 2}},
-        {"op": "conv", "config": {"kernel": 3, "dilation": 1}, "inputs": ["input"]},
-        {"op": "attention", "config": {"heads": 2, "pattern": "full"}, "inputs": ["n0", "n1"], "fusion": "concat"},
-    ], width=16)
-    return build_model(graph, COMPONENTS, (1, 8, 8), 10).eval()
+def arch_model(fused_model):
+    return fused_model.eval()
 
 
 # -- latency_ms -------------------------------------------------------------------------------------
