@@ -1,4 +1,5 @@
-"""Command line: argument parsing, output and exit codes (0 done, 1 unexpected error, 2 bad input, 130 interrupted)."""
+"""Command line: argument parsing, output and exit codes (0 done, 1 unexpected error, 2 bad input, 130 interrupted by
+Ctrl-C, 143 terminated by SIGTERM)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import torch
 from optuna.trial import TrialState
 from tqdm import tqdm
 
-from iasf_search import __version__
+from iasf_search import __version__, interrupts
 from iasf_search.artifacts import default_artifact_dir, open_artifact_store
 from iasf_search.errors import BadInput
 from iasf_search.event_log import JsonEventLog, error_event, summary_event, write_event
@@ -156,7 +157,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     space = _load(args)
     if not args.quiet and args.workers == 1:
         space.components.pm.register(ConsoleProgress(), name="console-progress")
-    result = _search(space, args)
+    with interrupts.stop_signals(sigint=bool(args.worker)):
+        result = _search(space, args)
     if result is not None:
         _write_pareto_plot(result)
         print_summary(result)
@@ -188,8 +190,8 @@ def _search(space: SearchSpace, args: argparse.Namespace) -> SearchResult | None
     run = prepare_search(space, **settings)  # checks everything and creates the study before any worker starts
     before = len(run.study.trials)
     status = run_workers(args.argv, args.workers, args.device, json_lines=args.log_format == "json")
-    if status == 130:
-        raise KeyboardInterrupt
+    if status in (interrupts.INTERRUPTED_STATUS, interrupts.TERMINATED_STATUS):
+        raise interrupts.Terminated() if status == interrupts.TERMINATED_STATUS else KeyboardInterrupt()
     if status:
         raise RuntimeError(f"a worker stopped with exit status {status} (its messages are above, prefixed w<i>)")
     study = load_results(run.url, run.study.study_name)
@@ -208,7 +210,8 @@ def _search_json(args: argparse.Namespace) -> int:
         space = _load(args)
         if not args.quiet and args.workers == 1:
             space.components.pm.register(JsonEventLog(out), name="json-event-log")
-        result = _search(space, args)
+        with interrupts.stop_signals(sigint=bool(args.worker)):
+            result = _search(space, args)
         if result is not None:
             _write_pareto_plot(result)
     if result is not None:
@@ -446,11 +449,11 @@ def _run(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # the reader went away (`iasf-search best | head`): nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except KeyboardInterrupt:
-        message = "interrupted: finished trials are kept; run the same command to resume"
+    except KeyboardInterrupt as stop:
+        message = f"{interrupts.reason(stop)}: finished trials are kept; run the same command to resume"
         print(f"\n{message}", file=sys.stderr)
-        json_error("interrupted", message)
-        return 130
+        json_error(interrupts.reason(stop), message)
+        return interrupts.exit_status(stop)
     except Exception as exc:
         if args.debug:
             traceback.print_exc()

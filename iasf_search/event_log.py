@@ -23,7 +23,7 @@ from iasf_search.progress import eta_seconds
 from iasf_search.space import SearchSpace
 from iasf_search.study import SearchResult, best_trials, finished_trials, safe_url
 
-ERROR_KINDS = ("bad_input", "interrupted", "unexpected")
+ERROR_KINDS = ("bad_input", "interrupted", "terminated", "unexpected")
 
 
 def jsonable(value: Any) -> Any:
@@ -69,7 +69,7 @@ def best_event(study: optuna.Study) -> dict[str, Any] | None:
 
 
 def error_event(kind: str, message: str) -> dict[str, Any]:
-    """``{"event": "error", "kind": bad_input | interrupted | unexpected, "message": ...}``."""
+    """``{"event": "error", "kind": bad_input | interrupted | terminated | unexpected, "message": ...}``."""
     if kind not in ERROR_KINDS:
         raise ValueError(f"error kind {kind!r}: expected one of {', '.join(ERROR_KINDS)}")
     return {"event": "error", "kind": kind, "message": message, "time": time.time()}

@@ -36,6 +36,7 @@ from torch import nn
 from iasf_search import graph as arch
 from iasf_search.build import ArchNet, build_model, count_parameters
 from iasf_search.components import Measurement, TaskData
+from iasf_search.interrupts import reason
 from iasf_search.plugin_manager import Components, plugin_in_traceback
 from iasf_search.records import ARCHITECTURE, TRAIN_CONFIG, record, set_epoch_values, set_record
 from iasf_search.space import SearchSpace
@@ -105,8 +106,8 @@ class TrialObjective:
         except Surplus as exc:
             trial.set_user_attr("failure_reason", str(exc))
             raise
-        except KeyboardInterrupt:
-            trial.set_user_attr("failure_reason", "interrupted")
+        except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM (iasf_search.interrupts)
+            trial.set_user_attr("failure_reason", reason(stop))
             raise
         except torch.OutOfMemoryError as exc:
             trial.set_user_attr("failure_reason", f"out of memory: {str(exc).splitlines()[0] if str(exc) else ''}"[:500])

@@ -105,7 +105,9 @@ def run_search(space: SearchSpace, *, trials: int | None = None, timeout: float 
 
     :param space: a validated space (:func:`iasf_search.load_space`).
     :param trials: target number of finished trials; default ``search.trials``.
-    :param timeout: seconds for this run; default ``search.timeout`` (none).
+    :param timeout: stop starting trials once this many seconds have passed since the study was
+        ready (data loaded, study opened: set-up is not counted); a run always starts at least one
+        trial, as Optuna's own ``timeout`` does. Default ``search.timeout`` (none).
     :param storage: storage URL (:mod:`iasf_search.storage`); default ``sqlite:///runs/<space name>.db``.
     :param study_name: default: the space's ``name``.
     :param device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
@@ -124,21 +126,23 @@ def run_search(space: SearchSpace, *, trials: int | None = None, timeout: float 
     pm.hook.iasf_study_start(study=study, space=space, target=run.target)
     guard = _FailureGuard()
     before = len(study.trials)
-    deadline = None if run.timeout is None else start + run.timeout
+    deadline = None if run.timeout is None else time.perf_counter() + run.timeout  # set-up is not counted
+    started = False  # the timeout never stops a run before its first trial
     objective = TrialObjective(space, run.data, run.device, run.seed, run.store, target=run.target)
     callbacks = [guard, lambda s, t: pm.hook.iasf_trial_end(study=s, trial=t)]
     try:
         while not guard.tripped:
             finished, running = _counts(study)
             left = None if deadline is None else deadline - time.perf_counter()
-            if finished >= run.target or (left is not None and left <= 0):
+            if finished >= run.target or (left is not None and left <= 0 and started):
                 break
             if finished + running >= run.target:  # the rest is running elsewhere: wait for it
                 if not _wait_for_others(study, space, running, left):
                     break
                 continue
             # one trial per call: the target is checked right before each new trial is created
-            study.optimize(objective, n_trials=1, timeout=left, catch=(Exception,), callbacks=callbacks, gc_after_trial=False)
+            study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks, gc_after_trial=False)
+            started = True
     finally:
         pm.hook.iasf_study_end(study=study, space=space)
         checkpoint(run.url)

@@ -18,7 +18,11 @@ import threading
 from collections.abc import Sequence
 from typing import TextIO
 
+from iasf_search.interrupts import INTERRUPTED_STATUS, TERMINATED_STATUS, Terminated
+
 WORKER_FLAG = "--worker"
+STOP_GRACE_SECONDS = 30
+"""How long a stopped worker may take to record its running trial before it is killed."""
 
 
 def worker_argv(typed: Sequence[str], index: int, count: int) -> list[str]:
@@ -71,10 +75,13 @@ def _pump(stream: TextIO, prefix: str, out: TextIO, lock: threading.Lock) -> Non
 
 def run_workers(typed: Sequence[str], count: int, device: str, *, json_lines: bool = False) -> int:
     """Start ``count`` workers, relay their output, wait for all; returns the combined exit status
-    (130 if any was interrupted, else 1 if any failed, else 2 if any had bad input, else 0).
+    (143 if any was terminated, else 130 if any was interrupted, else 1 if any failed, else 2 if
+    any had bad input, else 0).
 
-    Ctrl-C reaches the workers too (same process group); each marks its running trial failed
-    ("interrupted") and exits; the parent waits for them.
+    A Ctrl-C or SIGTERM that reaches this process (:mod:`iasf_search.interrupts`) is relayed to
+    every worker explicitly, whatever reached their process group: each marks its running trial
+    failed (``interrupted`` or ``terminated``) and exits; this process waits for them and raises
+    the same interrupt.
     """
     gpus = visible_gpus()
     procs = [subprocess.Popen(worker_argv(typed, i, count), env=worker_env(i, count, device, gpus), text=True,
@@ -88,22 +95,30 @@ def run_workers(typed: Sequence[str], count: int, device: str, *, json_lines: bo
                   threading.Thread(target=_pump, args=(proc.stderr, f"w{i} ", sys.stderr, lock), daemon=True)]
     for pump in pumps:
         pump.start()
-    interrupted = False
     try:
         codes = [proc.wait() for proc in procs]
-    except KeyboardInterrupt:  # a terminal's Ctrl-C reached the workers too: give them time to record it
-        interrupted = True
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGINT)
-        codes = [proc.wait() for proc in procs]
+    except KeyboardInterrupt as stop:
+        _relay(procs, signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)
+        for pump in pumps:
+            pump.join(timeout=5)
+        raise
     for pump in pumps:
         pump.join(timeout=5)
-    if interrupted or 130 in codes:
-        return 130
-    for status in (1, 2):
+    for status in (TERMINATED_STATUS, INTERRUPTED_STATUS, 1, 2):
         if status in codes:
             return status
     return 0 if all(c == 0 for c in codes) else 1
+
+
+def _relay(procs: Sequence[subprocess.Popen], signum: int) -> None:
+    """Send ``signum`` to every worker still running and wait for each to record its trial and exit
+    (killed after :data:`STOP_GRACE_SECONDS`, when the heartbeat check later fails its trial)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signum)
+    for proc in procs:
+        try:
+            proc.wait(timeout=STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -182,11 +182,15 @@ def test_median_pruner_prunes_and_records_the_epoch(tmp_path, write_space):
     assert second.intermediate_values[1] > first.intermediate_values[1]
 
 
-def test_timeout_stops_starting_trials(tmp_path, write_space):
+def test_timeout_stops_starting_trials_but_a_run_always_starts_one(tmp_path, write_space):
+    # the rule: no trial starts once the timeout (counted from when the study is ready) has passed,
+    # but every run starts at least one: a timeout far shorter than any trial gives exactly one
     space = load(write_space())
-    result = iasf_search.run_search(space, trials=1000, timeout=1.0, storage=f"sqlite:///{tmp_path / 't.db'}", device="cpu")
-    assert 1 <= result.new_trials < 1000
-    assert result.target == 1000
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    result = iasf_search.run_search(space, trials=1000, timeout=1e-6, storage=url, device="cpu")
+    assert result.new_trials == 1 and result.target == 1000
+    again = iasf_search.run_search(space, trials=1000, timeout=1e-6, storage=url, device="cpu")
+    assert again.new_trials == 1 and len(again.study.trials) == 2
 
 
 class Recorder:

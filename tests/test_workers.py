@@ -108,34 +108,60 @@ def test_a_killed_worker_trial_is_failed_retried_once_and_the_target_is_reached(
     assert stop_reasons(study)["worker lost (no heartbeat; retried)"] == 1
 
 
-def test_ctrl_c_stops_every_worker_and_the_same_command_resumes(tmp_path):
+def start_two_workers(tmp_path, name: str, sigint: signal.Handlers) -> tuple[subprocess.Popen, list, list[str], str]:
+    """Start ``--workers 2`` on a slow space in its own process group with SIGINT set to ``sigint``
+    (whatever this test process inherited), and wait until both workers are training.
+
+    :returns: the process, the running trials, the command (without ``--workers``) and the storage URL.
+    """
     path = slow_space(tmp_path)
-    url = f"sqlite:///{tmp_path / 'int.db'}"
+    url = f"sqlite:///{tmp_path / name}"
     command = [sys.executable, "-m", "iasf_search", "--space", str(path), "--storage", url, "--trials", "3", "-q"]
     proc = subprocess.Popen([*command, "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # its own process group, as a terminal's foreground job
+                            start_new_session=True,  # its own process group, as a terminal's foreground job
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
     deadline = time.monotonic() + 120
     while True:  # wait until both workers are training
-        assert time.monotonic() < deadline and proc.poll() is None
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()[1] if proc.poll() is not None else "timeout"
         try:
             running = [t for t in load(url).trials if t.state == TrialState.RUNNING and "params" in t.user_attrs]
         except Exception:
             running = []
         if len(running) == 2:
-            break
+            return proc, running, command, url
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: every process of the group gets SIGINT
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert "interrupted: finished trials are kept" in err
+
+
+def assert_stopped_and_resumed(proc: subprocess.Popen, running: list, command: list[str], url: str, reason: str,
+                               status: int) -> None:
+    """The stopped run exited with ``status``; each trial training at the signal was marked ``reason`` or had just
+    finished; nothing is left running; the same command then completes the study."""
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == status, err
+    assert f"{reason}: finished trials are kept" in err
     study = load(url)
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
-    interrupted = {t.number for t in study.trials if t.user_attrs.get("failure_reason") == "interrupted"}
-    assert interrupted and interrupted <= {t.number for t in running}
-    for t in running:  # each trial training at Ctrl-C was either marked interrupted or had just finished
-        assert t.number in interrupted or study.trials[t.number].state in FINISHED
+    stopped = {t.number for t in study.trials if t.user_attrs.get("failure_reason") == reason}
+    assert stopped and stopped <= {t.number for t in running}
+    for t in running:  # each trial training at the signal was either marked or had just finished
+        assert t.number in stopped or study.trials[t.number].state in FINISHED
     assert subprocess.run(command, capture_output=True, timeout=300).returncode == 0
     assert len([t for t in load(url).trials if t.state in FINISHED]) == 3
+
+
+def test_ctrl_c_stops_every_worker_and_the_same_command_resumes(tmp_path):
+    # SIGINT at its default in the child, whatever this test inherited (a background job's pytest has it ignored)
+    proc, running, command, url = start_two_workers(tmp_path, "int.db", signal.SIG_DFL)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: every process of the group gets SIGINT
+    assert_stopped_and_resumed(proc, running, command, url, "interrupted", 130)
+
+
+@pytest.mark.parametrize("sigint", [signal.SIG_DFL, signal.SIG_IGN], ids=["sigint-default", "sigint-ignored"])
+def test_sigterm_stops_every_worker_and_the_same_command_resumes(tmp_path, sigint):
+    # a scheduler's kill: SIGTERM to the command's process only; a background job has SIGINT ignored
+    proc, running, command, url = start_two_workers(tmp_path, "term.db", sigint)
+    proc.send_signal(signal.SIGTERM)
+    assert_stopped_and_resumed(proc, running, command, url, "terminated", 143)
 
 
 def test_max_trial_seconds_stops_a_trial_with_a_reason(tmp_path, write_space, capsys):
