@@ -7,7 +7,7 @@ architecture once), on the space's own validation data:
   ``torch.inference_mode`` on ``x = batch_of(x_val, 32)``, the median (the protocol of the
   ``latency_ms`` cost model), with its coefficient of variation; the fastest sample is kept too;
 * a repeat of that measurement after every architecture has been measured once (repeatability);
-* predicted latency from a profile calibrated at the start of the run (``iasf_search.calibration.calibrate``,
+* predicted latency from a profile calibrated at the start of the run (``iasf_search.hardware.calibration.calibrate``,
   written to a file and named as the cost model's ``target``), and from the built-in generic ``cpu`` profile;
 * FLOPs (the ``flops`` cost model, per sample, times the batch).
 
@@ -47,12 +47,12 @@ import optuna
 import torch
 
 from iasf_search.build import build_model
-from iasf_search.calibration import calibrate
 from iasf_search.graph import canonical_hash, sample_graph
 from iasf_search.graph import summary as describe
-from iasf_search.hardware import write_profile
+from iasf_search.hardware.calibration import calibrate
+from iasf_search.hardware.profiles import write_profile
+from iasf_search.hardware.timing import batch_of, time_call
 from iasf_search.space import load_space
-from iasf_search.timing import batch_of, time_call
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = (ROOT / "search_spaces" / "vision.yaml", ROOT / "search_spaces" / "sequence.yaml")

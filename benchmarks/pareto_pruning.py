@@ -47,7 +47,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from iasf_search.plugins.pareto_pruning import ParetoHalvingPruner, promoted
-from iasf_search.records import epoch_values
+from iasf_search.results.records import epoch_values
 
 ROOT = Path(__file__).resolve().parents[1]
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)

@@ -12,14 +12,16 @@ Python API (what the CLI does)::
     layer = iasf_search.IASF(768, 1024, num_heads=8, topological_level=3, arch=graph)  # (B, T, 768) -> same
 """
 
+from iasf_search import moved
 from iasf_search.hookspecs import hookimpl
 
 __version__ = "0.1.0"
+moved.install()
 
 from iasf_search.build import build_model  # noqa: E402
 from iasf_search.errors import BadInput, SpaceError  # noqa: E402
-from iasf_search.export import load_model  # noqa: E402
 from iasf_search.iasf_module import IASF  # noqa: E402
+from iasf_search.results.export import load_model  # noqa: E402
 from iasf_search.space import SearchSpace, load_space  # noqa: E402
 from iasf_search.study import SearchResult, best_trials, load_results, run_search, trial_architecture  # noqa: E402
 

@@ -21,15 +21,15 @@ from optuna.trial import TrialState
 from tqdm import tqdm
 
 from iasf_search import __version__, interrupts
-from iasf_search.artifacts import default_artifact_dir, open_artifact_store
 from iasf_search.errors import BadInput
-from iasf_search.event_log import JsonEventLog, error_event, summary_event, write_event
-from iasf_search.export import export_trial, masked_command, pick_trial, study_components
 from iasf_search.graph import INPUT, OUTPUT, hidden_nodes, inputs_of
 from iasf_search.plugin_manager import contributions, load_components
-from iasf_search.progress import ConsoleProgress
-from iasf_search.records import ARCHITECTURE, TRAIN_CONFIG, record
-from iasf_search.retrain import retrain
+from iasf_search.plugins.console_progress import ConsoleProgress
+from iasf_search.plugins.json_event_log import JsonEventLog, error_event, summary_event, write_event
+from iasf_search.results.artifacts import default_artifact_dir, open_artifact_store
+from iasf_search.results.export import export_trial, masked_command, pick_trial, study_components
+from iasf_search.results.records import ARCHITECTURE, TRAIN_CONFIG, record
+from iasf_search.results.retrain import retrain
 from iasf_search.space import SearchSpace, load_space
 from iasf_search.study import (
     SearchResult,
@@ -168,7 +168,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def _write_pareto_plot(result: SearchResult) -> None:
     """After a search with two or three objectives: the Pareto plot under runs/ (see :func:`pareto_plot_path`)."""
     if len(result.study.directions) > 1:
-        from iasf_search.report import write_pareto_plot
+        from iasf_search.results.report import write_pareto_plot
 
         result.pareto_plot = write_pareto_plot(result.study, pareto_plot_path(result.storage_url, result.study.study_name))
 
@@ -320,7 +320,7 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     storage, name = _study_location(args, study_required=False)
-    from iasf_search.dashboard import serve_dashboard  # optuna-dashboard takes a second and a half to import
+    from iasf_search.results.dashboard import serve_dashboard  # optuna-dashboard takes a second and a half to import
 
     serve_dashboard(storage, _artifact_dir(args, storage), study_name=name, host=args.host, port=args.port)
     return 0
@@ -345,7 +345,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     folder = _artifact_dir(args, storage)
     # an explicit --artifacts must exist; without one, a study searched with no artifacts still gets its report
     store = open_artifact_store(folder, create=False) if args.artifacts or folder.is_dir() else None
-    from iasf_search.report import write_report  # matplotlib's pyplot: imported only for reports
+    from iasf_search.results.report import write_report  # matplotlib's pyplot: imported only for reports
 
     index = write_report(study, args.out, store=store, components=study_components(study, args.plugin),
                          storage_url=storage)
@@ -365,8 +365,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Time micro-benchmarks on the device, fit a hardware profile, write it, print its figures."""
-    from iasf_search.calibration import calibrate
-    from iasf_search.hardware import describe_profile, load_profile, write_profile
+    from iasf_search.hardware.calibration import calibrate
+    from iasf_search.hardware.profiles import describe_profile, load_profile, write_profile
     from iasf_search.train import resolve_device
 
     try:

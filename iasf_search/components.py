@@ -255,9 +255,9 @@ class PrunerFactory(Component):
     Optuna's pruners read one intermediate value per step and refuse studies with several
     objectives. A factory whose pruner works with several objectives sets ``multi_objective``:
     in such studies the engine records, after every epoch, one value per objective (validation
-    metric at that epoch; costs, which do not change) with :func:`iasf_search.records.set_epoch_values`
+    metric at that epoch; costs, which do not change) with :func:`iasf_search.results.records.set_epoch_values`
     and calls the pruner's ``prune(study, trial)`` itself; the pruner reads them with
-    :func:`iasf_search.records.epoch_values`.
+    :func:`iasf_search.results.records.epoch_values`.
     """
 
     multi_objective: ClassVar[bool] = False

@@ -112,7 +112,7 @@ def iasf_register_pruners(registry: Registry) -> None:
 
     :param registry: call ``registry.register(factory)``; names are used in ``search.pruner``.
         A factory with ``multi_objective = True`` serves studies with several objectives: the
-        engine records each epoch's objective vector (``iasf_search.records.epoch_values``) and
+        engine records each epoch's objective vector (``iasf_search.results.records.epoch_values``) and
         calls its pruner's ``prune(study, trial)`` itself, since Optuna's ``trial.report`` refuses
         such studies.
     """

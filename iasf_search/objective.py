@@ -38,7 +38,7 @@ from iasf_search.build import ArchNet, build_model, count_parameters
 from iasf_search.components import Measurement, TaskData
 from iasf_search.interrupts import reason
 from iasf_search.plugin_manager import Components, plugin_in_traceback
-from iasf_search.records import ARCHITECTURE, TRAIN_CONFIG, record, set_epoch_values, set_record
+from iasf_search.results.records import ARCHITECTURE, TRAIN_CONFIG, record, set_epoch_values, set_record
 from iasf_search.space import SearchSpace
 from iasf_search.train import AuxTerm, Diverged, TimeLimit, TrainResult, evaluate, measure_aux, train
 
@@ -201,7 +201,7 @@ class TrialObjective:
 
     def _reporter(self, trial: optuna.Trial, costs: Mapping[str, float], epochs: int) -> Callable[[int, float, float], None]:
         """The per-epoch report: Optuna's ``trial.report`` / ``should_prune`` with one objective;
-        with several, the epoch's objective vector (:func:`~iasf_search.records.set_epoch_values`)
+        with several, the epoch's objective vector (:func:`~iasf_search.results.records.set_epoch_values`)
         and the pruner asked directly, when it handles several objectives (``PrunerFactory.multi_objective``).
         A fully trained trial is never pruned; a cost does not change per epoch, so a cost as the
         only objective is not pruned."""

@@ -21,12 +21,12 @@ from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
 from iasf_search import graph as arch
-from iasf_search.artifacts import check_artifact_dir, default_artifact_dir, open_artifact_store
 from iasf_search.components import TaskData
 from iasf_search.data import check_task
 from iasf_search.errors import BadInput
 from iasf_search.objective import TrialObjective
-from iasf_search.records import ARCHITECTURE, record
+from iasf_search.results.artifacts import check_artifact_dir, default_artifact_dir, open_artifact_store
+from iasf_search.results.records import ARCHITECTURE, record
 from iasf_search.space import SearchSpace
 from iasf_search.storage import absolute_url, checkpoint, default_storage_url, open_storage, safe_url
 from iasf_search.train import resolve_device
@@ -112,7 +112,7 @@ def run_search(space: SearchSpace, *, trials: int | None = None, timeout: float 
     :param study_name: default: the space's ``name``.
     :param device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
     :param seed: overrides ``search.seed`` (sampler and training seed).
-    :param artifacts: where trials' files go: ``"auto"`` (:func:`~iasf_search.artifacts.default_artifact_dir`
+    :param artifacts: where trials' files go: ``"auto"`` (:func:`~iasf_search.results.artifacts.default_artifact_dir`
         of the storage), a folder, any Optuna artifact store, or None for none.
     :param command: the command line that started this run (passwords hidden), kept in the
         study's ``commands`` attribute for exported model cards.

@@ -26,8 +26,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from iasf_search import hookimpl
 from iasf_search.components import CostModel, Measurement
+from iasf_search.hardware.timing import batch_of, synchronize, time_call
 from iasf_search.params import Param
-from iasf_search.timing import batch_of, synchronize, time_call
 from iasf_search.train import autocast
 
 MB = 2**20
@@ -58,7 +58,7 @@ class Latency(CostModel):
     """Median wall time of one inference forward pass of a ``batch_size`` batch on the trial's device.
 
     ``warmup`` untimed calls, then ``repeats`` calls each timed between device synchronisations
-    (:func:`iasf_search.timing.time_call`), under ``torch.inference_mode`` (and bf16 autocast on CUDA).
+    (:func:`iasf_search.hardware.timing.time_call`), under ``torch.inference_mode`` (and bf16 autocast on CUDA).
     Details: the timing summary (median, IQR, coefficient of variation, min, max, repeats),
     ``batch_size``, ``device``, ``threads`` (``torch.get_num_threads()``) and ``autocast``.
     """

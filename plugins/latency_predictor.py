@@ -1,9 +1,9 @@
 """Built-in cost model ``predicted_latency_ms``: roofline latency on a named hardware target.
 
 The target need not be present: the model runs once here (on the trial's device) while every
-kernel it launches is recorded (:func:`iasf_search.kernels.trace_kernels`), and the latency on the
+kernel it launches is recorded (:func:`iasf_search.hardware.kernels.trace_kernels`), and the latency on the
 target is predicted from the kernels' FLOPs, bytes and kinds and the target's hardware profile
-(:func:`iasf_search.hardware.predict_latency_ms`). Targets: the built-in profiles in
+(:func:`iasf_search.hardware.profiles.predict_latency_ms`). Targets: the built-in profiles in
 ``hardware_profiles/`` (``h100``, ``a100``, ``cpu``) or the path of a profile file, such as one
 written by ``iasf-search calibrate --out FILE`` (relative paths from the current directory).
 
@@ -24,10 +24,10 @@ from torch import nn
 from iasf_search import hookimpl
 from iasf_search.components import CostModel, Measurement
 from iasf_search.errors import BadInput
-from iasf_search.hardware import HardwareProfile, load_profile, predict_latency_ms
-from iasf_search.kernels import DTYPES, trace_kernels
+from iasf_search.hardware.kernels import DTYPES, trace_kernels
+from iasf_search.hardware.profiles import HardwareProfile, load_profile, predict_latency_ms
+from iasf_search.hardware.timing import batch_of
 from iasf_search.params import Param, Range
-from iasf_search.timing import batch_of
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "hardware_profiles"
 """Where the built-in profiles live (shipped in the wheel as package data)."""

@@ -5,7 +5,7 @@ Optuna's pruners read one intermediate value per step and refuse studies with se
 al., "Multi-objective Asynchronous Successive Halving", 2021), with NSGA-II's selection at each rung.
 
 Contract (see :class:`~iasf_search.components.PrunerFactory`): after every epoch the engine stores
-the trial's objective vector with :func:`iasf_search.records.set_epoch_values` and calls
+the trial's objective vector with :func:`iasf_search.results.records.set_epoch_values` and calls
 ``prune(study, trial)``. With one objective, the pruner reads ``trial.intermediate_values`` instead
 (Optuna's ``trial.report``), and its decisions are those of Optuna's ``SuccessiveHalvingPruner``
 (``min_early_stopping_rate=0``, ``bootstrap_count=0``) while values are finite and no trial failed.
@@ -39,7 +39,7 @@ from optuna.trial import FrozenTrial, TrialState
 from iasf_search import hookimpl
 from iasf_search.components import PrunerFactory
 from iasf_search.params import Param
-from iasf_search.records import epoch_values
+from iasf_search.results.records import epoch_values
 
 COMPETING = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 """States of the trials whose rung vectors a trial is compared with."""

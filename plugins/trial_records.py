@@ -30,11 +30,11 @@ import safetensors.torch
 from torch import nn
 
 from iasf_search import hookimpl
-from iasf_search.artifacts import CHECKPOINT, DIAGRAM, HEATMAPS, upload_bytes
 from iasf_search.components import SpaceSection, TaskData
 from iasf_search.graph import INPUT, OUTPUT, from_json, hidden_nodes, inputs_of
 from iasf_search.params import Param
-from iasf_search.records import ARCHITECTURE, TRAIN_CONFIG, record
+from iasf_search.results.artifacts import CHECKPOINT, DIAGRAM, HEATMAPS, upload_bytes
+from iasf_search.results.records import ARCHITECTURE, TRAIN_CONFIG, record
 from iasf_search.space import SearchSpace
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ def trial_note(trial: optuna.Trial, graph: nx.DiGraph, space: SearchSpace, value
     short and left-aligned (configurations as ``key=value``, a node's inputs and fusion in one cell)
     and end with an em space (:func:`table_row`).
     """
-    from iasf_search.figures import node_labels
+    from iasf_search.results.figures import node_labels
 
     attrs = trial.user_attrs
     labels = node_labels(graph, space.components)
@@ -207,7 +207,7 @@ def _save_note() -> Callable[[Any, str], None]:
 
 @hookimpl
 def iasf_trial_built(trial: optuna.Trial, graph: nx.DiGraph, space: SearchSpace, artifacts: ArtifactStore | None) -> None:
-    from iasf_search.figures import architecture_figure, node_labels, save
+    from iasf_search.results.figures import architecture_figure, node_labels, save
 
     save_note = _save_note()
 
@@ -225,8 +225,8 @@ def iasf_trial_trained(trial: optuna.Trial, model: nn.Module, data: TaskData, sp
                        values: list[float], artifacts: ArtifactStore | None) -> None:
     save_note = _save_note()
 
-    from iasf_search.attention_maps import attention_maps
-    from iasf_search.figures import heatmap_figure, node_labels, save
+    from iasf_search.results.attention_maps import attention_maps
+    from iasf_search.results.figures import heatmap_figure, node_labels, save
 
     settings = space.sections["artifacts"]
     graph = from_json(record(trial, ARCHITECTURE))

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from iasf_search.artifacts import check_artifact_dir, default_artifact_dir, open_artifact_store
 from iasf_search.cli import main
 from iasf_search.errors import BadInput
+from iasf_search.results.artifacts import check_artifact_dir, default_artifact_dir, open_artifact_store
 
 
 def test_default_folder_is_beside_a_sqlite_database_else_runs():

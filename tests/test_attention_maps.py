@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from iasf_search.attention_maps import attention_maps, normalised
 from iasf_search.build import build_model
+from iasf_search.results.attention_maps import attention_maps, normalised
 
 
 def test_normalised_divides_by_the_maximum_and_zeroes_the_rest():

@@ -1,4 +1,4 @@
-"""Calibration of a hardware profile for this machine (iasf_search.calibration)."""
+"""Calibration of a hardware profile for this machine (iasf_search.hardware.calibration)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import math
 import torch
 from conftest import small_model
 
-from iasf_search.calibration import calibrate
-from iasf_search.hardware import load_profile, predict_latency_ms, write_profile
-from iasf_search.kernels import KINDS, trace_kernels
+from iasf_search.hardware.calibration import calibrate
+from iasf_search.hardware.kernels import KINDS, trace_kernels
+from iasf_search.hardware.profiles import load_profile, predict_latency_ms, write_profile
 
 
 def test_quick_calibration_gives_positive_finite_figures(tmp_path):

@@ -298,7 +298,7 @@ def test_storage_password_is_never_printed(capsys, write_space):
 
 
 def test_clock():
-    from iasf_search.progress import clock
+    from iasf_search.plugins.console_progress import clock
 
     assert [clock(s) for s in (0, 59.4, 61, 3599, 3600, 3725)] == ["0:00", "0:59", "1:01", "59:59", "1:00:00", "1:02:05"]
 
@@ -307,7 +307,7 @@ def test_trial_outcome():
     from optuna.distributions import FloatDistribution
     from optuna.trial import create_trial
 
-    from iasf_search.progress import trial_outcome
+    from iasf_search.plugins.console_progress import trial_outcome
 
     def make(state, value=None, **attrs):
         return create_trial(state=state, value=value, params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)},

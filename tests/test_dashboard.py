@@ -15,7 +15,7 @@ from conftest import make_doc
 
 import iasf_search
 from iasf_search.cli import main
-from iasf_search.dashboard import make_dashboard_server
+from iasf_search.results.dashboard import make_dashboard_server
 
 SPACE = make_doc({"manifold.ops": {"attention": {"heads": 2, "pattern": "full"}, "conv": {"kernel": 3}},
                   "manifold.width": 16, "training.lr": 0.01, "training.epochs": 2, "costs": ["params"]})

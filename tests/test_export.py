@@ -12,7 +12,7 @@ from conftest import make_doc, run
 
 import iasf_search
 from iasf_search.cli import main
-from iasf_search.export import masked_command
+from iasf_search.results.export import masked_command
 from iasf_search.train import evaluate
 
 SPACE = make_doc({"manifold.ops": {"attention": {"heads": 2, "pattern": ["full", "local"], "window": 3}, "conv": {"kernel": 3}},
@@ -84,7 +84,7 @@ def test_onnx_export_gives_the_same_logits(searched, capsys, tmp_path, digits):
 def test_a_trial_without_checkpoint_names_those_with_one(searched, capsys, tmp_path):
     _, path, url = searched
     study = iasf_search.load_results(url, "tiny")
-    from iasf_search.artifacts import CHECKPOINT, trial_files
+    from iasf_search.results.artifacts import CHECKPOINT, trial_files
 
     without = [t.number for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"
                and "reused_from" not in t.user_attrs and CHECKPOINT not in trial_files(study, t)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-from iasf_search.figures import architecture_figure, heatmap_figure, node_labels, save
+from iasf_search.results.figures import architecture_figure, heatmap_figure, node_labels, save
 
 
 def test_diagram_labels_every_node_with_its_component_description(components, make_graph):

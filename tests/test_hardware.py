@@ -1,4 +1,4 @@
-"""Hardware profiles and the roofline prediction (iasf_search.hardware)."""
+"""Hardware profiles and the roofline prediction (iasf_search.hardware.profiles)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import yaml
 from conftest import small_model
 
 from iasf_search.errors import BadInput, SpaceError
-from iasf_search.hardware import HardwareProfile, KindCost, kernel_time_s, load_profile, predict_latency_ms, write_profile
-from iasf_search.kernels import Kernel, trace_kernels
+from iasf_search.hardware.kernels import Kernel, trace_kernels
+from iasf_search.hardware.profiles import HardwareProfile, KindCost, kernel_time_s, load_profile, predict_latency_ms, write_profile
 
 PROFILES = Path(__file__).resolve().parents[1] / "plugins" / "hardware_profiles"
 

@@ -1,4 +1,4 @@
-"""Kernel tracing: what a forward pass launches, with its FLOPs, bytes and kinds (iasf_search.kernels)."""
+"""Kernel tracing: what a forward pass launches, with its FLOPs, bytes and kinds (iasf_search.hardware.kernels)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from conftest import small_model
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from iasf_search.kernels import KINDS, trace_kernels
+from iasf_search.hardware.kernels import KINDS, trace_kernels
 from iasf_search.plugin_manager import load_components
 
 COMPONENTS = load_components(autoload=False)

@@ -10,7 +10,7 @@ from conftest import build_graph, run
 
 from iasf_search.build import build_model
 from iasf_search.components import Measurement
-from iasf_search.hardware import load_profile
+from iasf_search.hardware.profiles import load_profile
 from iasf_search.plugin_manager import load_components
 
 COMPONENTS = load_components(autoload=False)

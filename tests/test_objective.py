@@ -13,8 +13,8 @@ from conftest import run
 from optuna.trial import TrialState
 
 import iasf_search
-from iasf_search.dashboard import make_dashboard_server
-from iasf_search.records import epoch_values
+from iasf_search.results.dashboard import make_dashboard_server
+from iasf_search.results.records import epoch_values
 
 # width 8 models have under 3,000 parameters, width 48 ones over 8,000: the bound splits the space
 SPLIT = {"manifold.width": [8, 48], "manifold.nodes": {"low": 1, "high": 1}, "manifold.ops": {"mlp": {"expansion": 2}},

@@ -20,7 +20,7 @@ from iasf_search.plugins.pareto_pruning import (
     orient,
     promoted,
 )
-from iasf_search.records import EPOCH_VALUES, epoch_values
+from iasf_search.results.records import EPOCH_VALUES, epoch_values
 
 MAX, MIN = StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE
 

@@ -15,8 +15,8 @@ from optuna.trial import TrialState, create_trial
 
 import iasf_search.cli
 from iasf_search.cli import main
-from iasf_search.event_log import JsonEventLog, encode, error_event, jsonable, summary_event
-from iasf_search.progress import ConsoleProgress
+from iasf_search.plugins.console_progress import ConsoleProgress
+from iasf_search.plugins.json_event_log import JsonEventLog, encode, error_event, jsonable, summary_event
 from iasf_search.study import SearchResult, safe_url
 
 TRIAL_LINE = re.compile(r"^\[\s*(\d+)/(\d+)\] #(\d+)\s", re.MULTILINE)

@@ -15,10 +15,18 @@ from optuna.trial import TrialState
 from optuna_dashboard._note import get_note_from_system_attrs
 
 import iasf_search
-from iasf_search.artifacts import CHECKPOINT, DIAGRAM, HEATMAPS, default_artifact_dir, open_artifact_store, read_trial_file, trial_files
 from iasf_search.build import build_model
-from iasf_search.export import trained_source
 from iasf_search.plugins.trial_records import SPACER, dominates, is_front_runner, key_values, trial_note
+from iasf_search.results.artifacts import (
+    CHECKPOINT,
+    DIAGRAM,
+    HEATMAPS,
+    default_artifact_dir,
+    open_artifact_store,
+    read_trial_file,
+    trial_files,
+)
+from iasf_search.results.export import trained_source
 from iasf_search.train import evaluate
 
 ATTENTION_SPACE = {

@@ -7,7 +7,7 @@ import optuna
 
 from iasf_search import hookimpl
 from iasf_search.components import PrunerFactory
-from iasf_search.records import epoch_values
+from iasf_search.results.records import epoch_values
 
 
 class _PruneAtTwo(optuna.pruners.BasePruner):

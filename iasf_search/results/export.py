@@ -29,12 +29,12 @@ import torch
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from iasf_search.artifacts import CHECKPOINT, read_trial_file, trial_files
 from iasf_search.build import ArchNet, build_model
 from iasf_search.errors import BadInput
 from iasf_search.graph import from_json
 from iasf_search.plugin_manager import Components, load_components
-from iasf_search.records import ARCHITECTURE, TRAIN_CONFIG, record
+from iasf_search.results.artifacts import CHECKPOINT, read_trial_file, trial_files
+from iasf_search.results.records import ARCHITECTURE, TRAIN_CONFIG, record
 from iasf_search.study import safe_url, trial_architecture
 
 if TYPE_CHECKING:

@@ -16,14 +16,14 @@ from typing import Any
 import safetensors.torch
 import torch
 
-from iasf_search.artifacts import CHECKPOINT
 from iasf_search.build import build_model, count_parameters
 from iasf_search.components import TaskData
 from iasf_search.data import check_task
 from iasf_search.errors import BadInput
-from iasf_search.export import FORMAT, prepare_out_dir
 from iasf_search.graph import GraphError, from_json, validate
 from iasf_search.objective import attach_aux
+from iasf_search.results.artifacts import CHECKPOINT
+from iasf_search.results.export import FORMAT, prepare_out_dir
 from iasf_search.space import SearchSpace, load_space
 from iasf_search.train import Diverged, evaluate, resolve_device, train
 

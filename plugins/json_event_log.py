@@ -19,7 +19,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from iasf_search.hookspecs import hookimpl
-from iasf_search.progress import eta_seconds
+from iasf_search.plugins.console_progress import eta_seconds
 from iasf_search.space import SearchSpace
 from iasf_search.study import SearchResult, best_trials, finished_trials, safe_url
 

@@ -1,7 +1,7 @@
 """Hardware profiles and a roofline latency prediction for hardware that need not be present.
 
 A :class:`HardwareProfile` holds a device's peak FLOP/s per dtype, its memory bandwidth and a fixed
-cost per kernel. Given the kernels a model launches (:func:`iasf_search.kernels.trace_kernels`),
+cost per kernel. Given the kernels a model launches (:func:`iasf_search.hardware.kernels.trace_kernels`),
 :func:`predict_latency_ms` sums over them
 
     network_factor * (max(flops / peak_flops[dtype], bytes / bandwidth, elements * element_ns[kind])
@@ -10,7 +10,7 @@ cost per kernel. Given the kernels a model launches (:func:`iasf_search.kernels.
 
 (:func:`kernel_time_s` is one term). ``bandwidth`` is ``cache_bandwidth`` for a kernel whose bytes
 fit in ``cache_bytes`` when the profile gives both, else ``memory_bandwidth``. The optional ``kinds``
-table gives a kind of kernel (see :data:`iasf_search.kernels.KINDS`) a fixed cost of its own and a
+table gives a kind of kernel (see :data:`iasf_search.hardware.kernels.KINDS`) a fixed cost of its own and a
 per-element cost, a third ceiling beside FLOPs and bytes; the optional ``gather_ns`` charges every
 element an elementwise kernel reads from a tensor laid out differently from its output (a
 transposed copy); ``network_factor`` (default 1) is how much slower kernels run inside a network
@@ -24,7 +24,7 @@ Contract: profiles are YAML files; :func:`load_profile` reads and validates one
 the file, the key and the fix; :func:`write_profile` writes one that :func:`load_profile` reads back
 equal; :func:`describe_profile` gives its figures in readable units. The prediction is a pure
 function of the kernels, the profile and the dtype (no model runs, no device needed).
-:func:`iasf_search.calibration.calibrate` fits a profile for the local machine.
+:func:`iasf_search.hardware.calibration.calibrate` fits a profile for the local machine.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from typing import Any
 import yaml
 
 from iasf_search.errors import BadInput, SpaceError
-from iasf_search.kernels import DTYPES, KINDS, Kernel
+from iasf_search.hardware.kernels import DTYPES, KINDS, Kernel
 from iasf_search.space import read_yaml_document
 
 

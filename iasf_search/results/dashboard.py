@@ -14,8 +14,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import optuna
 import optuna_dashboard
 
-from iasf_search.artifacts import open_artifact_store
 from iasf_search.errors import BadInput
+from iasf_search.results.artifacts import open_artifact_store
 from iasf_search.study import open_storage, safe_url
 
 

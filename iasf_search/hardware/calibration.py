@@ -1,10 +1,10 @@
-"""Calibration: fit a :class:`~iasf_search.hardware.HardwareProfile` of the local machine from micro-benchmarks.
+"""Calibration: fit a :class:`~iasf_search.hardware.profiles.HardwareProfile` of the local machine from micro-benchmarks.
 
 Contract: :func:`calibrate` times micro-benchmarks of every kernel kind on ``device`` with
-:func:`iasf_search.timing.time_call`, fits each figure by least squares, completes the profile from
+:func:`iasf_search.hardware.timing.time_call`, fits each figure by least squares, completes the profile from
 timings of a small MLP network (:class:`_MLPStack`, traced with
-:func:`iasf_search.kernels.trace_kernels` and predicted with
-:func:`iasf_search.hardware.predict_latency_ms`) and returns the profile; it writes nothing. It
+:func:`iasf_search.hardware.kernels.trace_kernels` and predicted with
+:func:`iasf_search.hardware.profiles.predict_latency_ms`) and returns the profile; it writes nothing. It
 leaves the caller's random number generators as they were, and the profile holds for the current
 ``torch.get_num_threads()``. ``quick`` gives a rough profile in well under a second (for tests).
 """
@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from iasf_search.hardware import HardwareProfile, KindCost, predict_latency_ms
-from iasf_search.kernels import DTYPES, KINDS, Kernel, trace_kernels
-from iasf_search.timing import time_call
+from iasf_search.hardware.kernels import DTYPES, KINDS, Kernel, trace_kernels
+from iasf_search.hardware.profiles import HardwareProfile, KindCost, predict_latency_ms
+from iasf_search.hardware.timing import time_call
 
 
 def _fit(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
@@ -155,7 +155,7 @@ def calibrate(device: torch.device | str = "cpu", *, name: str | None = None, qu
     """Fit a :class:`HardwareProfile` for ``device`` from micro-benchmarks (about 4 s on 2 CPU cores).
 
     Every figure comes from a least-squares fit ``t = overhead + x * cost`` over a few sizes, of the
-    fastest of repeated timings (:func:`iasf_search.timing.time_call`) taken in rotation through all
+    fastest of repeated timings (:func:`iasf_search.hardware.timing.time_call`) taken in rotation through all
     the micro-benchmarks (see :func:`_fastest_in_rotation`):
 
     * ``kernel_overhead_us``: one bare op call (an add of 1-element tensors), plus the framework's

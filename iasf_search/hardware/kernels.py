@@ -9,7 +9,7 @@ are skipped; composite ops are followed down to the kernels they call; the model
 :func:`kernel_of` builds the record of one executed op.
 
 This module knows nothing of hardware: it depends on torch alone. The roofline that turns kernels
-into a latency is :mod:`iasf_search.hardware`, whose profiles are keyed by :data:`KINDS` and
+into a latency is :mod:`iasf_search.hardware.profiles`, whose profiles are keyed by :data:`KINDS` and
 :data:`DTYPES` (defined here, since they are what a trace tells apart).
 """
 
@@ -43,7 +43,7 @@ KINDS: dict[str, str] = {
     "memory": "every other kernel: arithmetic, copies, concatenation; elements: largest tensor",
 }
 """The kinds of kernel :func:`trace_kernels` tells apart; a hardware profile's ``kinds`` table (see
-:class:`iasf_search.hardware.HardwareProfile`) may give each a fixed cost on top of
+:class:`iasf_search.hardware.profiles.HardwareProfile`) may give each a fixed cost on top of
 ``kernel_overhead_us`` (``overhead_us``) and a per-element cost (``element_ns``)."""
 
 

@@ -42,13 +42,13 @@ import optuna
 from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
-from iasf_search.artifacts import HEATMAPS, read_trial_file
-from iasf_search.attention_maps import attention_maps
 from iasf_search.errors import BadInput
-from iasf_search.export import rebuild_trial_model, study_components, trained_source
-from iasf_search.figures import architecture_figure, heatmap_figure, node_labels, save
 from iasf_search.plugin_manager import Components
-from iasf_search.records import ARCHITECTURE, record
+from iasf_search.results.artifacts import HEATMAPS, read_trial_file
+from iasf_search.results.attention_maps import attention_maps
+from iasf_search.results.export import rebuild_trial_model, study_components, trained_source
+from iasf_search.results.figures import architecture_figure, heatmap_figure, node_labels, save
+from iasf_search.results.records import ARCHITECTURE, record
 from iasf_search.study import best_trials, safe_url, trial_architecture
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def write_report(study: optuna.Study, out_dir: str | Path, *, store: ArtifactSto
 
     :param store: the artifact store the search wrote to (checkpoints, heat maps); None: the
         heat maps are only what can be said without it.
-    :param components: the plugins the study's space names (default: :func:`~iasf_search.export.study_components`).
+    :param components: the plugins the study's space names (default: :func:`~iasf_search.results.export.study_components`).
     :param storage_url: shown on the page (password hidden); default: the study's RDB storage URL.
     :raises BadInput: ``out_dir`` is a file or cannot be created.
     """
