@@ -13,7 +13,7 @@ from iasf_search.errors import BadInput, SpaceError
 from iasf_search.hardware.kernels import Kernel, trace_kernels
 from iasf_search.hardware.profiles import HardwareProfile, KindCost, kernel_time_s, load_profile, predict_latency_ms, write_profile
 
-PROFILES = Path(__file__).resolve().parents[1] / "plugins" / "hardware_profiles"
+PROFILES = Path(__file__).resolve().parents[2] / "plugins" / "hardware_profiles"
 
 
 def profile(**changes) -> HardwareProfile:
