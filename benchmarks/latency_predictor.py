@@ -52,7 +52,7 @@ from iasf_search.graph import summary as describe
 from iasf_search.hardware.calibration import calibrate
 from iasf_search.hardware.profiles import write_profile
 from iasf_search.hardware.timing import batch_of, time_call
-from iasf_search.space import load_space
+from iasf_search.session import open_session
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = (ROOT / "search_spaces" / "vision.yaml", ROOT / "search_spaces" / "sequence.yaml")
@@ -123,15 +123,15 @@ def own_cpu_s() -> float:
 
 def sample_architectures(path: Path, n: int, seed: int, calibrated: str) -> tuple[list[Row], list]:
     """Sample ``n`` distinct architectures of the space, measure and predict each once."""
-    space = load_space(path)
-    comps = space.components
+    session = open_session(path)
+    space, comps = session.space, session.components
     data = comps.datasets.get(space.dataset).load(space.dataset_options, space.split)
     x = batch_of(data.x_val, 32)
     predicted_cost, flops_cost = comps.cost_models.get("predicted_latency_ms"), comps.cost_models.get("flops")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     rows, models, seen = [], [], set()
     while len(rows) < n:
-        graph = sample_graph(study.ask(), space)
+        graph = sample_graph(study.ask(), space, comps)
         arch = canonical_hash(graph)
         if arch in seen:
             continue

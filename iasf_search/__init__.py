@@ -3,11 +3,11 @@
 Python API (what the CLI does)::
 
     import iasf_search
-    space = iasf_search.load_space("search_spaces/vision.yaml")
-    result = iasf_search.run_search(space, trials=10)          # resumable
+    session = iasf_search.open_session("search_spaces/vision.yaml")  # the space and its loaded plugins
+    result = iasf_search.run_search(session, trials=10)        # resumable
     best = iasf_search.best_trials(result.study)[0]
     graph = iasf_search.trial_architecture(best)                # networkx.DiGraph
-    model = iasf_search.build_model(graph, space.components, sample_shape=(1, 8, 8), num_classes=10)
+    model = iasf_search.build_model(graph, session.components, sample_shape=(1, 8, 8), num_classes=10)
     model = iasf_search.load_model("exported/")                 # after `iasf-search export --out exported`
     layer = iasf_search.IASF(768, 1024, num_heads=8, topological_level=3, arch=graph)  # (B, T, 768) -> same
 """
@@ -21,15 +21,18 @@ moved.install()
 from iasf_search.build import build_model  # noqa: E402
 from iasf_search.errors import BadInput, SpaceError  # noqa: E402
 from iasf_search.iasf_module import IASF  # noqa: E402
+from iasf_search.results.access import best_trials, load_results, trial_architecture  # noqa: E402
 from iasf_search.results.export import load_model  # noqa: E402
-from iasf_search.space import SearchSpace, load_space  # noqa: E402
-from iasf_search.study import SearchResult, best_trials, load_results, run_search, trial_architecture  # noqa: E402
+from iasf_search.session import Session, load_space, open_session  # noqa: E402
+from iasf_search.space import SearchSpace  # noqa: E402
+from iasf_search.study import SearchResult, run_search  # noqa: E402
 
 __all__ = [
     "BadInput",
     "IASF",
     "SearchResult",
     "SearchSpace",
+    "Session",
     "SpaceError",
     "best_trials",
     "build_model",
@@ -37,6 +40,7 @@ __all__ = [
     "load_model",
     "load_results",
     "load_space",
+    "open_session",
     "run_search",
     "trial_architecture",
 ]

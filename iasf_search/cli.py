@@ -5,45 +5,37 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
-import time
 import traceback
 import warnings
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 import optuna
 import torch
-from optuna.trial import TrialState
 from tqdm import tqdm
 
 from iasf_search import __version__, interrupts
 from iasf_search.errors import BadInput
-from iasf_search.graph import INPUT, OUTPUT, hidden_nodes, inputs_of
 from iasf_search.plugin_manager import contributions, load_components
 from iasf_search.plugins.console_progress import ConsoleProgress
 from iasf_search.plugins.json_event_log import JsonEventLog, error_event, summary_event, write_event
+from iasf_search.results.access import best_trials, load_results, pick_trial, study_components
 from iasf_search.results.artifacts import default_artifact_dir, open_artifact_store
-from iasf_search.results.export import export_trial, masked_command, pick_trial, study_components
-from iasf_search.results.records import ARCHITECTURE, TRAIN_CONFIG, record
+from iasf_search.results.export import export_trial
 from iasf_search.results.retrain import retrain
-from iasf_search.space import SearchSpace, load_space
+from iasf_search.results.summary import print_pareto, print_summary, print_trial
+from iasf_search.session import Session, open_session
+from iasf_search.storage import masked_command
 from iasf_search.study import (
     SearchResult,
-    best_trials,
     default_storage_url,
-    finished_trials,
-    load_results,
     pareto_plot_path,
-    prepare_search,
     run_search,
-    safe_url,
-    trial_architecture,
+    run_with_workers,
 )
-from iasf_search.workers import WORKER_FLAG, run_workers
+from iasf_search.workers import WORKER_FLAG, use_worker_threads, worker_index
 
 COMMANDS = ("search", "best", "plugins", "dashboard", "export", "train", "report", "calibrate")
 
@@ -81,6 +73,12 @@ def make_parser() -> argparse.ArgumentParser:
                     "`iasf-search --space FILE` is short for `iasf-search search --space FILE`.")
     parser.add_argument("--version", action="version", version=f"iasf-search {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in (_add_search, _add_best, _add_plugins, _add_dashboard, _add_export, _add_report, _add_train, _add_calibrate):
+        add(sub)
+    return parser
+
+
+def _add_search(sub: argparse._SubParsersAction) -> None:
     search = sub.add_parser("search", help="run or resume a search (the default command)")
     _common(search, space_required=True)
     search.add_argument("--trials", type=int, metavar="N", help="run until the study holds N finished trials")
@@ -96,18 +94,30 @@ def make_parser() -> argparse.ArgumentParser:
     search.add_argument("--log-format", choices=("text", "json"), default="text",
                         help="text (default) or json: one JSON object per line per event on stdout")
     search.set_defaults(func=cmd_search)
+
+
+def _add_best(sub: argparse._SubParsersAction) -> None:
     best = sub.add_parser("best", help="print the best trial (or Pareto set) and its architecture")
     _common(best, space_required=False)
     best.set_defaults(func=cmd_best)
+
+
+def _add_plugins(sub: argparse._SubParsersAction) -> None:
     plugins = sub.add_parser("plugins", help="list the loaded plugins, where each came from and what it contributes")
     _common(plugins, space_required=False)
     plugins.set_defaults(func=cmd_plugins)
+
+
+def _add_dashboard(sub: argparse._SubParsersAction) -> None:
     dashboard = sub.add_parser("dashboard", help="serve optuna-dashboard for the study, with its trials' files")
     _common(dashboard, space_required=False)
     _artifacts_flag(dashboard)
     dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     dashboard.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     dashboard.set_defaults(func=cmd_dashboard)
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
     export = sub.add_parser("export", help="write a trial's architecture, weights and model card to a folder")
     _common(export, space_required=False)
     _artifacts_flag(export)
@@ -115,11 +125,17 @@ def make_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, metavar="DIR", help="folder to write (new, empty, or a previous export)")
     export.add_argument("--onnx", action="store_true", help="also write model.onnx (needs the onnx extra)")
     export.set_defaults(func=cmd_export)
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
     report = sub.add_parser("report", help="write an offline HTML report of the study (figures as PNG files too)")
     _common(report, space_required=False)
     _artifacts_flag(report)
     report.add_argument("--out", required=True, metavar="DIR", help="folder for index.html and the figures' PNG files")
     report.set_defaults(func=cmd_report)
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
     retrain = sub.add_parser("train", help="retrain an exported architecture from scratch on train + validation")
     retrain.add_argument("--arch", required=True, metavar="PATH", help="arch.json of an export folder")
     retrain.add_argument("--space", metavar="PATH", help="the space it was found in (default: space.yaml beside --arch)")
@@ -130,6 +146,9 @@ def make_parser() -> argparse.ArgumentParser:
     retrain.add_argument("--plugin", action="append", default=[], metavar="MODULE", help="load a plugin module (repeatable)")
     retrain.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     retrain.set_defaults(func=cmd_train)
+
+
+def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     calibrate = sub.add_parser("calibrate", help="fit a hardware profile of this machine for the predicted_latency_ms cost")
     calibrate.add_argument("--out", required=True, metavar="FILE", help="profile YAML to write (name it as target: in a space)")
     calibrate.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
@@ -138,27 +157,28 @@ def make_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--quick", action="store_true", help="fewer sizes and repeats: a rough profile in about a second")
     calibrate.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     calibrate.set_defaults(func=cmd_calibrate)
-    return parser
 
 
-def _load(args: argparse.Namespace) -> SearchSpace:
-    return load_space(args.space, plugins=args.plugin)
+def _load(args: argparse.Namespace, observers: Sequence[tuple[object, str]] = ()) -> Session:
+    return open_session(args.space, plugins=args.plugin, observers=observers)
 
 
-def cmd_search(args: argparse.Namespace) -> int:
+def _check_search_flags(args: argparse.Namespace) -> None:
     if args.trials is not None and args.trials < 1:
         raise BadInput(f"--trials must be at least 1, got {args.trials}")
     if args.timeout is not None and args.timeout <= 0:
         raise BadInput(f"--timeout must be positive, got {args.timeout}")
-    if args.log_format == "json":
-        return _search_json(args)
     if args.workers < 1:
         raise BadInput(f"--workers must be at least 1, got {args.workers}")
-    space = _load(args)
-    if not args.quiet and args.workers == 1:
-        space.components.pm.register(ConsoleProgress(), name="console-progress")
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    _check_search_flags(args)
+    if args.log_format == "json":
+        return _search_json(args)
+    session = _load(args, [(ConsoleProgress(), "console-progress")] if not args.quiet and args.workers == 1 else [])
     with interrupts.stop_signals(sigint=bool(args.worker)):
-        result = _search(space, args)
+        result = _search(session, args)
     if result is not None:
         _write_pareto_plot(result)
         print_summary(result)
@@ -173,116 +193,33 @@ def _write_pareto_plot(result: SearchResult) -> None:
         result.pareto_plot = write_pareto_plot(result.study, pareto_plot_path(result.storage_url, result.study.study_name))
 
 
-def _search(space: SearchSpace, args: argparse.Namespace) -> SearchResult | None:
+def _search(session: Session, args: argparse.Namespace) -> SearchResult | None:
     """Run the search: in this process, as worker ``--worker i/N``, or through ``--workers N`` processes.
     None for a worker (the process that started the workers prints the summary)."""
     settings = {"trials": args.trials, "timeout": args.timeout, "storage": args.storage, "study_name": args.study,
                 "device": args.device, "seed": args.seed, "artifacts": None if args.no_artifacts else (args.artifacts or "auto"),
                 "command": masked_command(["iasf-search", *args.argv])}
     if args.worker:
-        index, count = _worker_index(args.worker)
-        torch.set_num_threads(int(os.environ.get("IASF_SEARCH_THREADS", "1")))
-        run_search(space, **{**settings, "command": None}, worker=index)
+        use_worker_threads()
+        run_search(session, **{**settings, "command": None}, worker=worker_index(args.worker))
         return None
     if args.workers == 1:
-        return run_search(space, **settings)
-    start = time.perf_counter()
-    run = prepare_search(space, **settings)  # checks everything and creates the study before any worker starts
-    before = len(run.study.trials)
-    status = run_workers(args.argv, args.workers, args.device, json_lines=args.log_format == "json")
-    if status in (interrupts.INTERRUPTED_STATUS, interrupts.TERMINATED_STATUS):
-        raise interrupts.Terminated() if status == interrupts.TERMINATED_STATUS else KeyboardInterrupt()
-    if status:
-        raise RuntimeError(f"a worker stopped with exit status {status} (its messages are above, prefixed w<i>)")
-    study = load_results(run.url, run.study.study_name)
-    return SearchResult(study, run.url, run.target, len(study.trials) - before, time.perf_counter() - start, run.artifact_dir)
-
-
-def _worker_index(text: str) -> tuple[int, int]:
-    index, _, count = text.partition("/")
-    return int(index), int(count)
+        return run_search(session, **settings)
+    return run_with_workers(session, args.argv, args.workers, json_lines=args.log_format == "json", **settings)
 
 
 def _search_json(args: argparse.Namespace) -> int:
     """``--log-format json``: stdout carries only the events; anything else printed meanwhile goes to stderr."""
     out = sys.stdout
     with contextlib.redirect_stdout(sys.stderr):
-        space = _load(args)
-        if not args.quiet and args.workers == 1:
-            space.components.pm.register(JsonEventLog(out), name="json-event-log")
+        session = _load(args, [(JsonEventLog(out), "json-event-log")] if not args.quiet and args.workers == 1 else [])
         with interrupts.stop_signals(sigint=bool(args.worker)):
-            result = _search(space, args)
+            result = _search(session, args)
         if result is not None:
             _write_pareto_plot(result)
     if result is not None:
         write_event(out, summary_event(result))
     return 0
-
-
-def print_summary(result: SearchResult) -> None:
-    study = result.study
-    finished = len(finished_trials(study))
-    print()
-    best = result.best
-    if not best:
-        print("no trial completed yet")
-    for t in best[:1] if len(study.directions) == 1 else []:
-        _print_trial(t, heading="best trial")
-    if len(study.directions) > 1:
-        _print_pareto(study, best)
-        if result.pareto_plot is not None:
-            print(f"Pareto plot: {result.pareto_plot}")
-    stops = stop_reasons(study)
-    if stops:
-        print("stopped early or failed: " + "; ".join(f"{n} x {reason}" for reason, n in stops.most_common()))
-    print(f"study '{study.study_name}': {finished}/{result.target} finished trials, "
-          f"{result.new_trials} run now in {result.seconds:.0f} s; storage {safe_url(result.storage_url)}")
-    print(f"open it: {result.dashboard_command}")
-
-
-def stop_reasons(study: optuna.Study) -> Counter[str]:
-    """How many trials failed or were stopped for each kind of reason (pruning by the pruner aside):
-    the reason's text up to its first colon (``diverged``, ``time limit``, ``surplus``, an exception
-    type, ``interrupted``), or ``worker lost`` for a trial failed by the heartbeat check."""
-    counts: Counter[str] = Counter()
-    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL, TrialState.PRUNED)):
-        reason = t.user_attrs.get("failure_reason")
-        if reason is None:
-            if t.state == TrialState.FAIL:
-                counts["worker lost (no heartbeat; retried)"] += 1
-            continue
-        counts[reason.split(":")[0][:60]] += 1
-    return counts
-
-
-def _print_trial(t: optuna.trial.FrozenTrial, heading: str) -> None:
-    a = t.user_attrs
-    reused = f" (result reused from #{a['reused_from']})" if "reused_from" in a else ""
-    print(f"{heading} #{t.number}: validation accuracy {a.get('val_accuracy', float('nan')):.4f}, "
-          f"test accuracy {a.get('test_accuracy', float('nan')):.4f}, {a.get('params', 0):,} parameters, "
-          f"trained {a.get('train_seconds', 0):.1f} s{reused}")
-    print(f"  architecture {a.get('arch_hash', '?')}: {a.get('summary', '')}")
-    if record(t, ARCHITECTURE) is not None:
-        graph = trial_architecture(t)
-        rows = [(INPUT, graph.nodes[INPUT]["op"], graph.nodes[INPUT]["config"], [])]
-        rows += [(n, graph.nodes[n]["op"], graph.nodes[n]["config"], inputs_of(graph, n)) for n in hidden_nodes(graph)]
-        rows.append((OUTPUT, "head", {}, inputs_of(graph, OUTPUT)))
-        for name, op, config, ins in rows:
-            node = graph.nodes[name]
-            fusion = f" fused by {node['fusion']}" if node.get("fusion") else ""
-            src = f"  <- {', '.join(ins)}{fusion}" if ins else ""
-            print(f"    {name:<7}{op:<10}{json.dumps(config, sort_keys=True):<48}{src}")
-    print(f"  training: {json.dumps(record(t, TRAIN_CONFIG, {}), sort_keys=True)}")
-
-
-def _print_pareto(study: optuna.Study, best: list[optuna.trial.FrozenTrial]) -> None:
-    space = study.user_attrs.get("space", {})
-    names = [o["metric"] for o in space.get("objectives", [])] or [f"objective {i}" for i in range(len(study.directions))]
-    print(f"Pareto set ({len(best)} trials):")
-    print("  trial  " + "  ".join(f"{n:>12}" for n in names) + "  test acc  architecture")
-    for t in best:
-        vals = "  ".join(f"{v:>12.4g}" for v in t.values)
-        print(f"  #{t.number:<5} {vals}  {t.user_attrs.get('test_accuracy', float('nan')):8.4f}  {t.user_attrs.get('summary', '')}")
 
 
 def _study_location(args: argparse.Namespace, *, study_required: bool = True) -> tuple[str, str | None]:
@@ -292,7 +229,7 @@ def _study_location(args: argparse.Namespace, *, study_required: bool = True) ->
         raise BadInput(f"{args.command} needs --space PATH, or {need}")
     name, storage = args.study, args.storage
     if args.space is not None:
-        space = _load(args)
+        space = _load(args).space
         name = name or space.name
         storage = storage or default_storage_url(space.name)
     return storage, name
@@ -309,9 +246,9 @@ def cmd_best(args: argparse.Namespace) -> int:
     if not best:
         raise BadInput(f"study '{name}' has no completed trial yet; run the search first")
     if len(study.directions) == 1:
-        _print_trial(best[0], heading="best trial")
+        print_trial(best[0], heading="best trial")
     else:
-        _print_pareto(study, best)
+        print_pareto(study, best)
         plot = pareto_plot_path(storage, name)
         if plot.exists():
             print(f"Pareto plot (written by the search): {plot}")

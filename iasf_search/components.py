@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from iasf_search.params import Param, Range
+from iasf_search.settings import SPLIT_PARAMS
 
 Suggest = Callable[[str], Any]
 """``suggest(param_name)`` samples one declared parameter of a component in the current trial."""
@@ -167,9 +168,9 @@ class Dataset(Component):
 class SplitSpec:
     """Fractions of the data held out for validation and test, and the shuffling seed."""
 
-    val: float = 0.15
-    test: float = 0.2
-    seed: int = 0
+    val: float = SPLIT_PARAMS["val"].default
+    test: float = SPLIT_PARAMS["test"].default
+    seed: int = SPLIT_PARAMS["seed"].default
 
 
 class AuxObjective(Component):

@@ -24,6 +24,7 @@ from iasf_search.components import Component
 from iasf_search.params import Range
 
 if TYPE_CHECKING:
+    from iasf_search.plugin_manager import Components
     from iasf_search.space import SearchSpace
 
 INPUT = "input"
@@ -80,15 +81,16 @@ def validate(graph: nx.DiGraph) -> None:
             raise GraphError(f"node {n} reads {len(slots)} inputs but has no fusion")
 
 
-def sample_graph(trial: optuna.Trial, space: SearchSpace) -> nx.DiGraph:
-    """Sample one architecture from ``space`` with Optuna's define-by-run API.
+def sample_graph(trial: optuna.Trial, space: SearchSpace, components: Components) -> nx.DiGraph:
+    """Sample one architecture from ``space`` (its ops and fusions looked up in ``components``) with
+    Optuna's define-by-run API.
 
     Parameter names are stable so that samplers can learn across trials: ``arch.nodes``,
     ``arch.width``, ``stem.<param>``, ``n<i>.op``, ``n<i>.<op>.<param>``, ``n<i>.in0`` (the first
     input), ``n<i>.in.<src>`` (whether ``src`` is an extra input), ``n<i>.fusion`` and
     ``output.fusion``. An op's own parameters are sampled only when that op is chosen.
     """
-    comps = space.components
+    comps = components
     graph = nx.DiGraph(width=space.width.suggest(trial, "arch.width"))
     stem = comps.stems.get(space.modality)
     graph.add_node(INPUT, role="input", op=space.modality, config=sample_config(trial, stem, space.stem, "stem"))
@@ -110,14 +112,14 @@ def sample_graph(trial: optuna.Trial, space: SearchSpace) -> nx.DiGraph:
         attrs: dict[str, Any] = {"role": "node", "op": op_name,
                                  "config": sample_config(trial, op, space.ops[op_name], f"{name}.{op_name}")}
         if len(sources) > 1:
-            attrs.update(_sample_fusion(trial, space, name))
+            attrs.update(_sample_fusion(trial, space, comps, name))
         graph.add_node(name, **attrs)
         for slot, src in enumerate(sources):
             graph.add_edge(src, name, slot=slot)
     sinks = [n for n in graph if graph.out_degree(n) == 0 and n != INPUT] or [INPUT]
     out_attrs: dict[str, Any] = {"role": "output"}
     if len(sinks) > 1:
-        out_attrs.update(_sample_fusion(trial, space, OUTPUT))
+        out_attrs.update(_sample_fusion(trial, space, comps, OUTPUT))
     graph.add_node(OUTPUT, **out_attrs)
     for slot, src in enumerate(sinks):
         graph.add_edge(src, OUTPUT, slot=slot)
@@ -129,9 +131,9 @@ def _choice(options: list[str]) -> Range:
     return Range(fixed=options[0]) if len(options) == 1 else Range(choices=tuple(options))
 
 
-def _sample_fusion(trial: optuna.Trial, space: SearchSpace, name: str) -> dict[str, Any]:
+def _sample_fusion(trial: optuna.Trial, space: SearchSpace, components: Components, name: str) -> dict[str, Any]:
     fusion_name = _choice(sorted(space.fusions)).suggest(trial, f"{name}.fusion")
-    fusion = space.components.fusions.get(fusion_name)
+    fusion = components.fusions.get(fusion_name)
     return {"fusion": fusion_name,
             "fusion_config": sample_config(trial, fusion, space.fusions[fusion_name], f"{name}.{fusion_name}")}
 

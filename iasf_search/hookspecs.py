@@ -19,10 +19,11 @@ import pluggy
 if TYPE_CHECKING:
     import networkx as nx
     import optuna
-    from optuna.artifacts._protocol import ArtifactStore
     from torch import nn
 
     from iasf_search.components import TaskData
+    from iasf_search.optuna_internals import ArtifactStore
+    from iasf_search.plugin_manager import Components
     from iasf_search.registry import Registry
     from iasf_search.space import SearchSpace
 
@@ -122,11 +123,12 @@ def iasf_register_pruners(registry: Registry) -> None:
 
 
 @hookspec
-def iasf_study_start(study: optuna.Study, space: SearchSpace, target: int) -> None:
+def iasf_study_start(study: optuna.Study, space: SearchSpace, components: Components, target: int) -> None:
     """Called once per search run, after the study is created or loaded and before any trial.
 
     :param study: the Optuna study (may already hold trials when a search resumes).
-    :param space: the validated search space.
+    :param space: the validated search space (plain data).
+    :param components: the loaded plugins' registries (``components.ops.get(name)``, ...).
     :param target: the number of finished (complete or pruned) trials the run aims for.
     """
 
@@ -141,7 +143,7 @@ def iasf_trial_start(study: optuna.Study, trial: optuna.Trial) -> None:
 
 
 @hookspec
-def iasf_trial_built(trial: optuna.Trial, graph: nx.DiGraph, model: nn.Module, space: SearchSpace,
+def iasf_trial_built(trial: optuna.Trial, graph: nx.DiGraph, model: nn.Module, space: SearchSpace, components: Components,
                      artifacts: ArtifactStore | None) -> None:
     """Called when a trial's model is built and its costs measured, before training (also for a
     trial whose result is reused from an identical one; it is then not trained).
@@ -151,13 +153,14 @@ def iasf_trial_built(trial: optuna.Trial, graph: nx.DiGraph, model: nn.Module, s
     :param graph: the sampled architecture graph.
     :param model: the built, untrained :class:`~iasf_search.build.ArchNet` on the trial's device.
     :param space: the validated search space (``space.sections`` holds plugin-owned settings).
+    :param components: the loaded plugins' registries (e.g. each op's ``describe`` for labels).
     :param artifacts: the study's artifact store (``optuna.artifacts.upload_artifact``), or None
         when the run keeps no artifacts.
     """
 
 
 @hookspec
-def iasf_trial_trained(trial: optuna.Trial, model: nn.Module, data: TaskData, space: SearchSpace,
+def iasf_trial_trained(trial: optuna.Trial, model: nn.Module, data: TaskData, space: SearchSpace, components: Components,
                        values: list[float], artifacts: ArtifactStore | None) -> None:
     """Called after a trial trained to the end and was evaluated, while it is still running
     (pruned, diverged and failed trials do not get here).
@@ -167,6 +170,7 @@ def iasf_trial_trained(trial: optuna.Trial, model: nn.Module, data: TaskData, sp
     :param model: the trained model in eval mode, on the trial's device.
     :param data: the task's splits, on the trial's device.
     :param space: the validated search space.
+    :param components: the loaded plugins' registries.
     :param values: the trial's objective values, in the order of ``space.objectives``.
     :param artifacts: the study's artifact store, or None when the run keeps no artifacts.
     """
@@ -183,9 +187,10 @@ def iasf_trial_end(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None
 
 
 @hookspec
-def iasf_study_end(study: optuna.Study, space: SearchSpace) -> None:
-    """Called once when a search run stops (target reached, timeout, or interrupted).
+def iasf_study_end(study: optuna.Study, space: SearchSpace, components: Components) -> None:
+    """Called once when a search run stops (target reached, timeout, interrupted or terminated).
 
     :param study: the study.
     :param space: the validated search space.
+    :param components: the loaded plugins' registries.
     """

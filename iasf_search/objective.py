@@ -37,9 +37,37 @@ from iasf_search import graph as arch
 from iasf_search.build import ArchNet, build_model, count_parameters
 from iasf_search.components import Measurement, TaskData
 from iasf_search.interrupts import reason
+from iasf_search.optuna_internals import trial_id
 from iasf_search.plugin_manager import Components, plugin_in_traceback
-from iasf_search.results.records import ARCHITECTURE, TRAIN_CONFIG, record, set_epoch_values, set_record
-from iasf_search.space import SearchSpace
+from iasf_search.results.records import (
+    ARCH_HASH,
+    ARCHITECTURE,
+    AUX_PREFIX,
+    CONSTRAINTS,
+    COST_DETAILS_PREFIX,
+    COST_PREFIX,
+    EPOCHS,
+    FAILED_PLUGIN,
+    FAILURE_REASON,
+    GRAD_ACCUMULATION,
+    INFEASIBLE,
+    MICRO_BATCH_SIZE,
+    OOM_RETRIES,
+    PARAMS,
+    PRUNED_AT_EPOCH,
+    REUSE_KEY,
+    REUSED_FROM,
+    SUMMARY,
+    TEST_ACCURACY,
+    TRAIN_CONFIG,
+    TRAIN_SECONDS,
+    VAL_ACCURACY,
+    VAL_LOSS,
+    record,
+    set_epoch_values,
+    set_record,
+)
+from iasf_search.session import Session
 from iasf_search.train import AuxTerm, Diverged, TimeLimit, TrainResult, evaluate, measure_aux, train
 
 COST_BATCH = 32
@@ -48,17 +76,16 @@ AUX_BATCH = 256
 """Validation samples on which auxiliary objectives are measured after training."""
 
 if TYPE_CHECKING:
-    from optuna.artifacts._protocol import ArtifactStore
+    from iasf_search.optuna_internals import ArtifactStore
 
-REUSED_ATTRS = ("params", "train_seconds", "epochs", "val_accuracy", "val_loss", "test_accuracy", "oom_retries",
-                "micro_batch_size", "grad_accumulation")
+REUSED_ATTRS = (PARAMS, TRAIN_SECONDS, EPOCHS, VAL_ACCURACY, VAL_LOSS, TEST_ACCURACY, OOM_RETRIES, MICRO_BATCH_SIZE,
+                GRAD_ACCUMULATION)
 LEGACY_CONSTRAINTS = "constraints"
 """The system attribute optuna-dashboard 0.21 reads constraint values from (a list)."""
 
 
-def describe_graph(graph: nx.DiGraph, space: SearchSpace) -> str:
+def describe_graph(graph: nx.DiGraph, comps: Components) -> str:
     """One-line summary of an architecture using each component's ``describe``."""
-    comps = space.components
     stem = graph.nodes[arch.INPUT]
     head = comps.stems.get(stem["op"]).describe(stem["config"])
     return f"{head} " + arch.summary(graph, lambda op, cfg: comps.ops.get(op).describe(cfg))
@@ -88,38 +115,41 @@ def attach_aux(model: ArchNet, aux_config: Mapping[str, Mapping[str, Any]], comp
 class TrialObjective:
     """The Optuna objective for a search: ``objective(trial) -> value(s)`` in the space's objective order."""
 
-    def __init__(self, space: SearchSpace, data: TaskData, device: torch.device, seed: int,
+    def __init__(self, session: Session, data: TaskData, device: torch.device, seed: int,
                  artifacts: ArtifactStore | None = None, target: int | None = None) -> None:
-        self.space, self.data, self.device, self.seed = space, data, device, seed
+        self.space, self.components = session.space, session.components
+        self.hook = session.components.pm.hook
+        self.data, self.device, self.seed = data, device, seed
         self.artifacts = artifacts
         self.target = target
+        space = session.space
         task = {"dataset": space.dataset, "options": dict(space.dataset_options), "split": vars(space.split), "seed": seed}
         self.task_fingerprint = json.dumps(task, sort_keys=True, default=str)
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         try:
             self._check_not_surplus(trial)
-            self.space.components.pm.hook.iasf_trial_start(study=trial.study, trial=trial)
+            self.hook.iasf_trial_start(study=trial.study, trial=trial)
             return self._run(trial)
         except optuna.TrialPruned:
             raise
         except Surplus as exc:
-            trial.set_user_attr("failure_reason", str(exc))
+            trial.set_user_attr(FAILURE_REASON, str(exc))
             raise
         except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM (iasf_search.interrupts)
-            trial.set_user_attr("failure_reason", reason(stop))
+            trial.set_user_attr(FAILURE_REASON, reason(stop))
             raise
         except torch.OutOfMemoryError as exc:
-            trial.set_user_attr("failure_reason", f"out of memory: {str(exc).splitlines()[0] if str(exc) else ''}"[:500])
+            trial.set_user_attr(FAILURE_REASON, f"out of memory: {str(exc).splitlines()[0] if str(exc) else ''}"[:500])
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()  # the next trial starts with the memory this one held
             raise
         except Exception as exc:
-            plugin = plugin_in_traceback(self.space.components, exc.__traceback__)
+            plugin = plugin_in_traceback(self.components, exc.__traceback__)
             where = f"plugin '{plugin}' raised " if plugin else ""
-            trial.set_user_attr("failure_reason", f"{where}{type(exc).__name__}: {exc}"[:500])
+            trial.set_user_attr(FAILURE_REASON, f"{where}{type(exc).__name__}: {exc}"[:500])
             if plugin:
-                trial.set_user_attr("failed_plugin", plugin)
+                trial.set_user_attr(FAILED_PLUGIN, plugin)
             raise
 
     def _check_not_surplus(self, trial: optuna.Trial) -> None:
@@ -133,71 +163,101 @@ class TrialObjective:
                           f"(another worker started at the same moment); not run")
 
     def _run(self, trial: optuna.Trial) -> float | list[float]:
+        graph, train_config, aux_config = self._sample(trial)
+        key = self._record_architecture(trial, graph, train_config)
+        torch.manual_seed(self.seed)
+        model = build_model(graph, self.components, self.data.sample_shape, self.data.num_classes).to(self.device)
+        previous = self._finished_twin(trial.study, key, graph)
+        if previous is not None:
+            return self._reuse(trial, previous, graph, model)
+        costs = self._measure_and_check(trial, graph, model)
+        aux = attach_aux(model, aux_config, self.components, self.data.x_train[:2], self.device)
+        result = self._train(trial, model, train_config, costs, aux)
+        return self._evaluate(trial, model, result, costs, aux)
+
+    def _sample(self, trial: optuna.Trial) -> tuple[nx.DiGraph, dict[str, Any], dict[str, Any]]:
+        """The architecture, the training settings and the auxiliary objectives' settings of ``trial``."""
         space = self.space
-        graph = arch.sample_graph(trial, space)
+        graph = arch.sample_graph(trial, space, self.components)
         train_config = {k: r.suggest(trial, f"train.{k}") for k, r in space.training.items()}
-        aux_config = {name: arch.sample_config(trial, space.components.aux_objectives.get(name), ranges, f"aux.{name}")
+        aux_config = {name: arch.sample_config(trial, self.components.aux_objectives.get(name), ranges, f"aux.{name}")
                       for name, ranges in space.auxiliary.items()}
         if aux_config:
             train_config["auxiliary"] = aux_config
+        return graph, train_config, aux_config
+
+    def _record_architecture(self, trial: optuna.Trial, graph: nx.DiGraph, train_config: Mapping[str, Any]) -> str:
+        """Record the architecture, its hash and summary and the training settings; returns the reuse key
+        (same architecture, settings and task: the same result)."""
         arch_hash = arch.canonical_hash(graph)
         key = hashlib.sha256(f"{arch_hash}|{json.dumps(train_config, sort_keys=True)}|{self.task_fingerprint}".encode()).hexdigest()[:32]
-        for name, value in (("arch_hash", arch_hash), ("summary", describe_graph(graph, space)), ("reuse_key", key)):
+        for name, value in ((ARCH_HASH, arch_hash), (SUMMARY, describe_graph(graph, self.components)), (REUSE_KEY, key)):
             trial.set_user_attr(name, value)
         set_record(trial, ARCHITECTURE, arch.to_json(graph))
         set_record(trial, TRAIN_CONFIG, train_config)
+        return key
 
-        torch.manual_seed(self.seed)
-        model = build_model(graph, space.components, self.data.sample_shape, self.data.num_classes).to(self.device)
-        hook = space.components.pm.hook
-        previous = self._finished_twin(trial.study, key, graph)
-        if previous is not None:
-            for name, value in previous.user_attrs.items():
-                if name in REUSED_ATTRS or name.startswith(("aux.", "cost.", "cost_details.")):
-                    trial.set_user_attr(name, value)
-            trial.set_user_attr("reused_from", previous.number)
-            self._set_constraints(trial, {c.cost: previous.user_attrs[f"cost.{c.cost}"] for c in space.constraints})
-            hook.iasf_trial_built(trial=trial, graph=graph, model=model, space=space, artifacts=self.artifacts)
-            return previous.values if len(previous.values) > 1 else previous.values[0]
+    def _built(self, trial: optuna.Trial, graph: nx.DiGraph, model: nn.Module) -> None:
+        self.hook.iasf_trial_built(trial=trial, graph=graph, model=model, space=self.space, components=self.components,
+                                   artifacts=self.artifacts)
 
-        params = count_parameters(model)  # the deployable model, without auxiliary helpers
-        trial.set_user_attr("params", params)
-        # bounded costs first: an infeasible trial is pruned without measuring the others
-        bounded = [c.cost for c in space.constraints]
+    def _reuse(self, trial: optuna.Trial, previous: optuna.trial.FrozenTrial, graph: nx.DiGraph,
+               model: nn.Module) -> float | list[float]:
+        """Copy the result of an identical finished trial instead of training again."""
+        for name, value in previous.user_attrs.items():
+            if name in REUSED_ATTRS or name.startswith((AUX_PREFIX, COST_PREFIX, COST_DETAILS_PREFIX)):
+                trial.set_user_attr(name, value)
+        trial.set_user_attr(REUSED_FROM, previous.number)
+        self._set_constraints(trial, {c.cost: previous.user_attrs[COST_PREFIX + c.cost] for c in self.space.constraints})
+        self._built(trial, graph, model)
+        return previous.values if len(previous.values) > 1 else previous.values[0]
+
+    def _measure_and_check(self, trial: optuna.Trial, graph: nx.DiGraph, model: nn.Module) -> dict[str, float]:
+        """Parameters and costs of the untrained model; an infeasible trial is pruned (after the
+        ``iasf_trial_built`` hook) without measuring the costs no constraint bounds."""
+        trial.set_user_attr(PARAMS, count_parameters(model))  # the deployable model, without auxiliary helpers
+        bounded = [c.cost for c in self.space.constraints]
         costs = self._measure_costs(trial, model, bounded)
         violated = self._set_constraints(trial, costs)
         if not violated:
-            costs.update(self._measure_costs(trial, model, [name for name in space.costs if name not in bounded]))
-        hook.iasf_trial_built(trial=trial, graph=graph, model=model, space=space, artifacts=self.artifacts)
+            costs.update(self._measure_costs(trial, model, [name for name in self.space.costs if name not in bounded]))
+        self._built(trial, graph, model)
         if violated:
-            trial.set_user_attr("failure_reason", "infeasible: " + "; ".join(violated))
+            trial.set_user_attr(FAILURE_REASON, "infeasible: " + "; ".join(violated))
             raise optuna.TrialPruned("infeasible: " + "; ".join(violated))
-        aux = attach_aux(model, aux_config, space.components, self.data.x_train[:2], self.device)
-        single = len(space.objectives) == 1
+        return costs
+
+    def _train(self, trial: optuna.Trial, model: nn.Module, train_config: Mapping[str, Any], costs: Mapping[str, float],
+               aux: list[AuxTerm]) -> TrainResult:
+        """Train with per-epoch reports; a diverged or overlong trial is pruned with its reason."""
         report = self._reporter(trial, costs, train_config["epochs"])
         try:
-            result = self._train_with_oom_retry(trial, model, train_config, report, aux)
+            return self._train_with_oom_retry(trial, model, train_config, report, aux)
         except Diverged as exc:
-            trial.set_user_attr("failure_reason", f"diverged: {exc}")
+            trial.set_user_attr(FAILURE_REASON, f"diverged: {exc}")
             raise optuna.TrialPruned(str(exc)) from None
         except TimeLimit as exc:
-            trial.set_user_attr("failure_reason", f"time limit: {exc}")
+            trial.set_user_attr(FAILURE_REASON, f"time limit: {exc}")
             raise optuna.TrialPruned(str(exc)) from None
+
+    def _evaluate(self, trial: optuna.Trial, model: nn.Module, result: TrainResult, costs: Mapping[str, float],
+                  aux: list[AuxTerm]) -> float | list[float]:
+        """Test accuracy and auxiliary measurements recorded; the objective values returned."""
         test_acc, _ = evaluate(model, self.data.x_test, self.data.y_test, self.device)
         measured = measure_aux(model, aux, self.data.x_val[:AUX_BATCH], self.data.y_val[:AUX_BATCH], self.device)
         for name, values in measured.items():
-            trial.set_user_attr(f"aux.{name}", values)
-        for name, value in (("train_seconds", round(result.seconds, 3)), ("epochs", result.epochs),
-                            ("val_accuracy", result.val_accuracy), ("val_loss", result.val_loss),
-                            ("test_accuracy", test_acc)):
+            trial.set_user_attr(AUX_PREFIX + name, values)
+        for name, value in ((TRAIN_SECONDS, round(result.seconds, 3)), (EPOCHS, result.epochs),
+                            (VAL_ACCURACY, result.val_accuracy), (VAL_LOSS, result.val_loss), (TEST_ACCURACY, test_acc)):
             trial.set_user_attr(name, value)
         metrics: dict[str, Any] = {"accuracy": result.val_accuracy, "loss": result.val_loss, **costs}
-        values = [float(metrics[o.metric]) for o in space.objectives]
+        values = [float(metrics[o.metric]) for o in self.space.objectives]
         if hasattr(model, "aux_modules"):
             del model.aux_modules  # training helpers are not part of the trained model
         model.eval()
-        hook.iasf_trial_trained(trial=trial, model=model, data=self.data, space=space, values=values, artifacts=self.artifacts)
-        return values[0] if single else values
+        self.hook.iasf_trial_trained(trial=trial, model=model, data=self.data, space=self.space, components=self.components,
+                                     values=values, artifacts=self.artifacts)
+        return values[0] if len(values) == 1 else values
 
     def _reporter(self, trial: optuna.Trial, costs: Mapping[str, float], epochs: int) -> Callable[[int, float, float], None]:
         """The per-epoch report: Optuna's ``trial.report`` / ``should_prune`` with one objective;
@@ -208,20 +268,20 @@ class TrialObjective:
         objectives = self.space.objectives
         several = len(objectives) > 1
         if not any(o.metric in ("accuracy", "loss") for o in objectives) or (
-                several and not self.space.components.pruners.get(self.space.search.pruner).multi_objective):
+                several and not self.components.pruners.get(self.space.search.pruner).multi_objective):
             return lambda epoch, val_acc, val_loss: None
 
         def report(epoch: int, val_acc: float, val_loss: float) -> None:
             measured = {"accuracy": val_acc, "loss": val_loss, **costs}
             if several:
                 set_epoch_values(trial, epoch, [measured[o.metric] for o in objectives])
-                prune = epoch < epochs and trial.study.pruner.prune(trial.study, trial.storage.get_trial(trial._trial_id))
+                prune = epoch < epochs and trial.study.pruner.prune(trial.study, trial.storage.get_trial(trial_id(trial)))
             else:
                 trial.report(measured[objectives[0].metric], epoch)
                 prune = epoch < epochs and trial.should_prune()
             if prune:
-                trial.set_user_attr("val_accuracy", val_acc)
-                trial.set_user_attr("pruned_at_epoch", epoch)
+                trial.set_user_attr(VAL_ACCURACY, val_acc)
+                trial.set_user_attr(PRUNED_AT_EPOCH, epoch)
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
         return report
@@ -247,9 +307,9 @@ class TrialObjective:
                 micro = max(1, micro // 2)
                 accumulation = -(-train_config["batch_size"] // micro)
                 retries.append({"micro_batch_size": micro, "grad_accumulation": accumulation, "error": error[:200]})
-                trial.set_user_attr("oom_retries", retries)
-                trial.set_user_attr("micro_batch_size", micro)
-                trial.set_user_attr("grad_accumulation", accumulation)
+                trial.set_user_attr(OOM_RETRIES, retries)
+                trial.set_user_attr(MICRO_BATCH_SIZE, micro)
+                trial.set_user_attr(GRAD_ACCUMULATION, accumulation)
                 model.load_state_dict(initial)
 
     def _measure_costs(self, trial: optuna.Trial, model: nn.Module, names: list[str]) -> dict[str, float]:
@@ -262,11 +322,11 @@ class TrialObjective:
         costs = {}
         for name in names:
             options = self.space.costs[name]
-            result = self.space.components.cost_models.get(name).measure(model, example, self.device, options)
+            result = self.components.cost_models.get(name).measure(model, example, self.device, options)
             value = float(result.value if isinstance(result, Measurement) else result)
-            trial.set_user_attr(f"cost.{name}", value)
+            trial.set_user_attr(COST_PREFIX + name, value)
             if isinstance(result, Measurement) and result.details:
-                trial.set_user_attr(f"cost_details.{name}", dict(result.details))
+                trial.set_user_attr(COST_DETAILS_PREFIX + name, dict(result.details))
             costs[name] = value
         return costs
 
@@ -283,17 +343,17 @@ class TrialObjective:
             table[c.cost] = {"value": value, "max": c.max, "feasible": value <= c.max}
             if value > c.max:
                 violated.append(f"{c.cost} {value:.6g} > max {c.max:g}")
-        trial.storage.set_trial_system_attr(trial._trial_id, LEGACY_CONSTRAINTS,
+        trial.storage.set_trial_system_attr(trial_id(trial), LEGACY_CONSTRAINTS,
                                             [c.violation(float(costs[c.cost])) for c in self.space.constraints])
-        trial.set_user_attr("constraints", table)
+        trial.set_user_attr(CONSTRAINTS, table)
         if violated:
-            trial.set_user_attr("infeasible", [c.cost for c in self.space.constraints if not table[c.cost]["feasible"]])
+            trial.set_user_attr(INFEASIBLE, [c.cost for c in self.space.constraints if not table[c.cost]["feasible"]])
         return violated
 
     @staticmethod
     def _finished_twin(study: optuna.Study, key: str, graph: nx.DiGraph) -> optuna.trial.FrozenTrial | None:
         """A COMPLETE trial with the same reuse key whose architecture is exactly isomorphic, if any."""
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-            if t.user_attrs.get("reuse_key") == key and arch.same_architecture(arch.from_json(record(t, ARCHITECTURE)), graph):
+            if t.user_attrs.get(REUSE_KEY) == key and arch.same_architecture(arch.from_json(record(t, ARCHITECTURE)), graph):
                 return t
         return None

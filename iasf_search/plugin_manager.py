@@ -122,11 +122,14 @@ def _import_plugin(module: str, source: str) -> object:
                                 module, source) from None
 
 
-def load_components(modules: Iterable[tuple[str, str]] = (), *, autoload: bool | None = None) -> Components:
+def load_components(modules: Iterable[tuple[str, str]] = (), *, autoload: bool | None = None,
+                    observers: Iterable[tuple[object, str]] = ()) -> Components:
     """Load the built-in plugins, entry points (unless disabled) and ``modules``; collect registrations.
 
     :param modules: ``(module_name, source)`` pairs, e.g. ``("my_ops", "--plugin")``.
     :param autoload: load entry-point plugins; default: unless :data:`DISABLE_AUTOLOAD_ENV` is set.
+    :param observers: ``(plugin object, name)`` pairs registered last, such as a progress display
+        chosen on the command line (listed as registered at run time).
     :returns: the filled registries.
     :raises BadInput: a module cannot be imported, or two plugins register the same name.
     """
@@ -152,6 +155,8 @@ def load_components(modules: Iterable[tuple[str, str]] = (), *, autoload: bool |
             continue
         pm.register(_import_plugin(module, source), name=module)
         components.sources[module] = source
+    for plugin, name in observers:
+        pm.register(plugin, name=name)
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:

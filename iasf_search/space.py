@@ -1,26 +1,32 @@
-"""Search-space files: YAML -> a validated :class:`SearchSpace`.
+"""Search-space files: YAML -> a validated :class:`SearchSpace`, which is plain data.
 
 Validation is complete before anything runs: every key is known (with a "did you mean" for a
 misspelling), every value has the right type and lies in what the owning component accepts, and
 every error is a :class:`~iasf_search.errors.SpaceError` naming the file and the key path.
+
+A space is validated against the registries of loaded plugins (:func:`parse_space`), but does not
+hold them: :class:`iasf_search.session.Session` pairs a space with its loaded plugins, and
+:func:`iasf_search.session.open_session` reads a file, loads its plugins and validates it.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from iasf_search.components import SplitSpec
-from iasf_search.errors import BadInput, SpaceError, allowed, did_you_mean
+from iasf_search.errors import SpaceError, allowed, did_you_mean
 from iasf_search.params import Param, Range, parse_params
-from iasf_search.plugin_manager import Components, PluginImportError, load_components
 from iasf_search.registry import Registry
-from iasf_search.train import TRAINING_PARAMS
+from iasf_search.settings import SEARCH_PARAMS, SPLIT_PARAMS, TRAINING_PARAMS
+from iasf_search.yaml_io import read_yaml_document
+
+if TYPE_CHECKING:
+    from iasf_search.plugin_manager import Components
 
 METRICS = {"accuracy": "maximize", "loss": "minimize"}
 """Training metrics usable as objectives (validation accuracy and loss), with their default direction.
@@ -28,6 +34,7 @@ Every registered cost model is an objective metric too (default ``minimize``).""
 
 _TOP_KEYS = ("name", "description", "plugins", "task", "stem", "manifold", "training", "auxiliary", "costs", "constraints",
              "objectives", "search")
+_MANIFOLD_KEYS = ("nodes", "max_in_degree", "lookback", "width", "ops", "fusions")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -52,28 +59,31 @@ class Constraint:
 
 @dataclass(frozen=True)
 class SearchSettings:
-    sampler: str = "tpe"
-    sampler_options: Mapping[str, Any] = field(default_factory=dict)
-    pruner: str = "median"
-    pruner_options: Mapping[str, Any] = field(default_factory=dict)
-    trials: int = 20
-    timeout: float | None = None
-    seed: int = 0
-    max_trial_seconds: float | None = None
+    """The ``search:`` section (keys, types and defaults: :data:`iasf_search.settings.SEARCH_PARAMS`)."""
+
+    sampler: str
+    sampler_options: Mapping[str, Any]
+    pruner: str
+    pruner_options: Mapping[str, Any]
+    trials: int
+    timeout: float | None
+    seed: int
+    max_trial_seconds: float | None
     """A trial still training after this long is stopped (pruned, reason ``time limit``)."""
-    heartbeat_interval: int = 20
+    heartbeat_interval: int
     """Seconds between a running trial's heartbeats (RDB storages: SQLite, PostgreSQL, ...)."""
-    grace_period: int = 120
+    grace_period: int
     """A running trial without a heartbeat for this long is failed and retried once."""
 
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """A validated search space. ``components`` are the plugins' registries it was checked against."""
+    """A validated search space: plain data (the loaded plugins live in a :class:`~iasf_search.session.Session`)."""
 
     file: str
     name: str
     plugins: tuple[str, ...]
+    """The space file's ``plugins:`` modules."""
     dataset: str
     dataset_options: Mapping[str, Any]
     split: SplitSpec
@@ -90,44 +100,55 @@ class SearchSpace:
     costs: Mapping[str, Mapping[str, Any]]
     objectives: tuple[Objective, ...]
     search: SearchSettings
-    components: Components = field(repr=False, compare=False)
     description: str = ""
     sections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """Validated values of plugin-owned top-level sections (see ``iasf_register_space_sections``)."""
     constraints: tuple[Constraint, ...] = ()
+    extra_plugins: tuple[str, ...] = ()
+    """Plugin modules given beside the file (``--plugin``, ``plugins=``), loaded before the file's own."""
+    autoload: bool = True
+    """Whether installed entry-point plugins were loaded when the space was validated."""
 
     @property
     def directions(self) -> list[str]:
         return [o.direction for o in self.objectives]
 
+    @property
+    def components(self) -> Components:
+        """Deprecated: a space no longer holds its plugins. Loads them again (with a FutureWarning);
+        use ``iasf_search.open_session(path).components`` or the ``components`` a hook receives."""
+        from iasf_search.session import session_for
+
+        warnings.warn("SearchSpace.components is deprecated: the space is plain data; use "
+                      "iasf_search.open_session(path).components (or a hook's components argument)", FutureWarning, stacklevel=2)
+        return session_for(self).components
+
     def resolved(self) -> dict[str, Any]:
         """The space with every default filled in, in space-file syntax (saved with the study)."""
+        search = asdict(self.search)
         return {
             "name": self.name,
             "plugins": list(self.plugins),
-            "task": {"dataset": self.dataset, "options": dict(self.dataset_options),
-                     "split": {"val": self.split.val, "test": self.split.test, "seed": self.split.seed}},
-            "stem": {k: r.to_yaml() for k, r in self.stem.items()},
+            "task": {"dataset": self.dataset, "options": dict(self.dataset_options), "split": asdict(self.split)},
+            "stem": _yaml_ranges(self.stem),
             "manifold": {
                 "nodes": self.nodes.to_yaml(), "max_in_degree": self.max_in_degree, "lookback": self.lookback,
                 "width": self.width.to_yaml(),
-                "ops": {op: {k: r.to_yaml() for k, r in ranges.items()} for op, ranges in self.ops.items()},
-                "fusions": {f: {k: r.to_yaml() for k, r in ranges.items()} for f, ranges in self.fusions.items()},
+                "ops": {op: _yaml_ranges(ranges) for op, ranges in self.ops.items()},
+                "fusions": {f: _yaml_ranges(ranges) for f, ranges in self.fusions.items()},
             },
-            "training": {k: r.to_yaml() for k, r in self.training.items()},
-            "auxiliary": {a: {k: r.to_yaml() for k, r in ranges.items()} for a, ranges in self.auxiliary.items()},
+            "training": _yaml_ranges(self.training),
+            "auxiliary": {a: _yaml_ranges(ranges) for a, ranges in self.auxiliary.items()},
             "costs": {c: dict(options) for c, options in self.costs.items()},
             "objectives": [{"metric": o.metric, "direction": o.direction} for o in self.objectives],
-            "search": {
-                "sampler": self.search.sampler, "sampler_options": dict(self.search.sampler_options),
-                "pruner": self.search.pruner, "pruner_options": dict(self.search.pruner_options),
-                "trials": self.search.trials, "timeout": self.search.timeout, "seed": self.search.seed,
-                "max_trial_seconds": self.search.max_trial_seconds, "heartbeat_interval": self.search.heartbeat_interval,
-                "grace_period": self.search.grace_period,
-            },
+            "search": {k: dict(v) if isinstance(v, Mapping) else v for k, v in search.items()},
             **{name: dict(values) for name, values in self.sections.items()},
             **({"constraints": {c.cost: {"max": c.max} for c in self.constraints}} if self.constraints else {}),
         }
+
+
+def _yaml_ranges(ranges: Mapping[str, Range]) -> dict[str, Any]:
+    return {k: r.to_yaml() for k, r in ranges.items()}
 
 
 class _Reader:
@@ -167,6 +188,17 @@ class _Reader:
             raise self.fail(key, f"unknown {registry.kind} {name!r}{did_you_mean(name, registry)}; {allowed(registry)}")
         return registry.get(name)
 
+    def options(self, value: Any, key: str, declared: Mapping[str, Param]) -> dict[str, Any]:
+        """Fixed options (a mapping at ``key``) checked against ``declared``, defaults filled in."""
+        given = self.mapping(value, key, tuple(declared))
+        return {k: self.value(given, k, p, key) for k, p in declared.items()}
+
+    def check_ranges(self, component: Any, ranges: Mapping[str, Range], width: Range, key: str) -> None:
+        """A component's own check of ranges that constrain each other (e.g. heads dividing every width)."""
+        problem = component.check_ranges(ranges, widths=width.values())
+        if problem:
+            raise self.fail(f"{key}.{problem[0]}", problem[1])
+
     def components(self, value: Any, key: str, registry: Registry) -> dict[str, dict[str, Range]]:
         """A list of component names, or a mapping of name to parameter ranges (null: defaults)."""
         kind = registry.kind
@@ -185,27 +217,7 @@ class _Reader:
         return out
 
 
-def read_yaml_document(path: str | Path, what: str, missing_fix: str) -> Any:
-    """The YAML document in ``path`` (safe loading), or a one-line error naming the file:
-    :class:`BadInput` when it is missing (``"<file>: no such <what>; <missing_fix>"``) or unreadable,
-    :class:`SpaceError` when it is not valid YAML (with line and column)."""
-    file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadInput(f"{file}: no such {what}; {missing_fix}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{file}: cannot read the {what}: {exc}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpaceError(file, "", f"not valid YAML: {where}{problem}") from None
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
+def read_space_file(path: str | Path) -> dict[str, Any]:
     """Read a space file with YAML safe loading; BadInput for a missing or unparsable file."""
     doc = read_yaml_document(path, "space file", "pass the path of a YAML file such as search_spaces/vision.yaml")
     if not isinstance(doc, dict):
@@ -213,138 +225,144 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return doc
 
 
-def _plugin_modules(doc: Mapping[str, Any], r: _Reader) -> list[str]:
+def plugin_modules(doc: Mapping[str, Any], file: str) -> list[str]:
     """The ``plugins:`` list (checked before the plugins, which may own more top-level keys, are loaded)."""
     plugins = doc.get("plugins") or []
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
-        raise r.fail("plugins", f"expected a list of module names, got {plugins!r}")
+        raise SpaceError(file, "plugins", f"expected a list of module names, got {plugins!r}")
     return plugins
 
 
-def load_space(path: str | Path, *, plugins: Sequence[str] = (), autoload: bool | None = None) -> SearchSpace:
-    """Read and validate a space file.
+def parse_space(doc: Mapping[str, Any], components: Components, *, file: str = "<space>",
+                extra_plugins: Sequence[str] = (), autoload: bool = True) -> SearchSpace:
+    """Validate an already-parsed space document against ``components`` (which must hold its plugins).
 
-    :param path: the YAML file.
-    :param plugins: extra plugin modules to load (like ``--plugin``), before the file's ``plugins:``.
-    :param autoload: load installed entry-point plugins (default: unless disabled by environment).
-    :raises BadInput: the file is missing or invalid, or a plugin cannot be loaded.
+    :param extra_plugins: plugin modules loaded beside the file's, recorded on the space.
+    :param autoload: whether ``components`` include installed entry-point plugins, recorded on the space.
     """
-    doc = read_yaml(path)
-    listed = _plugin_modules(doc, _Reader(str(path)))
-    modules = [(m, "--plugin") for m in plugins] + [(m, "space file") for m in listed]
-    try:
-        components = load_components(modules, autoload=autoload)
-    except PluginImportError as exc:
-        if exc.source != "space file":
-            raise
-        raise SpaceError(str(path), f"plugins[{listed.index(exc.module)}]", str(exc)) from None
-    return parse_space(doc, components, file=str(path))
-
-
-def parse_space(doc: Mapping[str, Any], components: Components, *, file: str = "<space>") -> SearchSpace:
-    """Validate an already-parsed space document against ``components`` (which must hold its plugins)."""
     r = _Reader(file)
     r.mapping(doc, "", (*_TOP_KEYS, *components.space_sections))
-    plugins = _plugin_modules(doc, r)
+    name, description = _parse_name(doc, r)
+    dataset, options, split = _parse_task(doc, r, components)
+    stem = parse_params(doc.get("stem"), dict(components.stems.get(dataset.modality).params), file, "stem")
+    manifold = _parse_manifold(doc, r, components)
+    training = parse_params(doc.get("training"), TRAINING_PARAMS, file, "training")
+    auxiliary = _parse_auxiliary(doc, r, components)
+    costs = _parse_costs(doc, r, components, manifold["width"])
+    objectives = _parse_objectives(doc.get("objectives"), r, components)
+    constraints = _parse_constraints(doc.get("constraints"), r, components)
+    _add_implied_costs(costs, objectives, constraints, components)
+    sections = _parse_sections(doc, r, components)
+    search = _parse_search(doc, r, components, objectives)
+    return SearchSpace(
+        file=file, name=name, plugins=tuple(plugin_modules(doc, file)), dataset=dataset.name, dataset_options=options,
+        split=split, modality=dataset.modality, stem=stem, **manifold, training=training, auxiliary=auxiliary, costs=costs,
+        objectives=objectives, search=search, description=description, sections=sections, constraints=constraints,
+        extra_plugins=tuple(extra_plugins), autoload=autoload,
+    )
+
+
+def _parse_name(doc: Mapping[str, Any], r: _Reader) -> tuple[str, str]:
     if "name" not in doc:
         raise r.fail("name", "missing; give the study a name such as 'vision'")
     name = doc["name"]
     if not isinstance(name, str) or not _NAME.match(name):
         raise r.fail("name", f"expected letters, digits, '_', '.' or '-', got {name!r}")
-    description = doc.get("description") or ""
+    return name, str(doc.get("description") or "")
 
+
+def _parse_task(doc: Mapping[str, Any], r: _Reader, components: Components) -> tuple[Any, dict[str, Any], SplitSpec]:
+    """``task:``: the dataset (registered, with a stem for its modality), its options and the split."""
     task = r.mapping(doc.get("task"), "task", ("dataset", "options", "split"))
     if "dataset" not in task:
         raise r.fail("task.dataset", f"missing; {allowed(components.datasets)}")
     dataset = r.known(components.datasets, task["dataset"], "task.dataset")
     options_in = r.mapping(task.get("options"), "task.options", tuple(dataset.params))
     options = {k: r.value(options_in, k, p, "task.options") for k, p in dataset.params.items()}
-    split_in = r.mapping(task.get("split"), "task.split", ("val", "test", "seed"))
-    split = SplitSpec(val=r.value(split_in, "val", Param(0.15, float, low=0.01, high=0.9), "task.split"),
-                      test=r.value(split_in, "test", Param(0.2, float, low=0.0, high=0.9), "task.split"),
-                      seed=r.value(split_in, "seed", Param(0, int), "task.split"))
+    split_in = r.mapping(task.get("split"), "task.split", tuple(SPLIT_PARAMS))
+    split = SplitSpec(**{k: r.value(split_in, k, p, "task.split") for k, p in SPLIT_PARAMS.items()})
     if split.val + split.test >= 0.9:
         raise r.fail("task.split", f"val + test must leave at least 10% for training, got val={split.val}, test={split.test}")
+    if dataset.modality not in components.stems:
+        raise r.fail("task.dataset", f"dataset {dataset.name!r} has modality {dataset.modality!r}, for which no plugin registers "
+                                     f"a stem; stems exist for: {', '.join(components.stems)}")
+    return dataset, options, split
 
-    modality = dataset.modality
-    if modality not in components.stems:
-        raise r.fail("task.dataset", f"dataset {dataset.name!r} has modality {modality!r}, for which no plugin registers a stem; "
-                     f"stems exist for: {', '.join(components.stems)}")
-    stem = parse_params(doc.get("stem"), dict(components.stems.get(modality).params), file, "stem")
 
-    manifold = r.mapping(doc.get("manifold"), "manifold",
-                         ("nodes", "max_in_degree", "lookback", "width", "ops", "fusions"))
-    nodes = Range.parse(manifold.get("nodes", {"low": 1, "high": 4}), Param(1, int, low=1, high=64), file, "manifold.nodes")
-    max_in = r.value(manifold, "max_in_degree", Param(2, int, low=1, high=16), "manifold")
-    lookback = r.value(manifold, "lookback", Param(None, int, low=1, nullable=True), "manifold")
-    width = Range.parse(manifold.get("width", [64]), Param(64, int, low=4, high=8192), file, "manifold.width")
-    ops = r.components(manifold.get("ops"), "manifold.ops", components.ops)
-    fusions = r.components(manifold.get("fusions", ["sum"]), "manifold.fusions", components.fusions)
-    for section, registry, chosen in (("manifold.ops", components.ops, ops), ("manifold.fusions", components.fusions, fusions)):
-        for component, ranges in chosen.items():
-            problem = registry.get(component).check_ranges(ranges, widths=width.values())
-            if problem:
-                raise r.fail(f"{section}.{component}.{problem[0]}", problem[1])
+def _parse_manifold(doc: Mapping[str, Any], r: _Reader, components: Components) -> dict[str, Any]:
+    """``manifold:``: graph size, connectivity, widths, ops and fusions (each checked by its component)."""
+    manifold = r.mapping(doc.get("manifold"), "manifold", _MANIFOLD_KEYS)
+    out = {
+        "nodes": Range.parse(manifold.get("nodes", {"low": 1, "high": 4}), Param(1, int, low=1, high=64), r.file, "manifold.nodes"),
+        "max_in_degree": r.value(manifold, "max_in_degree", Param(2, int, low=1, high=16), "manifold"),
+        "lookback": r.value(manifold, "lookback", Param(None, int, low=1, nullable=True), "manifold"),
+        "width": Range.parse(manifold.get("width", [64]), Param(64, int, low=4, high=8192), r.file, "manifold.width"),
+        "ops": r.components(manifold.get("ops"), "manifold.ops", components.ops),
+        "fusions": r.components(manifold.get("fusions", ["sum"]), "manifold.fusions", components.fusions),
+    }
+    for section, registry in (("ops", components.ops), ("fusions", components.fusions)):
+        for component, ranges in out[section].items():
+            r.check_ranges(registry.get(component), ranges, out["width"], f"manifold.{section}.{component}")
+    return out
 
-    training = parse_params(doc.get("training"), TRAINING_PARAMS, file, "training")
+
+def _parse_auxiliary(doc: Mapping[str, Any], r: _Reader, components: Components) -> dict[str, dict[str, Range]]:
+    """``auxiliary:``: objectives by name, each declaring a ``weight``."""
     auxiliary = r.components(doc["auxiliary"], "auxiliary", components.aux_objectives) if doc.get("auxiliary") else {}
     for aux_name in auxiliary:
         if "weight" not in components.aux_objectives.get(aux_name).params:
             raise r.fail(f"auxiliary.{aux_name}", f"the objective declares no 'weight' parameter; "
                                                   f"fix plugin '{components.aux_objectives.owner(aux_name)}'")
+    return auxiliary
+
+
+def _parse_costs(doc: Mapping[str, Any], r: _Reader, components: Components, width: Range) -> dict[str, dict[str, Any]]:
+    """``costs:``: cost models by name, with fixed options."""
     cost_ranges = r.components(doc["costs"], "costs", components.cost_models) if doc.get("costs") else {}
     costs = {name: r.fixed(ranges, f"costs.{name}") for name, ranges in cost_ranges.items()}
     for cost, ranges in cost_ranges.items():  # e.g. a hardware target that cannot run the chosen dtype
-        problem = components.cost_models.get(cost).check_ranges(ranges, widths=width.values())
-        if problem:
-            raise r.fail(f"costs.{cost}.{problem[0]}", problem[1])
-    objectives = _parse_objectives(doc.get("objectives"), r, components)
-    constraints = _parse_constraints(doc.get("constraints"), r, components)
-    # a cost used as an objective or bounded by a constraint is measured even when not listed
+        r.check_ranges(components.cost_models.get(cost), ranges, width, f"costs.{cost}")
+    return costs
+
+
+def _add_implied_costs(costs: dict[str, dict[str, Any]], objectives: Sequence[Objective], constraints: Sequence[Constraint],
+                       components: Components) -> None:
+    """A cost used as an objective or bounded by a constraint is measured even when not listed (with its defaults)."""
     for metric in [o.metric for o in objectives] + [c.cost for c in constraints]:
         if metric in components.cost_models and metric not in costs:
             costs[metric] = {k: p.default for k, p in components.cost_models.get(metric).params.items()}
+
+
+def _parse_sections(doc: Mapping[str, Any], r: _Reader, components: Components) -> dict[str, dict[str, Any]]:
+    """Top-level sections that plugins own (``iasf_register_space_sections``)."""
     sections = {}
     for section in components.space_sections:
         owner = components.space_sections.get(section)
         given = r.mapping(doc.get(section), section, tuple(owner.params))
         sections[section] = {k: r.value(given, k, p, section) for k, p in owner.params.items()}
+    return sections
 
-    s = r.mapping(doc.get("search"), "search",
-                  ("sampler", "sampler_options", "pruner", "pruner_options", "trials", "timeout", "seed",
-                   "max_trial_seconds", "heartbeat_interval", "grace_period"))
-    sampler = r.known(components.samplers, r.value(s, "sampler", Param("tpe", str), "search"), "search.sampler").name
-    pruner = r.known(components.pruners, r.value(s, "pruner", Param(_default_pruner(objectives, components), str), "search"),
-                     "search.pruner").name
+
+def _parse_search(doc: Mapping[str, Any], r: _Reader, components: Components, objectives: Sequence[Objective]) -> SearchSettings:
+    """``search:``: sampler and pruner (registered, with their options) and the budget keys of
+    :data:`~iasf_search.settings.SEARCH_PARAMS`."""
+    s = r.mapping(doc.get("search"), "search", (*SEARCH_PARAMS, "sampler_options", "pruner_options"))
+    values = {k: r.value(s, k, p, "search") for k, p in SEARCH_PARAMS.items()}
+    sampler = r.known(components.samplers, values["sampler"], "search.sampler").name
+    pruner = r.known(components.pruners, values["pruner"] or _default_pruner(objectives, components), "search.pruner").name
     if len(objectives) > 1 and not components.pruners.get(pruner).multi_objective:
         several = [p for p in components.pruners if components.pruners.get(p).multi_objective]
         raise r.fail("search.pruner", f"{pruner!r} prunes studies with one objective only (Optuna's pruners); with "
                                       f"{len(objectives)} objectives use one of: {', '.join(several)}")
-    sampler_options = r.mapping(s.get("sampler_options"), "search.sampler_options", tuple(components.samplers.get(sampler).params))
-    pruner_options = r.mapping(s.get("pruner_options"), "search.pruner_options", tuple(components.pruners.get(pruner).params))
-    search = SearchSettings(
-        sampler=sampler,
-        sampler_options={k: r.value(sampler_options, k, p, "search.sampler_options")
-                         for k, p in components.samplers.get(sampler).params.items()},
-        pruner=pruner,
-        pruner_options={k: r.value(pruner_options, k, p, "search.pruner_options")
-                        for k, p in components.pruners.get(pruner).params.items()},
-        trials=r.value(s, "trials", Param(20, int, low=1), "search"),
-        timeout=r.value(s, "timeout", Param(None, float, low=1.0, nullable=True), "search"),
-        seed=r.value(s, "seed", Param(0, int), "search"),
-        max_trial_seconds=r.value(s, "max_trial_seconds", Param(None, float, low=0.1, nullable=True), "search"),
-        heartbeat_interval=r.value(s, "heartbeat_interval", Param(20, int, low=1), "search"),
-        grace_period=r.value(s, "grace_period", Param(120, int, low=2), "search"),
-    )
+    search = SearchSettings(**{**values, "sampler": sampler, "pruner": pruner,
+                               "sampler_options": r.options(s.get("sampler_options"), "search.sampler_options",
+                                                            components.samplers.get(sampler).params),
+                               "pruner_options": r.options(s.get("pruner_options"), "search.pruner_options",
+                                                           components.pruners.get(pruner).params)})
     if search.grace_period <= search.heartbeat_interval:
         raise r.fail("search.grace_period", f"{search.grace_period} s is not longer than search.heartbeat_interval "
                                             f"({search.heartbeat_interval} s); give at least twice the interval")
-    return SearchSpace(
-        file=file, name=name, plugins=tuple(plugins), dataset=dataset.name, dataset_options=options, split=split,
-        modality=modality, stem=stem, nodes=nodes, max_in_degree=max_in, lookback=lookback, width=width, ops=ops,
-        fusions=fusions, training=training, auxiliary=auxiliary, costs=costs, objectives=objectives, search=search, components=components,
-        description=str(description), sections=sections, constraints=constraints,
-    )
+    return search
 
 
 def _default_pruner(objectives: Sequence[Objective], components: Components) -> str:

@@ -18,8 +18,10 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 import sqlite3
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import optuna
@@ -52,6 +54,12 @@ def safe_url(url: str) -> str:
         return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
     except Exception:
         return re.sub(r"(//[^:/@\s]*:)[^@\s]*@", r"\1***@", url)
+
+
+def masked_command(argv: Sequence[str]) -> str:
+    """The command line as typed (program name shortened), with storage-URL passwords hidden."""
+    words = [Path(argv[0]).name if argv else "iasf-search", *argv[1:]]
+    return " ".join(shlex.quote(safe_url(w) if "://" in w else w) for w in words)
 
 
 def absolute_url(url: str) -> str:

@@ -9,40 +9,35 @@ from __future__ import annotations
 import itertools
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 import optuna
 import torch
-from optuna.storages import fail_stale_trials
-from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
-from iasf_search import graph as arch
+from iasf_search import interrupts
 from iasf_search.components import TaskData
 from iasf_search.data import check_task
 from iasf_search.errors import BadInput
 from iasf_search.objective import TrialObjective
+from iasf_search.results.access import FINISHED, best_trials, load_results
 from iasf_search.results.artifacts import check_artifact_dir, default_artifact_dir, open_artifact_store
-from iasf_search.results.records import ARCHITECTURE, record
+from iasf_search.session import Session, session_for
 from iasf_search.space import SearchSpace
 from iasf_search.storage import absolute_url, checkpoint, default_storage_url, open_storage, safe_url
 from iasf_search.train import resolve_device
+from iasf_search.workers import run_workers, wait_for_others
 
 if TYPE_CHECKING:
-    from optuna.artifacts._protocol import ArtifactStore
+    from iasf_search.optuna_internals import ArtifactStore
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 MAX_CONSECUTIVE_FAILURES = 10
 WORKER_SEED_STRIDE = 7919
 BUDGET_KEYS = ("trials", "timeout", "max_trial_seconds", "heartbeat_interval", "grace_period")
 """``search`` keys a resumed study may change without changing what its trials mean."""
-
-
-def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
-    return study.get_trials(deepcopy=False, states=FINISHED)
 
 
 @dataclass
@@ -92,7 +87,7 @@ class _FailureGuard:
             study.stop()
 
 
-def run_search(space: SearchSpace, *, trials: int | None = None, timeout: float | None = None,
+def run_search(space: SearchSpace | Session, *, trials: int | None = None, timeout: float | None = None,
                storage: str | None = None, study_name: str | None = None, device: str = "auto",
                seed: int | None = None, artifacts: str | Path | ArtifactStore | None = "auto",
                command: str | None = None, worker: int = 0) -> SearchResult:
@@ -103,7 +98,8 @@ def run_search(space: SearchSpace, *, trials: int | None = None, timeout: float 
     the remaining trials running elsewhere waits for them (failing and retrying those whose
     worker died, after the heartbeat grace period) instead of starting more.
 
-    :param space: a validated space (:func:`iasf_search.load_space`).
+    :param space: a session (:func:`iasf_search.open_session`), or a validated space
+        (:func:`iasf_search.load_space`) whose plugins are then loaded again.
     :param trials: target number of finished trials; default ``search.trials``.
     :param timeout: stop starting trials once this many seconds have passed since the study was
         ready (data loaded, study opened: set-up is not counted); a run always starts at least one
@@ -120,16 +116,18 @@ def run_search(space: SearchSpace, *, trials: int | None = None, timeout: float 
     :raises BadInput: unusable device, data or storage; nothing is written in that case.
     """
     start = time.perf_counter()
-    run = prepare_search(space, trials=trials, timeout=timeout, storage=storage, study_name=study_name, device=device,
+    session = session_for(space)
+    space, hook = session.space, session.components.pm.hook
+    run = prepare_search(session, trials=trials, timeout=timeout, storage=storage, study_name=study_name, device=device,
                          seed=seed, artifacts=artifacts, command=command, worker=worker)
-    study, pm = run.study, space.components.pm
-    pm.hook.iasf_study_start(study=study, space=space, target=run.target)
+    study = run.study
+    hook.iasf_study_start(study=study, space=space, components=session.components, target=run.target)
     guard = _FailureGuard()
     before = len(study.trials)
     deadline = None if run.timeout is None else time.perf_counter() + run.timeout  # set-up is not counted
     started = False  # the timeout never stops a run before its first trial
-    objective = TrialObjective(space, run.data, run.device, run.seed, run.store, target=run.target)
-    callbacks = [guard, lambda s, t: pm.hook.iasf_trial_end(study=s, trial=t)]
+    objective = TrialObjective(session, run.data, run.device, run.seed, run.store, target=run.target)
+    callbacks = [guard, lambda s, t: hook.iasf_trial_end(study=s, trial=t)]
     try:
         while not guard.tripped:
             finished, running = _counts(study)
@@ -137,18 +135,40 @@ def run_search(space: SearchSpace, *, trials: int | None = None, timeout: float 
             if finished >= run.target or (left is not None and left <= 0 and started):
                 break
             if finished + running >= run.target:  # the rest is running elsewhere: wait for it
-                if not _wait_for_others(study, space, running, left):
+                if not wait_for_others(study, space.search.heartbeat_interval, running, left):
                     break
                 continue
             # one trial per call: the target is checked right before each new trial is created
             study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks, gc_after_trial=False)
             started = True
     finally:
-        pm.hook.iasf_study_end(study=study, space=space)
+        hook.iasf_study_end(study=study, space=space, components=session.components)
         checkpoint(run.url)
     if guard.tripped:
         warnings.warn(f"stopped after {MAX_CONSECUTIVE_FAILURES} consecutive failed trials; "
                       f"see their failure_reason (iasf-search best shows the study)", stacklevel=2)
+    return SearchResult(study, run.url, run.target, len(study.trials) - before, time.perf_counter() - start, run.artifact_dir)
+
+
+def run_with_workers(space: SearchSpace | Session, argv: Sequence[str], count: int, *, json_lines: bool = False,
+                     **settings: Any) -> SearchResult:
+    """``--workers N``: check everything and create the study in this process (workers started
+    together on a fresh database would race on its schema), then run ``count`` worker processes of
+    the command line ``argv`` (:func:`iasf_search.workers.run_workers`) and gather what they did.
+
+    :param settings: keyword arguments of :func:`run_search` (``trials``, ``storage``, ``device``, ...).
+    :raises KeyboardInterrupt: (:class:`~iasf_search.interrupts.Terminated` for SIGTERM) when this
+        process or a worker was stopped; RuntimeError when a worker failed.
+    """
+    start = time.perf_counter()
+    run = prepare_search(space, **settings)
+    before = len(run.study.trials)
+    status = run_workers(argv, count, settings.get("device", "auto"), json_lines=json_lines)
+    if status in (interrupts.INTERRUPTED_STATUS, interrupts.TERMINATED_STATUS):
+        raise interrupts.Terminated() if status == interrupts.TERMINATED_STATUS else KeyboardInterrupt()
+    if status:
+        raise RuntimeError(f"a worker stopped with exit status {status} (its messages are above, prefixed w<i>)")
+    study = load_results(run.url, run.study.study_name)
     return SearchResult(study, run.url, run.target, len(study.trials) - before, time.perf_counter() - start, run.artifact_dir)
 
 
@@ -167,7 +187,7 @@ class PreparedSearch:
     artifact_dir: Path | None
 
 
-def prepare_search(space: SearchSpace, *, trials: int | None = None, timeout: float | None = None,
+def prepare_search(space: SearchSpace | Session, *, trials: int | None = None, timeout: float | None = None,
                    storage: str | None = None, study_name: str | None = None, device: str = "auto",
                    seed: int | None = None, artifacts: str | Path | ArtifactStore | None = "auto",
                    command: str | None = None, worker: int = 0) -> PreparedSearch:
@@ -182,19 +202,20 @@ def prepare_search(space: SearchSpace, *, trials: int | None = None, timeout: fl
         torch_device = resolve_device(device)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
+    session = session_for(space)
+    space, comps = session.space, session.components
     settings = space.search
     seed = settings.seed if seed is None else seed
-    comps = space.components
 
     data = comps.datasets.get(space.dataset).load(space.dataset_options, space.split)
     check_task(space.dataset, data)
-    check_stem_fits(space, data.sample_shape)
+    check_stem_fits(session, data.sample_shape)
     data = data.to(torch_device)
 
     url = storage or default_storage_url(space.name)
     artifact_dir = _artifact_folder(artifacts, url)
     pruner = comps.pruners.get(settings.pruner).create(settings.pruner_options, epochs=_max_epochs(space))
-    study = open_study(space, url, study_name or space.name, seed=seed, pruner=pruner, worker=worker)
+    study = open_study(session, url, study_name or space.name, seed=seed, pruner=pruner, worker=worker)
     store = open_artifact_store(artifact_dir) if artifact_dir is not None else artifacts
     study.set_user_attr("data", {"sample_shape": list(data.sample_shape), "num_classes": data.num_classes,
                                  "modality": data.modality, "train": len(data.x_train), "val": len(data.x_val),
@@ -212,19 +233,6 @@ def _counts(study: optuna.Study) -> tuple[int, int]:
     return sum(s in FINISHED for s in states), sum(s == TrialState.RUNNING for s in states)
 
 
-def _wait_for_others(study: optuna.Study, space: SearchSpace, running: int, left: float | None) -> bool:
-    """Sleep a poll interval while other workers' trials run, failing stale ones (heartbeats);
-    False when the storage has no heartbeats (a dead worker's trial would never end)."""
-    if not is_heartbeat_enabled(study._storage):
-        warnings.warn(f"{running} trial(s) of this study are running elsewhere; this storage has no heartbeats, "
-                      f"so this process stops instead of waiting for them", stacklevel=3)
-        return False
-    fail_stale_trials(study)
-    pause = min(1.0, space.search.heartbeat_interval)  # one small query a second while waiting
-    time.sleep(pause if left is None else max(0.0, min(pause, left)))
-    return True
-
-
 def _artifact_folder(artifacts: str | Path | ArtifactStore | None, url: str) -> Path | None:
     """The artifact folder a run will use (checked, not yet created), or None for a given store or none."""
     if not isinstance(artifacts, (str, Path)):
@@ -234,12 +242,13 @@ def _artifact_folder(artifacts: str | Path | ArtifactStore | None, url: str) -> 
     return folder
 
 
-def check_stem_fits(space: SearchSpace, sample_shape: tuple[int, ...]) -> None:
+def check_stem_fits(session: Session, sample_shape: tuple[int, ...]) -> None:
     """Every combination of the space's stem values must accept the data's sample shape.
 
     :raises BadInput: naming the space file and the stem's complaint (e.g. a patch that does not divide the grid).
     """
-    stem = space.components.stems.get(space.modality)
+    space = session.space
+    stem = session.components.stems.get(space.modality)
     choices = {k: r.values() for k, r in space.stem.items()}
     if any(v is None for v in choices.values()):
         return  # a float interval: nothing finite to enumerate
@@ -256,7 +265,7 @@ def _max_epochs(space: SearchSpace) -> int:
     return int(r.high) if r.high is not None else int(max(r.values()))
 
 
-def open_study(space: SearchSpace, url: str, name: str, *, seed: int,
+def open_study(session: Session, url: str, name: str, *, seed: int,
                pruner: optuna.pruners.BasePruner | None = None, worker: int = 0) -> optuna.Study:
     """Create the study (or load it to resume) with the space's sampler and directions.
 
@@ -264,10 +273,11 @@ def open_study(space: SearchSpace, url: str, name: str, *, seed: int,
     offset), so a resumed search is reproducible without proposing the first run's architectures
     again, and parallel workers do not propose the same ones.
     """
+    space = session.space
     settings = space.search
     storage = open_storage(url, heartbeat=(settings.heartbeat_interval, settings.grace_period))
     existing = _existing_trial_count(storage, name)
-    sampler = space.components.samplers.get(settings.sampler).create(
+    sampler = session.components.samplers.get(settings.sampler).create(
         settings.sampler_options, seed=seed + existing + WORKER_SEED_STRIDE * worker, n_objectives=len(space.objectives))
     try:
         study = optuna.create_study(storage=storage, study_name=name, sampler=sampler, pruner=pruner,
@@ -301,26 +311,3 @@ def _existing_trial_count(storage: optuna.storages.BaseStorage, name: str) -> in
         return 0
     return storage.get_n_trials(study_id)
 
-
-def load_results(storage: str, study_name: str) -> optuna.Study:
-    """Open an existing study read-only-in-spirit (for ``best`` and reports)."""
-    st = open_storage(storage, create=False)
-    try:
-        return optuna.load_study(study_name=study_name, storage=st)
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(st)]
-        raise BadInput(f"no study '{study_name}' in {safe_url(storage)}; studies there: {', '.join(names) or 'none'}") from None
-
-
-def best_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The best trial (one objective) or the Pareto-optimal trials (several), best first."""
-    if not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
-        return []
-    if len(study.directions) == 1:
-        return [study.best_trial]
-    return sorted(study.best_trials, key=lambda t: t.number)
-
-
-def trial_architecture(trial: FrozenTrial) -> nx.DiGraph:
-    """The architecture graph a trial trained (from its ``architecture`` user attribute)."""
-    return arch.from_json(record(trial, ARCHITECTURE))

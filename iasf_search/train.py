@@ -18,20 +18,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from iasf_search.components import AuxObjective, TaskData
-from iasf_search.params import Param
-
-TRAINING_PARAMS: dict[str, Param] = {
-    "epochs": Param(20, int, low=1, help="passes over the training split"),
-    "batch_size": Param(128, int, low=1, help="samples per optimisation step"),
-    "optimizer": Param("adamw", str, choices=("adamw", "adam", "sgd"), help="optimiser"),
-    "lr": Param(2.0e-3, float, low=0.0, help="peak learning rate"),
-    "weight_decay": Param(0.05, float, low=0.0, help="decoupled weight decay (adamw) or L2 (adam, sgd)"),
-    "warmup": Param(0.1, float, low=0.0, high=1.0, help="share of steps with linear warm-up, then cosine decay to 0"),
-    "label_smoothing": Param(0.0, float, low=0.0, high=0.9, help="cross-entropy label smoothing"),
-    "grad_clip": Param(1.0, float, low=0.0, help="clip the gradient norm to this (0: off)"),
-    "augment": Param(False, bool, help="apply the dataset's training-time augmentation, if it has one"),
-}
-"""Keys of the space file's ``training:`` section; each may be a fixed value, a list or a range."""
 
 
 class Diverged(RuntimeError):
@@ -151,7 +137,7 @@ def train(model: nn.Module, data: TaskData, config: Mapping[str, Any], *, device
     """Train ``model`` on ``data.x_train`` and evaluate on ``data.x_val`` after each epoch.
 
     :param data: a task whose tensors are already on ``device``.
-    :param config: sampled training settings (the keys of :data:`TRAINING_PARAMS`).
+    :param config: sampled training settings (the keys of :data:`iasf_search.settings.TRAINING_PARAMS`).
     :param seed: seeds batch order and augmentation.
     :param report: ``report(epoch, val_accuracy, val_loss)`` after each epoch, 1-based; it may raise
         (e.g. ``optuna.TrialPruned``) to stop training.

@@ -15,12 +15,20 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+import warnings
 from collections.abc import Sequence
 from typing import TextIO
 
+import optuna
+from optuna.storages import fail_stale_trials
+
 from iasf_search.interrupts import INTERRUPTED_STATUS, TERMINATED_STATUS, Terminated
+from iasf_search.optuna_internals import heartbeat_enabled
 
 WORKER_FLAG = "--worker"
+THREADS_ENV = "IASF_SEARCH_THREADS"
+"""The CPU threads a worker process uses (set by :func:`worker_env`)."""
 STOP_GRACE_SECONDS = 30
 """How long a stopped worker may take to record its running trial before it is killed."""
 
@@ -43,6 +51,18 @@ def worker_argv(typed: Sequence[str], index: int, count: int) -> list[str]:
     return [sys.executable, "-m", "iasf_search", "search", *args, WORKER_FLAG, f"{index}/{count}"]
 
 
+def worker_index(flag: str) -> int:
+    """This worker's index from the value of :data:`WORKER_FLAG` (``i/N``)."""
+    return int(flag.partition("/")[0])
+
+
+def use_worker_threads() -> None:
+    """In a worker process: use the share of CPU threads :func:`worker_env` gave it."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get(THREADS_ENV, "1")))
+
+
 def visible_gpus() -> list[str]:
     """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` entries (empty without CUDA)."""
     given = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -62,8 +82,24 @@ def worker_env(index: int, count: int, device: str, gpus: Sequence[str]) -> dict
     env = dict(os.environ)
     if gpus and device in ("auto", "cuda"):
         env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
-    env["IASF_SEARCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // count))
+    env[THREADS_ENV] = str(max(1, (os.cpu_count() or 1) // count))
     return env
+
+
+def wait_for_others(study: optuna.Study, heartbeat_interval: float, running: int, left: float | None) -> bool:
+    """Sleep a poll interval while ``running`` trials of other workers run, failing stale ones
+    (heartbeats); False when the storage has no heartbeats (a dead worker's trial would never end).
+
+    :param left: seconds left of this run's timeout (None: none); the sleep does not overrun it.
+    """
+    if not heartbeat_enabled(study):
+        warnings.warn(f"{running} trial(s) of this study are running elsewhere; this storage has no heartbeats, "
+                      f"so this process stops instead of waiting for them", stacklevel=3)
+        return False
+    fail_stale_trials(study)
+    pause = min(1.0, heartbeat_interval)  # one small query a second while waiting
+    time.sleep(pause if left is None else max(0.0, min(pause, left)))
+    return True
 
 
 def _pump(stream: TextIO, prefix: str, out: TextIO, lock: threading.Lock) -> None:

@@ -16,8 +16,9 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from iasf_search.hookspecs import hookimpl
+from iasf_search.results.access import finished_trials
+from iasf_search.results.records import FAILURE_REASON, PRUNED_AT_EPOCH, REUSED_FROM, SUMMARY, TRAIN_SECONDS, VAL_ACCURACY
 from iasf_search.space import SearchSpace
-from iasf_search.study import finished_trials
 
 
 def clock(seconds: float) -> str:
@@ -30,13 +31,13 @@ def trial_outcome(trial: FrozenTrial) -> str:
     """``val 0.9815``, ``pruned at epoch 4 (val 0.91)``, ``FAILED: reason``, with ``(reused #n)``."""
     attrs = trial.user_attrs
     if trial.state == TrialState.COMPLETE:
-        text = f"val {attrs.get('val_accuracy', float('nan')):.4f}"
-        return text + (f" (reused #{attrs['reused_from']})" if "reused_from" in attrs else "")
+        text = f"val {attrs.get(VAL_ACCURACY, float('nan')):.4f}"
+        return text + (f" (reused #{attrs[REUSED_FROM]})" if REUSED_FROM in attrs else "")
     if trial.state == TrialState.PRUNED:
-        if "failure_reason" in attrs:
-            return f"pruned: {attrs['failure_reason']}"
-        return f"pruned at epoch {attrs.get('pruned_at_epoch', '?')} (val {attrs.get('val_accuracy', float('nan')):.4f})"
-    return f"{trial.state.name}: {attrs.get('failure_reason', 'no reason recorded')}"
+        if FAILURE_REASON in attrs:
+            return f"pruned: {attrs[FAILURE_REASON]}"
+        return f"pruned at epoch {attrs.get(PRUNED_AT_EPOCH, '?')} (val {attrs.get(VAL_ACCURACY, float('nan')):.4f})"
+    return f"{trial.state.name}: {attrs.get(FAILURE_REASON, 'no reason recorded')}"
 
 
 def is_tty(stream: TextIO) -> bool:
@@ -139,10 +140,10 @@ class ConsoleProgress:
         elapsed = time.perf_counter() - self.start
         eta = eta_seconds(elapsed, done - self.done_at_start, self.target - done)
         best = best_so_far(study) if len(study.directions) == 1 else ""
-        seconds = trial.user_attrs.get("train_seconds")
+        seconds = trial.user_attrs.get(TRAIN_SECONDS)
         took = f"{seconds:5.1f}s" if isinstance(seconds, (int, float)) and "reused_from" not in trial.user_attrs else "    - "
         self._print(f"[{done:>3}/{self.target}] #{trial.number:<3} {trial_outcome(trial):<28} {best:<18} {took}  "
-                    f"{clock(elapsed)} ETA {clock(eta)}  {trial.user_attrs.get('summary', '')}")
+                    f"{clock(elapsed)} ETA {clock(eta)}  {trial.user_attrs.get(SUMMARY, '')}")
         if self.bar is not None:
             self.bar.set_postfix_str(self._postfix_text(study, best), refresh=False)
             if done > self.bar.n:

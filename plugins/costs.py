@@ -28,6 +28,7 @@ from iasf_search import hookimpl
 from iasf_search.components import CostModel, Measurement
 from iasf_search.hardware.timing import batch_of, synchronize, time_call
 from iasf_search.params import Param
+from iasf_search.torch_internals import mem_tracker_class
 from iasf_search.train import autocast
 
 MB = 2**20
@@ -97,8 +98,9 @@ class PeakMemory(CostModel):
       a library workspace allocated for the first time in the process can make two measurements differ.
     * CPU has no allocator peak: the measure is the peak of the bytes of live tensor storages during
       the step, tracked for every tensor the dispatcher sees by ``torch``'s ``MemTracker``
-      (``torch.distributed._tools.mem_tracker``). Scratch memory a kernel allocates internally and
-      the allocator's own overhead are not counted. Deterministic for a given model and batch.
+      (``torch.distributed._tools.mem_tracker``, through :mod:`iasf_search.torch_internals`).
+      Scratch memory a kernel allocates internally and the allocator's own overhead are not
+      counted. Deterministic for a given model and batch.
 
     Details: ``bytes`` (the exact peak), ``phase``, ``batch_size``, ``device``, ``method``
     (``"cuda allocator peak"`` or ``"live tensor storages"``), and on CPU ``breakdown_mb`` (the
@@ -175,12 +177,12 @@ def _tracked_peak(model: nn.Module, example: torch.Tensor, device: torch.device,
                   batch_size: int) -> tuple[int, dict[str, int]]:
     """Peak bytes of live tensor storages during the step, and their kinds at the peak."""
     try:
-        from torch.distributed._tools.mem_tracker import MemTracker  # slow to import: only when used
+        tracker_class = mem_tracker_class()  # slow to import: only when used
     except ImportError as exc:  # a torch build without torch.distributed
         raise RuntimeError(f"peak_memory_mb on {device.type} needs torch.distributed's MemTracker: {exc}") from exc
     batch = batch_of(example, batch_size).to(device)  # untracked: it may be a view of the whole data set
     module, optimizer = _prepare(model, phase)
-    tracker = MemTracker()
+    tracker = tracker_class()
     tracker.track_external(module, optimizer)  # parameters and buffers (and the optimizer, empty until its step)
     with tracker:
         _step(module, optimizer, batch.clone(), device)  # the clone, the batch's own storage, is counted

@@ -20,8 +20,21 @@ from optuna.trial import FrozenTrial
 
 from iasf_search.hookspecs import hookimpl
 from iasf_search.plugins.console_progress import eta_seconds
+from iasf_search.results.access import best_trials, finished_trials
+from iasf_search.results.records import (
+    ARCH_HASH,
+    FAILURE_REASON,
+    PARAMS,
+    PRUNED_AT_EPOCH,
+    REUSED_FROM,
+    SUMMARY,
+    TEST_ACCURACY,
+    TRAIN_SECONDS,
+    VAL_ACCURACY,
+)
 from iasf_search.space import SearchSpace
-from iasf_search.study import SearchResult, best_trials, finished_trials, safe_url
+from iasf_search.storage import safe_url
+from iasf_search.study import SearchResult
 
 ERROR_KINDS = ("bad_input", "interrupted", "terminated", "unexpected")
 
@@ -92,11 +105,11 @@ def summary_event(result: SearchResult) -> dict[str, Any]:
         "best": [{
             "number": t.number,
             "values": _values(t),
-            "val_accuracy": t.user_attrs.get("val_accuracy"),
-            "test_accuracy": t.user_attrs.get("test_accuracy"),
-            "params": t.user_attrs.get("params"),
-            "arch_hash": t.user_attrs.get("arch_hash"),
-            "summary": t.user_attrs.get("summary"),
+            "val_accuracy": t.user_attrs.get(VAL_ACCURACY),
+            "test_accuracy": t.user_attrs.get(TEST_ACCURACY),
+            "params": t.user_attrs.get(PARAMS),
+            "arch_hash": t.user_attrs.get(ARCH_HASH),
+            "summary": t.user_attrs.get(SUMMARY),
         } for t in best],
         "dashboard": result.dashboard_command,
         "pareto_plot": str(result.pareto_plot) if result.pareto_plot is not None else None,
@@ -144,16 +157,16 @@ class JsonEventLog:
             "number": trial.number,
             "state": trial.state.name,
             "values": _values(trial),
-            "val_accuracy": attrs.get("val_accuracy"),
-            "test_accuracy": attrs.get("test_accuracy"),
-            "arch_hash": attrs.get("arch_hash"),
-            "summary": attrs.get("summary"),
+            "val_accuracy": attrs.get(VAL_ACCURACY),
+            "test_accuracy": attrs.get(TEST_ACCURACY),
+            "arch_hash": attrs.get(ARCH_HASH),
+            "summary": attrs.get(SUMMARY),
         }
-        for optional in ("failure_reason", "reused_from", "pruned_at_epoch"):
+        for optional in (FAILURE_REASON, REUSED_FROM, PRUNED_AT_EPOCH):
             if optional in attrs:
                 event[optional] = attrs[optional]
         event.update({
-            "train_seconds": attrs.get("train_seconds"),
+            "train_seconds": attrs.get(TRAIN_SECONDS),
             "finished": done,
             "target": self.target,
             "best": best_event(study),

@@ -34,11 +34,26 @@ from iasf_search.components import SpaceSection, TaskData
 from iasf_search.graph import INPUT, OUTPUT, from_json, hidden_nodes, inputs_of
 from iasf_search.params import Param
 from iasf_search.results.artifacts import CHECKPOINT, DIAGRAM, HEATMAPS, upload_bytes
-from iasf_search.results.records import ARCHITECTURE, TRAIN_CONFIG, record
+from iasf_search.results.records import (
+    ARCH_HASH,
+    ARCHITECTURE,
+    AUX_PREFIX,
+    CONSTRAINTS,
+    COST_PREFIX,
+    EPOCHS,
+    PARAMS,
+    REUSED_FROM,
+    SUMMARY,
+    TEST_ACCURACY,
+    TRAIN_CONFIG,
+    TRAIN_SECONDS,
+    record,
+)
 from iasf_search.space import SearchSpace
 
 if TYPE_CHECKING:
-    from optuna.artifacts._protocol import ArtifactStore
+    from iasf_search.optuna_internals import ArtifactStore
+    from iasf_search.plugin_manager import Components
 
 WHICH = ("best", "all", "none")
 
@@ -110,7 +125,8 @@ def table_row(cells: Sequence[str]) -> str:
 TRAINING_FIRST = ("optimizer", "lr", "epochs", "batch_size")
 
 
-def trial_note(trial: optuna.Trial, graph: nx.DiGraph, space: SearchSpace, values: Sequence[float] | None = None) -> str:
+def trial_note(trial: optuna.Trial, graph: nx.DiGraph, space: SearchSpace, components: Components,
+               values: Sequence[float] | None = None) -> str:
     """The markdown note: heading, node table, costs, training settings and (after training) metrics.
 
     optuna-dashboard draws tables without borders and with almost no padding, so the cells stay
@@ -120,10 +136,10 @@ def trial_note(trial: optuna.Trial, graph: nx.DiGraph, space: SearchSpace, value
     from iasf_search.results.figures import node_labels
 
     attrs = trial.user_attrs
-    labels = node_labels(graph, space.components)
-    lines = [f"## Trial {trial.number}: {attrs.get('summary', '')}", "",
-             f"architecture `{attrs.get('arch_hash', '?')}`, width {graph.graph.get('width')}, "
-             f"{_number(attrs.get('params', 0))} parameters", "",
+    labels = node_labels(graph, components)
+    lines = [f"## Trial {trial.number}: {attrs.get(SUMMARY, '')}", "",
+             f"architecture `{attrs.get(ARCH_HASH, '?')}`, width {graph.graph.get('width')}, "
+             f"{_number(attrs.get(PARAMS, 0))} parameters", "",
              table_row(("node", "op", "label", "configuration", "reads")), "|:---|:---|:---|:---|:---|"]
     for n in [INPUT, *hidden_nodes(graph), OUTPUT]:
         node = graph.nodes[n]
@@ -134,24 +150,24 @@ def trial_note(trial: optuna.Trial, graph: nx.DiGraph, space: SearchSpace, value
         label = "" if n == OUTPUT else labels.get(n, "")
         cells = (n, node.get("op", "head"), label, key_values(node.get("config") or {}), reads)
         lines.append(table_row(cells))
-    costs = {k[len("cost."):]: v for k, v in attrs.items() if k.startswith("cost.")}
+    costs = {k[len(COST_PREFIX):]: v for k, v in attrs.items() if k.startswith(COST_PREFIX)}
     if costs:
         lines += ["", "**Costs:** " + ", ".join(f"{k} {_number(v)}" for k, v in sorted(costs.items()))]
-    constraints = attrs.get("constraints") or {}
+    constraints = attrs.get(CONSTRAINTS) or {}
     if constraints:
         shown = [f"{k} {_number(c['value'])} {'≤' if c['feasible'] else '>'} max {_number(c['max'])}" for k, c in constraints.items()]
         verdict = "feasible" if all(c["feasible"] for c in constraints.values()) else "**infeasible — not trained**"
         lines += ["", f"**Constraints:** {', '.join(shown)} — {verdict}"]
     lines += ["", f"**Training:** {key_values(record(trial, TRAIN_CONFIG, {}), TRAINING_FIRST, sort=False)}"]
-    if "reused_from" in attrs:
-        lines += ["", f"Result reused from the identical trial #{attrs['reused_from']} (not trained again)."]
+    if REUSED_FROM in attrs:
+        lines += ["", f"Result reused from the identical trial #{attrs[REUSED_FROM]} (not trained again)."]
     if values is not None:
         parts = [f"{name} {_metric(name, v)}" for name, v in zip(objective_names(space), values, strict=True)]
-        if "test_accuracy" in attrs:
-            parts.append(f"test accuracy {_metric('accuracy', attrs['test_accuracy'])}")
-        parts.append(f"{attrs.get('epochs', '?')} epochs in {attrs.get('train_seconds', 0.0):.1f} s")
+        if TEST_ACCURACY in attrs:
+            parts.append(f"test accuracy {_metric('accuracy', attrs[TEST_ACCURACY])}")
+        parts.append(f"{attrs.get(EPOCHS, '?')} epochs in {attrs.get(TRAIN_SECONDS, 0.0):.1f} s")
         lines += ["", "**Result:** " + "; ".join(parts)]
-        aux = {k: v for k, v in attrs.items() if k.startswith("aux.")}
+        aux = {k: v for k, v in attrs.items() if k.startswith(AUX_PREFIX)}
         for name, measured in sorted(aux.items()):
             shown = ", ".join(f"{k} {_number(v)}" for k, v in measured.items()) if isinstance(measured, Mapping) else _number(measured)
             lines.append(f"- {name}: {shown}")
@@ -206,22 +222,23 @@ def _save_note() -> Callable[[Any, str], None]:
 
 
 @hookimpl
-def iasf_trial_built(trial: optuna.Trial, graph: nx.DiGraph, space: SearchSpace, artifacts: ArtifactStore | None) -> None:
+def iasf_trial_built(trial: optuna.Trial, graph: nx.DiGraph, space: SearchSpace, components: Components,
+                     artifacts: ArtifactStore | None) -> None:
     from iasf_search.results.figures import architecture_figure, node_labels, save
 
     save_note = _save_note()
 
     settings = space.sections["artifacts"]
     if settings["notes"]:
-        save_note(trial, trial_note(trial, graph, space))
+        save_note(trial, trial_note(trial, graph, space, components))
     if settings["diagram"] and artifacts is not None:
-        fig = architecture_figure(graph, node_labels(graph, space.components).__getitem__,
-                                  title=f"trial {trial.number} · {trial.user_attrs.get('arch_hash', '')[:8]}")
+        fig = architecture_figure(graph, node_labels(graph, components).__getitem__,
+                                  title=f"trial {trial.number} · {trial.user_attrs.get(ARCH_HASH, '')[:8]}")
         upload_bytes(trial, artifacts, DIAGRAM, save(fig, "svg"), "image/svg+xml")
 
 
 @hookimpl
-def iasf_trial_trained(trial: optuna.Trial, model: nn.Module, data: TaskData, space: SearchSpace,
+def iasf_trial_trained(trial: optuna.Trial, model: nn.Module, data: TaskData, space: SearchSpace, components: Components,
                        values: list[float], artifacts: ArtifactStore | None) -> None:
     save_note = _save_note()
 
@@ -231,7 +248,7 @@ def iasf_trial_trained(trial: optuna.Trial, model: nn.Module, data: TaskData, sp
     settings = space.sections["artifacts"]
     graph = from_json(record(trial, ARCHITECTURE))
     if settings["notes"]:
-        save_note(trial, trial_note(trial, graph, space, values))
+        save_note(trial, trial_note(trial, graph, space, components, values))
     if artifacts is None:
         return
     front = is_front_runner(trial.study, values)
@@ -239,9 +256,9 @@ def iasf_trial_trained(trial: optuna.Trial, model: nn.Module, data: TaskData, sp
         samples = data.x_val[:settings["heatmap_samples"]]
         maps = attention_maps(model, samples)
         if maps:
-            fig = heatmap_figure(maps, node_labels(graph, space.components),
+            fig = heatmap_figure(maps, node_labels(graph, components),
                                  title=f"trial {trial.number}: attention A / max A, mean over {len(samples)} validation samples")
             upload_bytes(trial, artifacts, HEATMAPS, save(fig, "png"), "image/png")
     if settings["checkpoints"] == "all" or (settings["checkpoints"] == "best" and front):
-        meta = {"format": "iasf-search", "trial": str(trial.number), "arch_hash": trial.user_attrs.get("arch_hash", "")}
+        meta = {"format": "iasf-search", "trial": str(trial.number), "arch_hash": trial.user_attrs.get(ARCH_HASH, "")}
         upload_bytes(trial, artifacts, CHECKPOINT, checkpoint_bytes(model, meta), "application/octet-stream")

@@ -200,6 +200,17 @@ def make_space(components: Components):
     return make
 
 
+@pytest.fixture
+def make_session(make_space, components: Components):
+    """``make_session(set=..., drop=..., base=...)``: :func:`make_space`'s space with the built-in components."""
+    from iasf_search.session import Session
+
+    def make(set: Mapping[str, Any] | None = None, drop: Iterable[str] = (), base: Mapping[str, Any] | None = None):
+        return Session(make_space(set, drop, base), components)
+
+    return make
+
+
 @pytest.fixture(scope="session")
 def postgres_url():
     """A PostgreSQL server for the whole session (``$IASF_TEST_POSTGRES_URL``, or a throwaway cluster started and
@@ -235,3 +246,22 @@ def finished(study) -> list:
     from optuna.trial import TrialState
 
     return [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+
+
+EXPORT_SPACE = make_doc({"manifold.ops": {"attention": {"heads": 2, "pattern": ["full", "local"], "window": 3}, "conv": {"kernel": 3}},
+                         "manifold.width": 16, "training.lr": 0.01, "training.epochs": 2, "costs": ["params", "flops"]})
+"""The space of :func:`export_search`: attention and convolution, 2 epochs, two costs recorded."""
+
+
+@pytest.fixture(scope="session")
+def export_search(tmp_path_factory):
+    """A finished 4-trial search of :data:`EXPORT_SPACE` (through the CLI), for the export and retrain tests:
+    ``(folder, space file, storage URL)``; the study is ``tiny``, its artifacts beside the database."""
+    from iasf_search.cli import main
+
+    tmp = tmp_path_factory.mktemp("export")
+    path = tmp / "space.yaml"
+    path.write_text(yaml.safe_dump(EXPORT_SPACE), encoding="utf-8")
+    url = f"sqlite:///{tmp / 'runs' / 'tiny.db'}"
+    assert main(["--space", str(path), "--storage", url, "--trials", "4", "-q"]) == 0
+    return tmp, path, url

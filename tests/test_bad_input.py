@@ -3,7 +3,9 @@ is wrong and where (file, key path, the fix or the allowed values), prints no tr
 existing study -- its SQLite file and every file under ``runs/`` -- exactly as it was.
 
 Each case runs the real CLI in-process in a directory holding ``runs/`` of a finished 2-trial search of the
-tiny space (the default storage ``sqlite:///runs/tiny.db`` with its ``runs/artifacts``), built once per module.
+tiny space (the default storage ``sqlite:///runs/tiny.db`` with its ``runs/artifacts``), built once per module;
+``runs="none"`` cases run in a directory without ``runs/``, where bad input must create nothing at all (no
+study database, no ``runs/``, no folder for a ``--storage`` file).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from iasf_search.plugin_manager import DISABLE_AUTOLOAD_ENV
 SPACE = "tiny.yaml"
 SEARCH = ("--space", SPACE, "--trials", "3")
 """A search that would add a trial to the existing 2-trial study, were its input not bad."""
+FRESH = ("--storage", "sqlite:///fresh/s.db")
+"""A study database in a folder that does not exist yet (``runs="none"`` cases): bad input must not create it."""
 
 
 def space(set: Mapping[str, Any] | None = None, drop: Iterable[str] = (), base: Mapping[str, Any] | None = None) -> str:
@@ -120,7 +124,7 @@ class Case:
     files: Mapping[str, str | bytes] = field(default_factory=dict)
     """more files to write (relative paths); an empty string makes an empty file"""
     runs: str = "existing"
-    """``existing``: a copy of the finished study's ``runs/``; ``file``: ``runs`` is a regular file"""
+    """``existing``: a copy of the finished study's ``runs/``; ``file``: ``runs`` is a regular file; ``none``: no ``runs``"""
     secret: str | None = None
     """a password that must appear nowhere in the output"""
 
@@ -267,6 +271,10 @@ CASES = [
     # -- storage ----------------------------------------------------------------------------------------
     case("malformed-storage-url", [*SEARCH, "--storage", "notaurl"], "storage URL 'notaurl' is malformed", "sqlite:///"),
     case("unknown-storage-driver", [*SEARCH, "--storage", "sqlite+nodriver:///runs/tiny.db"], "storage", "sqlite+nodriver"),
+    case("storage-url-without-a-path", ["--space", SPACE, "--storage", "notaurl://", "--trials", "1"], "storage", runs="none"),
+    case("storage-url-not-a-url", ["--space", SPACE, "--storage", "not a url at all", "--trials", "1"], "storage", runs="none"),
+    case("unknown-storage-driver-fresh", ["--space", SPACE, "--storage", "sqlite+nodriver:///x.db", "--trials", "1"], "storage",
+         runs="none"),
     case("unreachable-storage", [*SEARCH, "--storage", PG], "cannot open storage", "postgresql://u:***@127.0.0.1:1/db",
          secret="secret"),
     case("sqlite-folder-under-a-file", [*SEARCH, "--storage", "sqlite:///blocker/sub/s.db"], "blocker/sub/artifacts",
@@ -277,23 +285,49 @@ CASES = [
     case("runs-is-a-file-no-artifacts", [*SEARCH, "--no-artifacts"], "cannot create runs", "--storage", runs="file"),
     case("artifacts-under-a-file", [*SEARCH, "--artifacts", "blocker/art"], "blocker/art", "--artifacts DIR",
          files={"blocker": "a regular file"}),
+    case("study-of-other-directions", SEARCH, "--study NEW_NAME", space=space({"objectives": [{"metric": "loss"}]})),
     # -- plugins ----------------------------------------------------------------------------------------
-    case("unknown-plugin-flag", [*SEARCH, "--plugin", "no_such_module"], "no_such_module", "--plugin", "install it or fix the name"),
+    case("unknown-plugin-flag", [*SEARCH, "--plugin", "no_such_module"], "iasf-search: error: cannot load plugin module 'no_such_module'",
+         "--plugin", "install it or fix the name"),
+    case("duplicate-plugins", [*SEARCH, "--plugin", "plugin_samples.dup_a", "--plugin", "plugin_samples.dup_b"],
+         "op 'twin' is registered by two plugins", "plugin_samples.dup_a", "plugin_samples.dup_b"),
     case("unknown-plugin-in-space", SEARCH, f"{SPACE}: plugins[0]", "no_such_module", "install it or fix the name",
          space=space({"plugins": ["no_such_module"]})),
     # -- flags --------------------------------------------------------------------------------------------
     case("zero-trials", ["--space", SPACE, "--trials", "0"], "--trials must be at least 1"),
     case("negative-timeout", [*SEARCH, "--timeout", "-1"], "--timeout must be positive"),
+    case("zero-timeout", [*SEARCH, "--timeout", "0"], "--timeout must be positive"),
     case("missing-gpu", [*SEARCH, "--device", "cuda:7"], "cuda:7", "--device cpu"),
     case("unknown-device", [*SEARCH, "--device", "tpu"], "'tpu'", "auto, cpu, cuda or cuda:N"),
     case("trials-not-a-number", ["--space", SPACE, "--trials", "ten"], "--trials", "'ten'", "--help"),
     case("workers-zero", [*SEARCH, "--workers", "0"], "--workers must be at least 1"),
     case("unknown-flag", [*SEARCH, "--trails", "3"], "unrecognized arguments: --trails"),
+    case("unknown-log-format", ["search", "--space", "x.yaml", "--log-format", "xml"],
+         "iasf-search: error: argument --log-format: invalid choice: 'xml'"),
+    # -- a fresh storage: nothing may be created (no runs/, no folder for the database) -----------------------
+    case("bad-space-fresh-storage", [*FRESH, "--space", SPACE, "--trials", "1"], "did you mean 'manifold'",
+         space="name: tiny\ntask: {dataset: digits}\nmanifld: {nodes: 1}\n", runs="none"),
+    case("missing-space-fresh-storage", [*FRESH, "--space", "no-such.yaml", "--trials", "1"], "no such space file", runs="none"),
+    case("missing-gpu-fresh-storage", [*FRESH, "--space", SPACE, "--device", "cuda:7", "--trials", "1"], "cuda:7", runs="none"),
+    case("unknown-device-fresh-storage", [*FRESH, "--space", SPACE, "--device", "tpu", "--trials", "1"], "tpu", runs="none"),
+    case("zero-trials-fresh-storage", [*FRESH, "--space", SPACE, "--trials", "0"], "--trials must be at least 1", runs="none"),
+    case("zero-timeout-fresh-storage", [*FRESH, "--space", SPACE, "--timeout", "0"], "--timeout must be positive", runs="none"),
+    case("unknown-plugin-fresh-storage", [*FRESH, "--space", SPACE, "--plugin", "no_such_module", "--trials", "1"], "no_such_module",
+         runs="none"),
+    case("stem-does-not-fit-the-data-fresh-storage", [*FRESH, "--space", SPACE, "--trials", "1"],
+         "patch 3 does not divide the input grid (8, 8)", runs="none",
+         space="name: tiny\ntask: {dataset: digits}\nstem: {patch: [2, 3]}\nmanifold: {nodes: 1, width: 8, ops: {mlp: {}}}\n"),
     # -- best, export, report, dashboard, train on what does not exist ---------------------------------------
     case("best-unknown-study", ["best", "--space", SPACE, "--study", "tinny"], "no study 'tinny'", "sqlite:///runs/tiny.db",
          "studies there: tiny"),
+    case("best-unknown-study-by-storage", ["best", "--storage", "sqlite:///runs/tiny.db", "--study", "tinny"], "no study 'tinny'",
+         "studies there: tiny"),
     case("best-no-database", ["best", "--storage", "sqlite:///runs/other.db", "--study", "tiny"], "runs/other.db",
          "no such study database"),
+    case("best-no-database-fresh", ["best", "--space", SPACE, "--storage", "sqlite:///sub/none.db"], "no such study database",
+         runs="none"),
+    case("best-no-default-database-fresh", ["best", "--space", SPACE], "no such study database", runs="none"),
+    case("best-without-space-or-study", ["best", "--storage", "sqlite:///x.db"], "--space", runs="none"),
     case("export-unknown-study", ["export", "--space", SPACE, "--study", "tinny", "--out", "exported"], "no study 'tinny'",
          "studies there: tiny"),
     case("export-unknown-trial", ["export", "--space", SPACE, "--trial", "99", "--out", "exported"], "--trial 99",
@@ -336,7 +370,7 @@ def test_bad_input(bad: Case, capsys, tmp_path, monkeypatch, existing_runs):
     monkeypatch.setattr(sys, "dont_write_bytecode", True)  # so importing them leaves no __pycache__ behind
     if bad.runs == "existing":
         shutil.copytree(existing_runs, tmp_path / "runs")
-    else:
+    elif bad.runs == "file":
         (tmp_path / "runs").write_text("a regular file where the runs folder belongs", encoding="utf-8")
     if bad.space is not None:
         (tmp_path / SPACE).write_text(bad.space, encoding="utf-8")

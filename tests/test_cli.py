@@ -1,11 +1,10 @@
-"""The command line, in-process: search, resume, best, default storage, and bad input (exit 2, one line)."""
+"""The command line, in-process: search, resume, best, default storage, help, the plugins command. (Bad input,
+exit 2 with one line and nothing written: the table in tests/test_bad_input.py.)"""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-from pathlib import Path
 
 import optuna
 import pytest
@@ -18,10 +17,6 @@ from iasf_search.cli import main
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 TRIAL_LINE = re.compile(r"^\[\s*(\d+)/(\d+)\] #(\d+)\s", re.MULTILINE)
-
-
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_search_resume_and_best(capsys, tmp_path, write_space):
@@ -162,98 +157,7 @@ def test_no_arguments_prints_help_and_exits_2(capsys):
     assert "usage: iasf-search" in capsys.readouterr().out
 
 
-# -- bad input: exit 2, one line on stderr, nothing written -----------------------------------------
-
-BAD_SPACE = "name: tiny\ntask: {dataset: digits}\nmanifld: {nodes: 1}\n"
-
-BAD_INPUT = {
-    # id: (args after the storage flag, space text or None for the tiny space, fragment of the message)
-    "bad-space": (["--space", "tiny.yaml", "--trials", "1"], BAD_SPACE, "did you mean 'manifold'"),
-    "missing-space": (["--space", "no-such.yaml", "--trials", "1"], None, "no such space file"),
-    "no-gpu": (["--space", "tiny.yaml", "--device", "cuda:7", "--trials", "1"], None, "cuda:7"),
-    "unknown-device": (["--space", "tiny.yaml", "--device", "tpu", "--trials", "1"], None, "tpu"),
-    "zero-trials": (["--space", "tiny.yaml", "--trials", "0"], None, "--trials must be at least 1"),
-    "zero-timeout": (["--space", "tiny.yaml", "--timeout", "0"], None, "--timeout must be positive"),
-    "unknown-plugin": (["--space", "tiny.yaml", "--plugin", "no_such_module", "--trials", "1"], None, "no_such_module"),
-    "stem-does-not-fit-the-data": (["--space", "tiny.yaml", "--trials", "1"],
-                                   "name: tiny\ntask: {dataset: digits}\nstem: {patch: [2, 3]}\n"
-                                   "manifold: {nodes: 1, width: 8, ops: {mlp: {}}}\n",
-                                   "patch 3 does not divide the input grid (8, 8)"),
-}
-
-
-def _assert_one_error_line(rc: int, out: str, err: str, fragment: str) -> None:
-    assert rc == 2, (out, err)
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("iasf-search: error:")
-    assert fragment in lines[0]
-    assert "Traceback" not in err and "Traceback" not in out
-
-
-@pytest.mark.parametrize(("args", "space_text", "fragment"), BAD_INPUT.values(), ids=BAD_INPUT.keys())
-def test_bad_input_on_a_fresh_storage(capsys, tmp_path, write_space, args, space_text, fragment):
-    write_space(text=space_text)
-    db = tmp_path / "fresh" / "s.db"
-    rc, out, err = run(capsys, "--storage", f"sqlite:///{db}", *args)
-    _assert_one_error_line(rc, out, err, fragment)
-    assert not db.exists()
-    assert not (tmp_path / "runs").exists()
-
-
-@pytest.mark.parametrize(("args", "space_text", "fragment"), BAD_INPUT.values(), ids=BAD_INPUT.keys())
-def test_bad_input_leaves_an_existing_study_untouched(capsys, tmp_path, write_space, existing_db, args, space_text, fragment):
-    db = tmp_path / "existing.db"
-    db.write_bytes(existing_db.read_bytes())
-    before = digest(db)
-    write_space(text=space_text)
-    rc, out, err = run(capsys, "--storage", f"sqlite:///{db}", *args)
-    _assert_one_error_line(rc, out, err, fragment)
-    assert digest(db) == before
-    assert len(optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}").trials) == 1
-
-
-@pytest.fixture(scope="module")
-def existing_db(tmp_path_factory) -> Path:
-    """A study database holding one finished trial of the tiny space (built once, copied by tests)."""
-    folder = tmp_path_factory.mktemp("existing")
-    space_file = folder / "tiny.yaml"
-    space_file.write_text("name: tiny\ntask: {dataset: digits, options: {shift: 0}}\n"
-                          "stem: {patch: 2, overlap: false}\nmanifold: {nodes: 1, width: 8, ops: {mlp: {expansion: 1}}}\n"
-                          "training: {epochs: 1}\nsearch: {sampler: random, pruner: none}\n", encoding="utf-8")
-    db = folder / "existing.db"
-    iasf_search.run_search(iasf_search.load_space(space_file, autoload=False), trials=1, storage=f"sqlite:///{db}", device="cpu")
-    return db
-
-
-@pytest.mark.parametrize("url", ["notaurl://", "not a url at all", "sqlite+nodriver:///x.db"])
-def test_malformed_storage_url(capsys, write_space, tmp_path, url):
-    write_space()
-    rc, out, err = run(capsys, "--space", "tiny.yaml", "--storage", url, "--trials", "1")
-    _assert_one_error_line(rc, out, err, "storage")
-    assert not (tmp_path / "runs").exists()
-    assert not (tmp_path / "x.db").exists()
-
-
-def test_best_without_a_database(capsys, tmp_path, write_space):
-    write_space()
-    rc, out, err = run(capsys, "best", "--space", "tiny.yaml", "--storage", f"sqlite:///{tmp_path / 'sub' / 'none.db'}")
-    _assert_one_error_line(rc, out, err, "no such study database")
-    assert not (tmp_path / "sub").exists()
-    rc, out, err = run(capsys, "best", "--space", "tiny.yaml")  # default storage runs/tiny.db
-    _assert_one_error_line(rc, out, err, "no such study database")
-    assert not (tmp_path / "runs").exists()
-
-
-def test_best_needs_space_or_storage_and_study(capsys):
-    rc, out, err = run(capsys, "best", "--storage", "sqlite:///x.db")
-    _assert_one_error_line(rc, out, err, "--space")
-
-
-def test_best_unknown_study_lists_the_existing_ones(capsys, existing_db):
-    rc, out, err = run(capsys, "best", "--storage", f"sqlite:///{existing_db}", "--study", "tinny")
-    _assert_one_error_line(rc, out, err, "no study 'tinny'")
-    assert "studies there: tiny" in err
+# -- a study searched again ------------------------------------------------------------------------
 
 
 def test_study_created_from_another_space_warns(capsys, tmp_path, write_space):
@@ -267,16 +171,6 @@ def test_study_created_from_another_space_warns(capsys, tmp_path, write_space):
     assert len(optuna.load_study(study_name="tiny", storage=url).trials) == 2
 
 
-def test_study_with_other_directions_is_not_resumed(capsys, tmp_path, write_space, existing_db):
-    db = tmp_path / "dir.db"
-    db.write_bytes(existing_db.read_bytes())
-    before = digest(db)
-    write_space({"objectives": [{"metric": "loss"}]})
-    rc, out, err = run(capsys, "--space", "tiny.yaml", "--storage", f"sqlite:///{db}", "--trials", "2")
-    _assert_one_error_line(rc, out, err, "--study NEW_NAME")
-    assert digest(db) == before
-
-
 def test_architecture_json_is_plain_json(capsys, tmp_path, write_space):
     write_space({"manifold.nodes": 2, "manifold.width": 8})
     url = f"sqlite:///{tmp_path / 'j.db'}"
@@ -287,38 +181,7 @@ def test_architecture_json_is_plain_json(capsys, tmp_path, write_space):
     assert {n["id"] for n in doc["nodes"]} == {"input", "n0", "n1", "output"}
 
 
-def test_storage_password_is_never_printed(capsys, write_space):
-    write_space()
-    rc, out, err = run(capsys, "--space", "tiny.yaml", "--storage", "postgresql://user:s3cret@127.0.0.1:1/db", "--trials", "1")
-    _assert_one_error_line(rc, out, err, "postgresql://user:***@127.0.0.1:1/db")
-    assert "s3cret" not in err + out
-
-
-# -- progress lines ---------------------------------------------------------------------------------
-
-
-def test_clock():
-    from iasf_search.plugins.console_progress import clock
-
-    assert [clock(s) for s in (0, 59.4, 61, 3599, 3600, 3725)] == ["0:00", "0:59", "1:01", "59:59", "1:00:00", "1:02:05"]
-
-
-def test_trial_outcome():
-    from optuna.distributions import FloatDistribution
-    from optuna.trial import create_trial
-
-    from iasf_search.plugins.console_progress import trial_outcome
-
-    def make(state, value=None, **attrs):
-        return create_trial(state=state, value=value, params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)},
-                            user_attrs=attrs)
-
-    assert trial_outcome(make(TrialState.COMPLETE, 0.9, val_accuracy=0.98154)) == "val 0.9815"
-    assert trial_outcome(make(TrialState.COMPLETE, 0.9, val_accuracy=0.5, reused_from=3)) == "val 0.5000 (reused #3)"
-    assert trial_outcome(make(TrialState.PRUNED, pruned_at_epoch=4, val_accuracy=0.91)) == "pruned at epoch 4 (val 0.9100)"
-    assert trial_outcome(make(TrialState.PRUNED, failure_reason="diverged: nan")) == "pruned: diverged: nan"
-    assert trial_outcome(make(TrialState.FAIL, failure_reason="RuntimeError: x")) == "FAIL: RuntimeError: x"
-    assert trial_outcome(make(TrialState.FAIL)) == "FAIL: no reason recorded"
+# -- the plugins command ------------------------------------------------------------------------------
 
 
 def test_plugins_lists_sources_and_contributions(capsys, write_space):

@@ -10,6 +10,7 @@ import pytest
 
 from iasf_search import graph as arch
 from iasf_search.graph import INPUT, OUTPUT, GraphError
+from iasf_search.plugin_manager import load_components
 
 MAX_IN, LOOKBACK = 3, 3
 
@@ -35,7 +36,8 @@ def _position(node: str) -> int:
 
 def sample_many(space, n: int, seed: int = 0) -> list[nx.DiGraph]:
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    return [arch.sample_graph(study.ask(), space) for _ in range(n)]
+    components = load_components(autoload=False)
+    return [arch.sample_graph(study.ask(), space, components) for _ in range(n)]
 
 
 def test_300_random_graphs_follow_the_rules(wide_space):

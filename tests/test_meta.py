@@ -1,31 +1,44 @@
-"""Meta-tests: every hook is documented in the README with its exact signature and exercised by a test."""
+"""Meta-tests of the test suite itself: its layout mirrors the code's, one test file per module.
+
+(The hooks are checked as a whole in tests/test_hookspecs.py.)
+"""
 
 from __future__ import annotations
 
-import inspect
+from collections import Counter
 from pathlib import Path
 
-import pytest
-
-from iasf_search import hookspecs
-
 ROOT = Path(__file__).resolve().parent.parent
-HOOKS = {name: fn for name, fn in vars(hookspecs).items() if name.startswith("iasf_") and callable(fn)}
-TESTS = [p for p in (ROOT / "tests").rglob("*.py") if p.name != Path(__file__).name]
+TESTS = ROOT / "tests"
+ROOMS = {
+    ROOT / "iasf_search": TESTS,
+    ROOT / "iasf_search" / "hardware": TESTS / "hardware",
+    ROOT / "iasf_search" / "results": TESTS / "results",
+    ROOT / "plugins": TESTS / "plugins",
+}
+"""Code folder -> the tests folder that mirrors it."""
+NOT_MODULES = {"__init__", "__main__"}
 
 
-def test_every_hook_has_the_prefix_and_a_docstring():
-    assert HOOKS, "no hooks found"
-    for name, fn in HOOKS.items():
-        assert (fn.__doc__ or "").strip(), f"{name} has no docstring"
+def expected_test_files() -> dict[Path, Path]:
+    """``tests/.../test_<m>.py`` -> the module ``<m>.py`` it must test, for every module of every room."""
+    return {tests / f"test_{module.stem}.py": module
+            for code, tests in ROOMS.items() for module in sorted(code.glob("*.py")) if module.stem not in NOT_MODULES}
 
 
-@pytest.mark.parametrize("name", sorted(HOOKS))
-def test_hook_is_in_the_readme_with_its_signature(name):
-    params = ", ".join(inspect.signature(HOOKS[name]).parameters)
-    assert f"`{name}({params})`" in (ROOT / "README.md").read_text(encoding="utf-8")
+def test_every_module_has_its_test_file_in_the_mirrored_folder():
+    missing = {test: module for test, module in expected_test_files().items() if not test.is_file()}
+    lines = [f"{test.relative_to(ROOT)} (for {module.relative_to(ROOT)})" for test, module in missing.items()]
+    print("missing test files:\n" + "\n".join(lines))
+    assert not missing, "missing test files:\n" + "\n".join(lines)
 
 
-@pytest.mark.parametrize("name", sorted(HOOKS))
-def test_hook_is_exercised_by_a_test(name):
-    assert any(name in p.read_text(encoding="utf-8") for p in TESTS), f"no test mentions {name}"
+def test_the_rooms_exist():
+    assert all(code.is_dir() and tests.is_dir() for code, tests in ROOMS.items())
+    assert len(expected_test_files()) > 30
+
+
+def test_test_file_names_are_unique_across_the_tree():
+    """pytest runs without __init__.py files: two test files of the same name cannot both be imported."""
+    names = Counter(p.name for p in TESTS.rglob("test_*.py"))
+    assert [name for name, count in names.items() if count > 1] == []

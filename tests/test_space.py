@@ -9,6 +9,7 @@ import yaml
 
 import iasf_search
 from iasf_search.errors import BadInput, SpaceError
+from iasf_search.session import session_for
 from iasf_search.space import SearchSpace, parse_space
 
 SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
@@ -21,12 +22,13 @@ def test_vision_space_is_shipped():
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_shipped_space_loads(path):
-    space = iasf_search.load_space(path)
+    session = iasf_search.open_session(path)
+    space, components = session.space, session.components
     assert isinstance(space, SearchSpace)
     assert space.name == path.stem  # (a loop in parse_space once overwrote it)
-    assert space.dataset in space.components.datasets
-    assert set(space.ops) <= set(space.components.ops)
-    assert set(space.fusions) <= set(space.components.fusions)
+    assert space.dataset in components.datasets
+    assert set(space.ops) <= set(components.ops)
+    assert set(space.fusions) <= set(components.fusions)
 
 
 def _as_written(value):
@@ -168,7 +170,7 @@ def test_plugins_must_be_a_list_of_names(write_space):
 
 def _roundtrip(space: SearchSpace) -> None:
     resolved = space.resolved()
-    again = parse_space(resolved, space.components, file="resolved.yaml")
+    again = parse_space(resolved, session_for(space).components, file="resolved.yaml")
     assert again.resolved() == resolved
     for field in ("name", "dataset", "dataset_options", "split", "stem", "nodes", "max_in_degree", "lookback", "width",
                   "ops", "fusions", "training", "objectives", "search"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import optuna
@@ -36,9 +37,9 @@ def by_number(study: optuna.Study) -> dict[int, optuna.trial.FrozenTrial]:
 
 
 def test_run_search_python_api(tmp_path, write_space):
-    space = load(write_space())
+    session = iasf_search.open_session(write_space())
     url = f"sqlite:///{tmp_path / 'api.db'}"
-    result = iasf_search.run_search(space, trials=2, storage=url, device="cpu")
+    result = iasf_search.run_search(session, trials=2, storage=url, device="cpu")
     assert isinstance(result, SearchResult)
     assert (result.target, result.new_trials, result.storage_url) == (2, 2, url)
     assert result.dashboard_command == f"iasf-search dashboard --storage {url} --study tiny"
@@ -51,13 +52,13 @@ def test_run_search_python_api(tmp_path, write_space):
     assert best[0].value == max(t.value for t in result.study.trials if t.state == TrialState.COMPLETE)
     for trial in best:
         graph = iasf_search.trial_architecture(trial)
-        model = iasf_search.build_model(graph, space.components, sample_shape=(1, 8, 8), num_classes=10)
+        model = iasf_search.build_model(graph, session.components, sample_shape=(1, 8, 8), num_classes=10)
         assert count_parameters(model) == trial.user_attrs["params"]
         out = model(torch.rand(4, 1, 8, 8))
         assert out.shape == (4, 10) and torch.isfinite(out).all()
 
     # the same call resumes and adds nothing; load_results opens the stored study
-    again = iasf_search.run_search(space, trials=2, storage=url, device="cpu")
+    again = iasf_search.run_search(session, trials=2, storage=url, device="cpu")
     assert again.new_trials == 0
     stored = iasf_search.load_results(url, "tiny")
     assert [t.number for t in stored.trials] == [0, 1]
@@ -227,11 +228,10 @@ class Recorder:
 
 
 def test_life_cycle_hooks(tmp_path, write_space):
-    space = load(write_space())
     recorder = Recorder()
-    space.components.pm.register(recorder, name="recorder")
+    session = iasf_search.open_session(write_space(), observers=[(recorder, "recorder")])
     url = f"sqlite:///{tmp_path / 'hooks.db'}"
-    iasf_search.run_search(space, trials=2, storage=url, device="cpu")
+    iasf_search.run_search(session, trials=2, storage=url, device="cpu")
     assert recorder.calls == [
         ("start", 2, 0, "tiny"),
         ("trial start", 0, {}),  # before anything is sampled
@@ -245,7 +245,7 @@ def test_life_cycle_hooks(tmp_path, write_space):
         ("end", 2),
     ]
     recorder.calls.clear()
-    iasf_search.run_search(space, trials=2, storage=url, device="cpu")
+    iasf_search.run_search(session, trials=2, storage=url, device="cpu")
     assert recorder.calls == [("start", 2, 2, "tiny"), ("end", 2)]
 
 
@@ -270,3 +270,17 @@ def test_single_objective_metrics(tmp_path, write_space, metric, direction):
     assert trial.value == expected
     # per-epoch reports (for pruning) carry the objective's metric; a parameter count is not reported
     assert trial.intermediate_values == ({} if metric == "params" else {1: expected})
+
+
+def test_a_plain_space_runs_with_its_plugins_loaded_again_and_the_old_components_attribute_warns(tmp_path, write_space):
+    # the space is plain data: run_search loads the plugins it records (the file's and those given beside it)
+    space = iasf_search.load_space(write_space({"plugins": ["plugin_samples.scale_op"]}), plugins=["plugin_samples.nan_op"],
+                                   autoload=False)
+    assert (space.plugins, space.extra_plugins, space.autoload) == (("plugin_samples.scale_op",), ("plugin_samples.nan_op",), False)
+    assert "components" not in {f.name for f in dataclasses.fields(space)}
+    with pytest.warns(FutureWarning, match="open_session"):
+        components = space.components
+    assert components.sources["plugin_samples.scale_op"] == "space file"
+    assert components.sources["plugin_samples.nan_op"] == "--plugin"
+    result = iasf_search.run_search(space, trials=1, storage=f"sqlite:///{tmp_path / 'plain.db'}", device="cpu")
+    assert result.new_trials == 1

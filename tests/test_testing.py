@@ -8,7 +8,16 @@ from torch import nn
 
 from iasf_search.components import BuildContext, Fusion, NodeOp
 from iasf_search.plugin_manager import load_components
-from iasf_search.testing import ContractError, check_dataset, check_fusion, check_op, check_stem, sample_configs
+from iasf_search.testing import (
+    ContractError,
+    check_aux_objective,
+    check_cost_model,
+    check_dataset,
+    check_fusion,
+    check_op,
+    check_stem,
+    sample_configs,
+)
 
 COMPONENTS = load_components(autoload=False)
 SAMPLE_SHAPES = {"image": (1, 8, 8), "sequence": (40, 1), "text": (12,)}
@@ -36,8 +45,19 @@ def test_builtin_datasets_pass_the_kit(name):
     if name == "mnist1d":
         options["samples"] = 1000  # a quarter of the default: faster, same code path
     if name in ("text_file", "timeseries_file", "cifar10", "image_folder"):
-        pytest.skip("reads a user's files: covered with written files in test_text_timeseries.py and test_data.py")
+        pytest.skip("reads a user's files: covered with written files in tests/plugins/test_text.py, test_timeseries.py and "
+                    "test_datasets.py")
     check_dataset(dataset, options)
+
+
+@pytest.mark.parametrize("name", COMPONENTS.aux_objectives.names())
+def test_builtin_aux_objectives_pass_the_kit(name, fused_model):
+    check_aux_objective(COMPONENTS.aux_objectives.get(name), fused_model, torch.randn(5, 1, 8, 8), torch.arange(5))
+
+
+@pytest.mark.parametrize("name", COMPONENTS.cost_models.names())
+def test_builtin_cost_models_pass_the_kit(name, fused_model):
+    check_cost_model(COMPONENTS.cost_models.get(name), fused_model, torch.randn(3, 1, 8, 8))
 
 
 def test_sample_configs_cover_every_attention_pattern():
@@ -91,3 +111,19 @@ def test_kit_names_an_op_that_cuts_the_gradient_or_is_random():
 def test_kit_names_a_fusion_that_changes_the_shape():
     with pytest.raises(ContractError, match="'first_only'.*must keep"):
         check_fusion(_FirstOnly())
+
+
+def test_kit_catches_a_cost_model_that_trains_the_model(fused_model):
+    from iasf_search.components import CostModel
+    from iasf_search.testing import ContractError
+
+    class Meddler(CostModel):
+        name = "meddler"
+
+        def measure(self, model, example, device, options):
+            with torch.no_grad():
+                next(model.parameters()).add_(1.0)
+            return 1.0
+
+    with pytest.raises(ContractError, match="'meddler'.*changed the model's parameters"):
+        check_cost_model(Meddler(), fused_model, torch.randn(3, 1, 8, 8))

@@ -10,7 +10,8 @@ import torch
 from iasf_search.build import build_model
 from iasf_search.plugin_manager import load_components
 from iasf_search.plugins.datasets import random_shift
-from iasf_search.train import TRAINING_PARAMS, Diverged, evaluate, make_optimizer, resolve_device, train
+from iasf_search.settings import TRAINING_PARAMS
+from iasf_search.train import AuxTerm, Diverged, evaluate, make_optimizer, resolve_device, train
 
 CPU = torch.device("cpu")
 
@@ -137,15 +138,23 @@ def test_optimizers_and_augmentation_run(small_graph, components, digits, train_
     assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
-def test_random_shift_moves_pixels_within_bounds():
-    x = torch.zeros(64, 1, 8, 8)
-    x[:, 0, 4, 4] = 1.0
-    shifted = random_shift(x, torch.Generator().manual_seed(0), pixels=1)
-    assert shifted.shape == x.shape
-    rows, cols = shifted[:, 0].nonzero()[:, 1], shifted[:, 0].nonzero()[:, 2]
-    assert shifted.sum() == 64  # one pixel each, none lost
-    assert set(rows.tolist()) <= {3, 4, 5} and set(cols.tolist()) <= {3, 4, 5}
-    assert len(set(zip(rows.tolist(), cols.tolist(), strict=True))) > 1
+def test_zero_weight_leaves_training_unchanged_and_positive_weight_changes_it(make_graph, components, digits, train_config):
+    def run(weight):
+        torch.manual_seed(0)
+        graph = make_graph([{"op": "mlp", "config": {"expansion": 2}}, {"op": "conv", "config": {"kernel": 3, "dilation": 1}}],
+                           width=16)
+        model = build_model(graph, components, digits.sample_shape, digits.num_classes)
+        objective = components.aux_objectives.get("reconstruction")
+        config = {"weight": weight, "levels": "all"}
+        module = objective.build(config, model.run(digits.x_train[:2]), 16) if weight is not None else None
+        aux = [AuxTerm(objective, config, module)] if weight is not None else []
+        if module is not None:
+            model.aux_modules = torch.nn.ModuleList([module])
+        return train(model, digits, train_config, device=CPU, seed=0, aux=aux).history
+
+    plain = run(None)
+    assert run(0.0) == plain
+    assert run(1.0) != plain
 
 
 def test_weight_decay_groups_cover_every_parameter_once(small_graph, components, digits, train_config):

@@ -16,7 +16,8 @@ from conftest import make_doc
 from optuna.trial import TrialState
 
 import iasf_search
-from iasf_search.cli import main, stop_reasons
+from iasf_search.cli import main
+from iasf_search.results.summary import stop_reasons
 from iasf_search.workers import worker_argv, worker_env
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -201,13 +202,13 @@ def test_out_of_memory_fails_the_trial_with_a_reason_and_the_study_goes_on(tmp_p
     assert f"{len(failed)} x out of memory" in capsys.readouterr().out
 
 
-def test_surplus_rule_fails_a_trial_beyond_the_target(make_space, digits):
+def test_surplus_rule_fails_a_trial_beyond_the_target(make_session, digits):
     from iasf_search.objective import Surplus, TrialObjective
 
     study = optuna.create_study()
     for _ in range(2):
         study.add_trial(optuna.trial.create_trial(value=0.5))
-    objective = TrialObjective(make_space(), digits, "cpu", 0, target=2)
+    objective = TrialObjective(make_session(), digits, "cpu", 0, target=2)
     trial = study.ask()
     with pytest.raises(Surplus):
         objective(trial)

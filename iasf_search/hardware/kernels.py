@@ -8,9 +8,10 @@ memory layout, and its floating-point dtype (a key of :data:`DTYPES`). View and 
 are skipped; composite ops are followed down to the kernels they call; the model is not changed.
 :func:`kernel_of` builds the record of one executed op.
 
-This module knows nothing of hardware: it depends on torch alone. The roofline that turns kernels
-into a latency is :mod:`iasf_search.hardware.profiles`, whose profiles are keyed by :data:`KINDS` and
-:data:`DTYPES` (defined here, since they are what a trace tells apart).
+This module knows nothing of hardware: it depends on torch alone (its private names come through
+:mod:`iasf_search.torch_internals`). The roofline that turns kernels into a latency is
+:mod:`iasf_search.hardware.profiles`, whose profiles are keyed by :data:`KINDS` and :data:`DTYPES`
+(defined here, since they are what a trace tells apart).
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry, sdpa_flop_count
+
+from iasf_search.torch_internals import OpOverload, TorchDispatchMode, tree_flatten
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 """The dtypes a profile gives a peak for, by the name used in profile files and the ``dtype`` option."""
@@ -154,11 +155,11 @@ def _kind_and_elements(name: str, args: Sequence[Any], inputs: list[torch.Tensor
     return "memory", largest
 
 
-def kernel_flops(func: torch._ops.OpOverload, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> float:
+def kernel_flops(func: OpOverload, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> float:
     """FLOPs of one aten op: torch's registered formula when there is one (matmul, convolution,
     fused attention), 4·B·H·Lq·Lk·D for attention kernels without one (CPU's fused SDPA), else one
     FLOP per element of the largest tensor it reads or writes (elementwise ops and reductions)."""
-    packet = func._overloadpacket
+    packet = func.overloadpacket
     if packet in flop_registry:
         return float(flop_registry[packet](*args, **kwargs, out_val=out))
     if "scaled_dot_product" in packet.__name__ and len(args) >= 3:
@@ -167,7 +168,7 @@ def kernel_flops(func: torch._ops.OpOverload, args: Sequence[Any], kwargs: Mappi
     return float(max((t.numel() for t in _tensors((args, kwargs, out))), default=0))
 
 
-def kernel_of(func: torch._ops.OpOverload, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Kernel:
+def kernel_of(func: OpOverload, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Kernel:
     """The :class:`Kernel` record of one executed aten op."""
     inputs, outputs = _tensors((args, kwargs)), _tensors(out)
     seen: set[int] = set()
@@ -182,7 +183,7 @@ def kernel_of(func: torch._ops.OpOverload, args: Sequence[Any], kwargs: Mapping[
         if t.is_floating_point():
             floats += n
             dtype = dtype or str(t.dtype).removeprefix("torch.")
-    kind, elements = _kind_and_elements(func._overloadpacket.__name__, args, inputs, outputs)
+    kind, elements = _kind_and_elements(func.overloadpacket.__name__, args, inputs, outputs)
     gathered = _gathered(inputs, outputs[0]) if kind in _ELEMENTWISE_KINDS and outputs else 0
     return Kernel(str(func), kind, kernel_flops(func, args, kwargs, out), float(total), float(floats), float(elements),
                   float(gathered), dtype)
@@ -197,9 +198,9 @@ class _KernelTracer(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's signature
         kwargs = kwargs or {}
-        if not isinstance(func, torch._ops.OpOverload) or func.is_view or func in _NO_KERNEL:
+        if not isinstance(func, OpOverload) or func.is_view or func in _NO_KERNEL:
             return func(*args, **kwargs)
-        if func._overloadpacket not in flop_registry:
+        if func.overloadpacket not in flop_registry:
             with self:  # a composite op (linear, conv2d, softmax, matmul, SDPA): record the kernels it calls
                 out = func.decompose(*args, **kwargs)
             if out is not NotImplemented:

@@ -39,7 +39,7 @@ import yaml
 
 from iasf_search.errors import BadInput, SpaceError
 from iasf_search.hardware.kernels import DTYPES, KINDS, Kernel
-from iasf_search.space import read_yaml_document
+from iasf_search.yaml_io import read_yaml_document
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,11 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore
 
 from iasf_search.errors import BadInput
+from iasf_search.optuna_internals import storage_of
 from iasf_search.storage import storage_file
 
 if TYPE_CHECKING:
-    from optuna.artifacts._protocol import ArtifactStore
+    from iasf_search.optuna_internals import ArtifactStore
 
 ARTIFACT_FOLDER = "artifacts"
 DIAGRAM = "architecture.svg"
@@ -80,7 +81,7 @@ def upload_bytes(trial: optuna.Trial, store: ArtifactStore, filename: str, data:
 
 def trial_files(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, str]:
     """``{file name: artifact id}`` of the files attached to ``trial`` (the latest upload wins)."""
-    metas = optuna.artifacts.get_all_artifact_meta(trial, storage=study._storage)
+    metas = optuna.artifacts.get_all_artifact_meta(trial, storage=storage_of(study))
     return {m.filename: m.artifact_id for m in metas}
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shlex
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,86 +31,16 @@ from optuna.trial import FrozenTrial, TrialState
 from iasf_search.build import ArchNet, build_model
 from iasf_search.errors import BadInput
 from iasf_search.graph import from_json
-from iasf_search.plugin_manager import Components, load_components
-from iasf_search.results.artifacts import CHECKPOINT, read_trial_file, trial_files
-from iasf_search.results.records import ARCHITECTURE, TRAIN_CONFIG, record
-from iasf_search.study import safe_url, trial_architecture
+from iasf_search.plugin_manager import load_components
+from iasf_search.results.access import data_shape, rebuild_trial_model, study_components, trained_source, trial_numbers
+from iasf_search.results.artifacts import CHECKPOINT, trial_files
+from iasf_search.results.model_card import FORMAT, model_card, model_info
+from iasf_search.results.records import ARCHITECTURE, record
 
 if TYPE_CHECKING:
-    from optuna.artifacts._protocol import ArtifactStore
+    from iasf_search.optuna_internals import ArtifactStore
 
-FORMAT = "iasf-search-model/1"
 EXPORT_FILES = ("arch.json", CHECKPOINT, "model.json", "space.yaml", "README.md", "model.onnx")
-METRICS = ("val_accuracy", "val_loss", "test_accuracy", "epochs", "train_seconds", "params")
-
-
-def masked_command(argv: Sequence[str]) -> str:
-    """The command line as typed (program name shortened), with storage-URL passwords hidden."""
-    words = [Path(argv[0]).name if argv else "iasf-search", *argv[1:]]
-    return " ".join(shlex.quote(safe_url(w) if "://" in w else w) for w in words)
-
-
-def trained_source(study: optuna.Study, trial: FrozenTrial) -> FrozenTrial:
-    """The trial that actually trained ``trial``'s weights (itself, or the one it reused)."""
-    number = trial.user_attrs.get("reused_from")
-    if number is None:
-        return trial
-    return study.get_trials(deepcopy=False)[number]
-
-
-def trial_weights(study: optuna.Study, trial: FrozenTrial, store: ArtifactStore) -> dict[str, torch.Tensor] | None:
-    """The trial's trained weights from its checkpoint artifact, or None when it has none."""
-    data = read_trial_file(study, trained_source(study, trial), store, CHECKPOINT)
-    return None if data is None else safetensors.torch.load(data)
-
-
-def study_components(study: optuna.Study, plugins: Sequence[str] = ()) -> Components:
-    """The plugins the study's space names (plus ``plugins``), with built-ins and entry points."""
-    named = study.user_attrs.get("space", {}).get("plugins", [])
-    return load_components([*((m, "the study's space") for m in named), *((m, "--plugin") for m in plugins)])
-
-
-def data_shape(study: optuna.Study) -> tuple[tuple[int, ...], int]:
-    """``(sample_shape, num_classes)`` the study's models were built for."""
-    data = study.user_attrs.get("data")
-    if not data:
-        raise BadInput(f"study '{study.study_name}' does not record its data shape (it was made by an older iasf-search); "
-                       f"rerun its search with --study NEW_NAME")
-    return tuple(data["sample_shape"]), int(data["num_classes"])
-
-
-def rebuild_trial_model(study: optuna.Study, trial: FrozenTrial, store: ArtifactStore, components: Components) -> ArchNet | None:
-    """The trial's trained model in eval mode on the CPU, or None when it kept no checkpoint."""
-    weights = trial_weights(study, trial, store)
-    if weights is None:
-        return None
-    sample_shape, num_classes = data_shape(study)
-    model = build_model(trial_architecture(trial), components, sample_shape, num_classes)
-    model.load_state_dict(weights)
-    return model.eval()
-
-
-def pick_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
-    """Trial ``number`` (must be complete), or the best trial / first of the Pareto set."""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not complete:
-        raise BadInput(f"study '{study.study_name}' has no completed trial yet; run the search first")
-    if number is None:
-        if len(study.directions) == 1:
-            return study.best_trial
-        return sorted(study.best_trials, key=lambda t: t.number)[0]
-    for t in study.get_trials(deepcopy=False):
-        if t.number == number:
-            if t.state != TrialState.COMPLETE:
-                raise BadInput(f"--trial {number}: trial #{number} is {t.state.name}, not COMPLETE; "
-                               f"completed trials: {_numbers(complete)}")
-            return t
-    raise BadInput(f"--trial {number}: no such trial in study '{study.study_name}'; completed trials: {_numbers(complete)}")
-
-
-def _numbers(trials: Sequence[FrozenTrial], limit: int = 20) -> str:
-    shown = ", ".join(str(t.number) for t in trials[:limit])
-    return shown + (", ..." if len(trials) > limit else "")
 
 
 def prepare_out_dir(out: Path) -> None:
@@ -145,21 +74,10 @@ def export_trial(study: optuna.Study, trial: FrozenTrial, store: ArtifactStore, 
     out = Path(out)
     model = rebuild_trial_model(study, trial, store, study_components(study, plugins))
     if model is None:
-        kept = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if CHECKPOINT in trial_files(study, trained_source(study, t))]
-        raise BadInput(f"trial #{trial.number} kept no checkpoint (the search keeps one for trials that were best when they "
-                       f"finished; artifacts.checkpoints: all keeps every one); trials with one: {_numbers(kept) or 'none'}")
+        raise _no_checkpoint(study, trial)
     sample_shape, num_classes = data_shape(study)
     prepare_out_dir(out)
-    space = study.user_attrs.get("space", {})
-    info = model_info(study, trial, sample_shape, num_classes)
-    (out / "arch.json").write_text(json.dumps(json.loads(record(trial, ARCHITECTURE)), indent=2) + "\n", encoding="utf-8")
-    safetensors.torch.save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / CHECKPOINT),
-                                metadata={"format": FORMAT, "trial": str(trial.number)})
-    (out / "model.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    (out / "space.yaml").write_text(yaml.safe_dump(space, sort_keys=False), encoding="utf-8")
-    (out / "README.md").write_text(model_card(info, space), encoding="utf-8")
-    files = ["arch.json", CHECKPOINT, "model.json", "space.yaml", "README.md"]
+    files = _write_export_files(study, trial, model, out, model_info(study, trial, sample_shape, num_classes))
     onnx_error = None
     if onnx:
         onnx_error = export_onnx(model, sample_shape, out / "model.onnx")
@@ -168,59 +86,24 @@ def export_trial(study: optuna.Study, trial: FrozenTrial, store: ArtifactStore, 
     return ExportResult(out, trial.number, files, onnx_error)
 
 
-def model_info(study: optuna.Study, trial: FrozenTrial, sample_shape: tuple[int, ...], num_classes: int) -> dict[str, Any]:
-    """The content of ``model.json``."""
-    a = trial.user_attrs
+def _no_checkpoint(study: optuna.Study, trial: FrozenTrial) -> BadInput:
+    """The error for a trial without weights, naming the completed trials that kept some."""
+    kept = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if CHECKPOINT in trial_files(study, trained_source(study, t))]
+    return BadInput(f"trial #{trial.number} kept no checkpoint (the search keeps one for trials that were best when they "
+                    f"finished; artifacts.checkpoints: all keeps every one); trials with one: {trial_numbers(kept) or 'none'}")
+
+
+def _write_export_files(study: optuna.Study, trial: FrozenTrial, model: ArchNet, out: Path, info: dict[str, Any]) -> list[str]:
+    """Write the architecture, weights, ``model.json``, space and model card into ``out``; their names."""
     space = study.user_attrs.get("space", {})
-    return {
-        "format": FORMAT,
-        "study": study.study_name,
-        "trial": trial.number,
-        "reused_from": a.get("reused_from"),
-        "arch_hash": a.get("arch_hash"),
-        "summary": a.get("summary"),
-        "sample_shape": list(sample_shape),
-        "num_classes": num_classes,
-        "modality": study.user_attrs.get("data", {}).get("modality"),
-        "dataset": space.get("task", {}),
-        "plugins": space.get("plugins", []),
-        "objectives": [{"metric": o.get("metric"), "direction": o.get("direction"), "value": v}
-                       for o, v in zip(space.get("objectives", []), trial.values, strict=False)],
-        "metrics": {k: a[k] for k in METRICS if k in a},
-        "costs": {k[len("cost."):]: v for k, v in a.items() if k.startswith("cost.")},
-        "train_config": record(trial, TRAIN_CONFIG, {}),
-        "commands": study.user_attrs.get("commands", []),
-    }
-
-
-def model_card(info: dict[str, Any], space: dict[str, Any]) -> str:
-    """``README.md`` of an export folder."""
-    m = info["metrics"]
-    params = f", {m['params']:,} parameters" if isinstance(m.get("params"), int) else ""
-    lines = [
-        f"# {info['study']} trial {info['trial']}: {info['summary']}", "",
-        f"Architecture `{info['arch_hash']}` found by iasf-search; input shape {tuple(info['sample_shape'])}, "
-        f"{info['num_classes']} classes{params}.", "",
-        "## Use it", "", "```python", "import iasf_search", "model = iasf_search.load_model('.')  # this folder",
-        f"logits = model(x)  # x: (batch, {', '.join(str(s) for s in info['sample_shape'])}) -> (batch, {info['num_classes']})",
-        "```", "",
-        "## Metrics", "", "| metric | value |", "|---|---|",
-        *[f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in m.items()],
-    ]
-    if info["costs"]:
-        lines += ["", "## Costs (measured before training)", "", "| cost | value |", "|---|---|",
-                  *[f"| {k} | {v:,.6g} |" for k, v in info["costs"].items()]]
-    dataset = info["dataset"]
-    lines += ["", "## Data", "", f"Dataset `{dataset.get('dataset')}` with options `{json.dumps(dataset.get('options', {}))}`, "
-              f"split `{json.dumps(dataset.get('split', {}))}` (validation selects, test reports)."]
-    lines += ["", "## Training settings", "", f"`{json.dumps(info['train_config'], sort_keys=True)}`"]
-    if info["reused_from"] is not None:
-        lines += ["", f"The weights are those of trial {info['reused_from']}, which trained the identical architecture."]
-    lines += ["", "## How it was produced", ""]
-    lines += [f"    {c}" for c in info["commands"]] or ["(the study does not record its commands)"]
-    lines += ["", f"with the space in `space.yaml` (every default filled in; name `{space.get('name')}`). "
-                  "Retrain from scratch on train + validation: `iasf-search train --arch arch.json`."]
-    return "\n".join(lines) + "\n"
+    (out / "arch.json").write_text(json.dumps(json.loads(record(trial, ARCHITECTURE)), indent=2) + "\n", encoding="utf-8")
+    safetensors.torch.save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / CHECKPOINT),
+                                metadata={"format": FORMAT, "trial": str(trial.number)})
+    (out / "model.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    (out / "space.yaml").write_text(yaml.safe_dump(space, sort_keys=False), encoding="utf-8")
+    (out / "README.md").write_text(model_card(info, space), encoding="utf-8")
+    return ["arch.json", CHECKPOINT, "model.json", "space.yaml", "README.md"]
 
 
 def export_onnx(model: ArchNet, sample_shape: tuple[int, ...], path: Path) -> str | None:

@@ -12,21 +12,62 @@ from typing import Any
 
 import optuna
 
+from iasf_search.optuna_internals import trial_id
+
+# -- system attributes (long records: read them with record()) -------------------------------------
 ARCHITECTURE = "architecture"
+"""The architecture graph as JSON (:func:`iasf_search.graph.to_json`)."""
 TRAIN_CONFIG = "train_config"
+"""The sampled training settings (and ``auxiliary`` objectives' settings)."""
 EPOCH_VALUES = "epoch_values"
 """Per-epoch objective vectors of a trial in a study with several objectives (see :func:`epoch_values`)."""
+
+# -- user attributes (one line each on the dashboard's trial page) ----------------------------------
+ARCH_HASH = "arch_hash"
+"""The architecture's canonical hash (isomorphic graphs hash equal)."""
+SUMMARY = "summary"
+"""One line describing the architecture."""
+REUSE_KEY = "reuse_key"
+"""Architecture, training settings and task together: equal keys give equal results."""
+PARAMS = "params"
+"""Parameters of the deployable model (without training helpers)."""
+TRAIN_SECONDS = "train_seconds"
+EPOCHS = "epochs"
+"""Epochs trained."""
+VAL_ACCURACY = "val_accuracy"
+VAL_LOSS = "val_loss"
+TEST_ACCURACY = "test_accuracy"
+REUSED_FROM = "reused_from"
+"""The trial whose result this one copied (same reuse key, isomorphic architecture)."""
+PRUNED_AT_EPOCH = "pruned_at_epoch"
+FAILURE_REASON = "failure_reason"
+"""Why a trial failed or stopped other than by ordinary pruning (``diverged: ...``, ``interrupted``, ...)."""
+FAILED_PLUGIN = "failed_plugin"
+"""The plugin whose code raised, when one did."""
+OOM_RETRIES = "oom_retries"
+MICRO_BATCH_SIZE = "micro_batch_size"
+GRAD_ACCUMULATION = "grad_accumulation"
+CONSTRAINTS = "constraints"
+"""``{cost: {value, max, feasible}}`` when the space has constraints."""
+INFEASIBLE = "infeasible"
+"""The costs whose bound a trial broke."""
+COST_PREFIX = "cost."
+"""``cost.<name>``: a measured cost."""
+COST_DETAILS_PREFIX = "cost_details."
+"""``cost_details.<name>``: what a cost model reported beside the value."""
+AUX_PREFIX = "aux."
+"""``aux.<objective>``: what an auxiliary objective measured after training."""
 
 
 def set_record(trial: optuna.Trial, name: str, value: Any) -> None:
     """Store ``value`` (JSON-serialisable) on the running ``trial`` under ``name``."""
-    trial.storage.set_trial_system_attr(trial._trial_id, name, value)
+    trial.storage.set_trial_system_attr(trial_id(trial), name, value)
 
 
 def record(trial: Any, name: str, default: Any = None) -> Any:
     """A record of a running :class:`optuna.Trial` or a :class:`~optuna.trial.FrozenTrial`, else ``default``."""
     if isinstance(trial, optuna.Trial):
-        attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
+        attrs = trial.storage.get_trial_system_attrs(trial_id(trial))
     else:
         attrs = getattr(trial, "system_attrs", None) or {}
     return attrs.get(name, trial.user_attrs.get(name, default))

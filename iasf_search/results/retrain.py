@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import networkx as nx
 import safetensors.torch
 import torch
 
@@ -23,8 +24,10 @@ from iasf_search.errors import BadInput
 from iasf_search.graph import GraphError, from_json, validate
 from iasf_search.objective import attach_aux
 from iasf_search.results.artifacts import CHECKPOINT
-from iasf_search.results.export import FORMAT, prepare_out_dir
-from iasf_search.space import SearchSpace, load_space
+from iasf_search.results.export import prepare_out_dir
+from iasf_search.results.model_card import FORMAT
+from iasf_search.session import Session, open_session
+from iasf_search.space import SearchSpace
 from iasf_search.train import Diverged, evaluate, resolve_device, train
 
 EPOCH_FACTOR = 2
@@ -74,39 +77,91 @@ def retrain(arch: str | Path, *, space_path: str | Path | None = None, epochs: i
     :raises BadInput: unreadable architecture or space, unusable data or device.
     """
     arch = Path(arch)
-    if not arch.is_file():
-        raise BadInput(f"--arch {arch}: no such file; give the arch.json of an iasf-search export")
-    folder = arch.parent
-    space_file = Path(space_path) if space_path is not None else folder / "space.yaml"
-    if not space_file.is_file():
-        raise BadInput(f"{space_file}: no such space file; pass --space PATH (the space the architecture was found in)")
-    if epochs is not None and epochs < 1:
-        raise BadInput(f"--epochs must be at least 1, got {epochs}")
-    try:
-        graph = from_json(arch.read_text(encoding="utf-8"))
-        validate(graph)
-    except (ValueError, KeyError, GraphError) as exc:
-        raise BadInput(f"{arch}: not an architecture graph ({type(exc).__name__}: {exc}); give the arch.json of an export") from None
-    info_file = folder / "model.json"
-    info = json.loads(info_file.read_text(encoding="utf-8")) if info_file.is_file() else {}
-    space = load_space(space_file, plugins=[*info.get("plugins", []), *plugins])
-    config = training_config(space, info, arch)
-    config["epochs"] = epochs or EPOCH_FACTOR * int(config["epochs"])
+    space_file = _check_arguments(arch, space_path, epochs)
+    graph = read_architecture(arch)
+    session, info, config = _settings(arch, space_file, epochs, plugins)
+    space = session.space
     try:
         torch_device = resolve_device(device)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
     seed = space.search.seed if seed is None else seed
-    data = space.components.datasets.get(space.dataset).load(space.dataset_options, space.split)
-    check_task(space.dataset, data)
-    data = merged_train_val(data).to(torch_device)
-    out = Path(out) if out is not None else folder / "retrained"
+    data = _retraining_data(session, torch_device)
+    out = Path(out) if out is not None else arch.parent / "retrained"
     prepare_out_dir(out)
 
+    trained = _train_from_scratch(graph, session, data, config, torch_device, seed, space_file)
+    _save_files(out, arch, space_file, trained.model)
+    new_info = _retrained_info(info, space, data, config, trained, seed, torch_device)
+    (out / "model.json").write_text(json.dumps(new_info, indent=2) + "\n", encoding="utf-8")
+    search_metrics = info.get("metrics", {})
+    return RetrainResult(out, trained.epochs, trained.seconds, trained.test_accuracy, trained.test_loss,
+                         search_metrics.get("test_accuracy"), len(data.x_train), trained.params)
+
+
+def _check_arguments(arch: Path, space_path: str | Path | None, epochs: int | None) -> Path:
+    """The space file to read (``--space``, else ``space.yaml`` beside ``arch``), once the arguments are usable."""
+    if not arch.is_file():
+        raise BadInput(f"--arch {arch}: no such file; give the arch.json of an iasf-search export")
+    space_file = Path(space_path) if space_path is not None else arch.parent / "space.yaml"
+    if not space_file.is_file():
+        raise BadInput(f"{space_file}: no such space file; pass --space PATH (the space the architecture was found in)")
+    if epochs is not None and epochs < 1:
+        raise BadInput(f"--epochs must be at least 1, got {epochs}")
+    return space_file
+
+
+def read_architecture(arch: Path) -> nx.DiGraph:
+    """The validated architecture graph of an ``arch.json`` file.
+
+    :raises BadInput: the file is not an architecture graph.
+    """
+    try:
+        graph = from_json(arch.read_text(encoding="utf-8"))
+        validate(graph)
+    except (ValueError, KeyError, GraphError) as exc:
+        raise BadInput(f"{arch}: not an architecture graph ({type(exc).__name__}: {exc}); give the arch.json of an export") from None
+    return graph
+
+
+def _settings(arch: Path, space_file: Path, epochs: int | None,
+              plugins: Sequence[str]) -> tuple[Session, dict[str, Any], dict[str, Any]]:
+    """``(session, model.json beside arch or {}, training settings with the retraining's epochs)``."""
+    info_file = arch.parent / "model.json"
+    info = json.loads(info_file.read_text(encoding="utf-8")) if info_file.is_file() else {}
+    session = open_session(space_file, plugins=[*info.get("plugins", []), *plugins])
+    config = training_config(session.space, info, arch)
+    config["epochs"] = epochs or EPOCH_FACTOR * int(config["epochs"])
+    return session, info, config
+
+
+def _retraining_data(session: Session, torch_device: torch.device) -> TaskData:
+    """The space's task, train and validation merged, on the device."""
+    space = session.space
+    data = session.components.datasets.get(space.dataset).load(space.dataset_options, space.split)
+    check_task(space.dataset, data)
+    return merged_train_val(data).to(torch_device)
+
+
+@dataclass
+class _Trained:
+    """A model trained from scratch and its test scores."""
+
+    model: torch.nn.Module
+    epochs: int
+    seconds: float
+    params: int
+    test_accuracy: float
+    test_loss: float
+
+
+def _train_from_scratch(graph: nx.DiGraph, session: Session, data: TaskData, config: dict[str, Any],
+                        torch_device: torch.device, seed: int, space_file: Path) -> _Trained:
+    """Build ``graph`` with fresh weights (seeded), train it with ``config``, evaluate it on the test split."""
     torch.manual_seed(seed)
-    model = build_model(graph, space.components, data.sample_shape, data.num_classes).to(torch_device)
+    model = build_model(graph, session.components, data.sample_shape, data.num_classes).to(torch_device)
     params = count_parameters(model)
-    aux = attach_aux(model, config.get("auxiliary", {}), space.components, data.x_train[:2], torch_device)
+    aux = attach_aux(model, config.get("auxiliary", {}), session.components, data.x_train[:2], torch_device)
     try:
         result = train(model, data, config, device=torch_device, seed=seed, aux=aux)
     except Diverged as exc:
@@ -114,22 +169,26 @@ def retrain(arch: str | Path, *, space_path: str | Path | None = None, epochs: i
     if hasattr(model, "aux_modules"):
         del model.aux_modules
     test_acc, test_loss = evaluate(model, data.x_test, data.y_test, torch_device)
+    return _Trained(model, result.epochs, result.seconds, params, test_acc, test_loss)
 
+
+def _save_files(out: Path, arch: Path, space_file: Path, model: torch.nn.Module) -> None:
+    """The architecture and space copied into ``out``, and the retrained weights."""
     shutil.copyfile(arch, out / "arch.json")
     if space_file.resolve() != (out / "space.yaml").resolve():
         shutil.copyfile(space_file, out / "space.yaml")
     safetensors.torch.save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(out / CHECKPOINT),
                                 metadata={"format": FORMAT, "retrained": "train+val"})
-    search_metrics = info.get("metrics", {})
-    new_info = {
+
+
+def _retrained_info(info: dict[str, Any], space: SearchSpace, data: TaskData, config: dict[str, Any], trained: _Trained,
+                    seed: int, torch_device: torch.device) -> dict[str, Any]:
+    """The retrained model's ``model.json``: the export's, with the new metrics and how it was retrained."""
+    return {
         **info, "format": FORMAT, "sample_shape": list(data.sample_shape), "num_classes": data.num_classes,
         "modality": data.modality, "plugins": list(space.plugins), "train_config": config,
-        "metrics": {"test_accuracy": test_acc, "test_loss": test_loss, "epochs": result.epochs,
-                    "train_seconds": round(result.seconds, 3), "params": params},
+        "metrics": {"test_accuracy": trained.test_accuracy, "test_loss": trained.test_loss, "epochs": trained.epochs,
+                    "train_seconds": round(trained.seconds, 3), "params": trained.params},
         "retrained": {"on": "train+val", "samples": len(data.x_train), "seed": seed, "device": str(torch_device),
-                      "search_metrics": search_metrics},
+                      "search_metrics": info.get("metrics", {})},
     }
-    (out / "model.json").write_text(json.dumps(new_info, indent=2) + "\n", encoding="utf-8")
-    return RetrainResult(out, result.epochs, result.seconds, test_acc, test_loss, search_metrics.get("test_accuracy"),
-                         len(data.x_train), params)
-

@@ -1,4 +1,5 @@
-"""Measured cost models: ``latency_ms`` (protocol, details) and ``peak_memory_mb`` (what it counts), through the registry."""
+"""The built-in cost models (plugins/costs.py), through the registry: ``params`` and ``flops`` (exact counts),
+``latency_ms`` (protocol, details) and ``peak_memory_mb`` (what it counts); costs in a search."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import torch
 from conftest import run
 from torch import nn
 
+from iasf_search.build import build_model
+from iasf_search.cli import main
 from iasf_search.components import Measurement
 from iasf_search.errors import SpaceError
 from iasf_search.plugin_manager import load_components
@@ -23,6 +26,13 @@ def measure(name: str, model: nn.Module, example: torch.Tensor, device: torch.de
     result = cost.measure(model, example, device, {**{k: p.default for k, p in cost.params.items()}, **options})
     assert isinstance(result, Measurement)
     return result
+
+
+def measure_number(name: str, model: nn.Module, example: torch.Tensor | None = None) -> float:
+    cost = COMPONENTS.cost_models.get(name)
+    value = cost.measure(model, torch.randn(2, IN) if example is None else example, CPU, {})
+    assert isinstance(value, float) and cost.deterministic
+    return value
 
 
 def mlp() -> nn.Module:
@@ -50,6 +60,74 @@ class Counting(nn.Module):
 @pytest.fixture
 def arch_model(fused_model):
     return fused_model.eval()
+
+
+# -- params and flops -------------------------------------------------------------------------------
+
+
+def test_params_counts_trainable_weights_of_the_deployable_model():
+    model = mlp()
+    assert measure_number("params", model) == IN * HIDDEN + HIDDEN + HIDDEN * CLASSES + CLASSES
+    model[0].bias.requires_grad_(False)
+    assert measure_number("params", model) == IN * HIDDEN + HIDDEN * CLASSES + CLASSES
+    model.aux_modules = nn.ModuleList([nn.Linear(4, 4)])  # training-only helpers are not deployed
+    assert measure_number("params", model) == IN * HIDDEN + HIDDEN * CLASSES + CLASSES
+
+
+def test_flops_of_a_plain_mlp_are_per_sample():
+    model = mlp()
+    per_sample = 2 * (IN * HIDDEN + HIDDEN * CLASSES)
+    assert measure_number("flops", model, torch.randn(1, IN)) == per_sample
+    assert measure_number("flops", model, torch.randn(7, IN)) == per_sample  # divided by the batch
+
+
+def test_flops_of_an_mlp_node_match_the_formula(make_graph):
+    """Linear layers cost 2 * in * out FLOPs per token; the stem conv and head are counted too."""
+    graph = make_graph([{"op": "mlp", "config": {"expansion": 2}}], width=8,
+                       stem={"patch": 2, "overlap": False, "position": "none"})
+    model = build_model(graph, COMPONENTS, (1, 8, 8), 10).eval()
+    flops = COMPONENTS.cost_models.get("flops").measure(model, torch.zeros(4, 1, 8, 8), CPU, {})
+    tokens = 16
+    stem = 2 * tokens * (1 * 2 * 2) * 8  # 2x2 conv, 1 -> 8 channels, per token
+    mlp = 2 * tokens * (8 * 16 + 16 * 8)
+    head = 2 * 8 * 10
+    assert flops == stem + mlp + head
+
+
+def test_flops_count_attention(make_graph):
+    def flops(op):
+        graph = make_graph([op], width=8, stem={"patch": 2, "overlap": False, "position": "none"})
+        model = build_model(graph, COMPONENTS, (1, 8, 8), 10).eval()
+        return COMPONENTS.cost_models.get("flops").measure(model, torch.zeros(2, 1, 8, 8), CPU, {})
+
+    attention = flops({"op": "attention", "config": {"heads": 2, "pattern": "full"}})
+    projections_only = flops({"op": "mlp", "config": {"expansion": 2}})  # qkv+proj = 4 D^2 = mlp(2) FLOPs
+    assert attention - projections_only == 2 * 2 * 16 * 16 * 8  # QK^T and AV: 2 matmuls of (T x T x D), 2 FLOPs each
+
+
+def test_costs_are_recorded_and_usable_as_objectives(tmp_path, write_space, capsys):
+    write_space({"costs": ["params"], "objectives": [{"metric": "accuracy"}, {"metric": "flops"}],
+                 "search.sampler": "nsga2", "search.trials": 3})
+    url = f"sqlite:///{tmp_path / 'costs.db'}"
+    assert main(["--space", "tiny.yaml", "--storage", url]) == 0, capsys.readouterr().err
+    study = optuna.load_study(study_name="tiny", storage=url)
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    for t in study.trials:
+        assert t.user_attrs["cost.params"] == t.user_attrs["params"]
+        assert t.values[1] == t.user_attrs["cost.flops"] > 0
+    rc = main(["best", "--space", "tiny.yaml", "--storage", url])
+    out = capsys.readouterr().out
+    assert rc == 0 and "Pareto set" in out and "flops" in out
+
+
+def test_cost_options_must_be_fixed(write_space):
+    import iasf_search
+
+    path = write_space({"costs": {"params": {}, "flops": {}}, "plugins": ["plugin_samples.every_hook"]})
+    assert set(iasf_search.load_space(path).costs) == {"params", "flops"}
+    path = write_space({"costs": {"tokens": {"scale": [1, 2]}}, "plugins": ["plugin_samples.every_hook"]})
+    with pytest.raises(SpaceError, match="costs.tokens.scale: options here are fixed values"):
+        iasf_search.load_space(path)
 
 
 # -- latency_ms -------------------------------------------------------------------------------------

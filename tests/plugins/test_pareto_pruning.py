@@ -166,12 +166,6 @@ def test_the_rung_value_not_the_latest_of_others_is_compared():
     assert PRUNER.prune(study, add(study, TrialState.RUNNING, {1: [0.3, 6.0], 2: [0.1, 6.0]}))
 
 
-def test_epoch_values_are_read_through_records():
-    study = optuna.create_study(directions=["maximize", "minimize"])
-    trial = add(study, TrialState.RUNNING, {1: [0.5, 2.0]})
-    assert epoch_values(trial) == {1: [0.5, 2.0]}
-
-
 # --- one objective: the same decisions as Optuna's successive halving -------------------------------
 
 @pytest.mark.parametrize("parallel", [1, 3])

@@ -17,6 +17,7 @@ from optuna_dashboard._note import get_note_from_system_attrs
 import iasf_search
 from iasf_search.build import build_model
 from iasf_search.plugins.trial_records import SPACER, dominates, is_front_runner, key_values, trial_note
+from iasf_search.results.access import trained_source
 from iasf_search.results.artifacts import (
     CHECKPOINT,
     DIAGRAM,
@@ -26,7 +27,6 @@ from iasf_search.results.artifacts import (
     read_trial_file,
     trial_files,
 )
-from iasf_search.results.export import trained_source
 from iasf_search.train import evaluate
 
 ATTENTION_SPACE = {
@@ -82,7 +82,7 @@ def test_every_trial_has_a_diagram_and_a_note_with_its_architecture_and_costs(se
     assert all("**Result:** val accuracy" in note(study, t) for t in complete if "reused_from" not in t.user_attrs)
 
 
-def test_note_is_short_key_value_text_in_left_aligned_columns(make_space, make_graph, train_config):
+def test_note_is_short_key_value_text_in_left_aligned_columns(make_space, components, make_graph, train_config):
     space = make_space({"manifold.fusions": ["sum", "gated"]})
     graph = make_graph([
         {"op": "attention", "config": {"heads": 2, "pattern": "local", "window": 3}},
@@ -92,7 +92,7 @@ def test_note_is_short_key_value_text_in_left_aligned_columns(make_space, make_g
     attrs = {"summary": "p2/learned w16 attn-loc3/h2", "arch_hash": "abc123", "params": 2586, "cost.params": 2586.0,
              "train_config": train_config, "test_accuracy": 0.925, "epochs": 2, "train_seconds": 13.6123}
     trial = SimpleNamespace(number=4, user_attrs=attrs)
-    body = trial_note(trial, graph, space)
+    body = trial_note(trial, graph, space, components)
     assert body.startswith("## Trial 4: p2/learned w16 attn-loc3/h2\n") and "`abc123`" in body
     assert "|:---|:---|:---|:---|:---|" in body and "{" not in body
     assert f"| n0{SPACER} |" in body  # cells end with a visible gap in the dashboard
@@ -105,7 +105,7 @@ def test_note_is_short_key_value_text_in_left_aligned_columns(make_space, make_g
     assert ("**Training:** optimizer=adamw lr=0.003 epochs=2 batch_size=128 weight_decay=0.05 warmup=0.1 "
             "label_smoothing=0 grad_clip=1 augment=false") in body
     assert "**Result:**" not in body
-    trained = trial_note(trial, graph, space, [0.9481481])
+    trained = trial_note(trial, graph, space, components, [0.9481481])
     assert "**Result:** val accuracy 0.9481; test accuracy 0.9250; 2 epochs in 13.6 s" in trained
 
 

@@ -17,8 +17,8 @@ from PIL import Image
 
 from iasf_search.cli import main
 from iasf_search.plugin_manager import DISABLE_AUTOLOAD_ENV
+from iasf_search.results.access import best_trials, load_results
 from iasf_search.results.report import write_report
-from iasf_search.study import best_trials, load_results
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ATTENTION = {"attention": {"heads": 2, "pattern": "full"}, "mlp": {"expansion": 1}}

@@ -1,10 +1,10 @@
-"""Text and time-series datasets: tokenizer, vocabulary, local files (CSV, JSONL, UCR) and their errors."""
+"""Text datasets and the text stem (plugins/text.py): tokenizer, vocabulary, local files (CSV, JSONL) and their
+errors, the generated topics, token embeddings."""
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -12,8 +12,7 @@ from iasf_search.components import SplitSpec
 from iasf_search.data import check_task
 from iasf_search.errors import BadInput
 from iasf_search.plugin_manager import load_components
-from iasf_search.plugins.text import PAD, UNKNOWN, encode, fit_vocabulary, generate_topics, tokenize
-from iasf_search.plugins.timeseries import SHAPES, generate_shapes, standardize
+from iasf_search.plugins.text import PAD, TOPICS, UNKNOWN, encode, fit_vocabulary, generate_topics, tokenize
 from iasf_search.testing import check_dataset
 
 DATASETS = load_components(autoload=False).datasets
@@ -87,34 +86,32 @@ def test_duplicate_texts_across_splits_are_rejected(tmp_path):
         check_task("text_file", data)
 
 
-def test_generated_shapes_and_standardize():
-    x, labels = generate_shapes(400, 32, 0.1, seed=0)
-    assert x.shape == (400, 32) and set(labels) == set(SHAPES)
-    z = standardize(x)
-    assert np.allclose(z.mean(1), 0, atol=1e-5) and np.allclose(z.std(1), 1, atol=1e-4)
-    assert np.array_equal(x, generate_shapes(400, 32, 0.1, seed=0)[0])
+def test_generated_topics_are_distinct_and_seeded():
+    texts, labels = generate_topics(200, seed=4)
+    assert len(set(texts)) == 200 and set(labels) == set(TOPICS)
+    for text, label in zip(texts, labels, strict=True):
+        assert set(text.split()) & set(TOPICS[label].split())  # every sentence holds words of its topic
+    assert generate_topics(200, seed=4) == (texts, labels)
+    assert generate_topics(200, seed=5)[0] != texts
 
 
-@pytest.mark.parametrize("sep", [",", "\t", " "])
-def test_ucr_file_is_read_with_any_separator(tmp_path, sep):
-    x, labels = generate_shapes(80, 16, 0.1, seed=2)
-    path = tmp_path / "series.txt"
-    path.write_text("".join(sep.join([str(SHAPES.index(lab) + 1)] + [f"{v:.5f}" for v in row]) + "\n"
-                            for row, lab in zip(x, labels, strict=True)))
-    dataset = DATASETS.get("timeseries_file")
-    data = dataset.load(options("timeseries_file", path=str(path)), SplitSpec())
-    assert data.sample_shape == (16, 1) and data.num_classes == 4 and data.info["classes"] == ["1", "2", "3", "4"]
-    check_dataset(dataset, options("timeseries_file", path=str(path)))
+def test_text_topics_dataset(components):
+    dataset = components.datasets.get("text_topics")
+    data = dataset.load(options("text_topics", samples=120, max_length=12), SplitSpec())
+    check_task("text_topics", data)
+    assert data.modality == "text" and data.sample_shape == (12,) and data.num_classes == 4
+    assert data.info["classes"] == sorted(TOPICS) and data.info["generator"] == "text_topics"
+    assert int(data.x_train.min()) >= PAD and int(data.x_train.max()) < data.info["vocabulary_size"]
 
 
-@pytest.mark.parametrize(("content", "fragment"), [
-    ("1,0.1,0.2\n2,0.3\n", "line 2 has 1 values, line 1 has 2"),
-    ("1,0.1,abc\n", "line 1: a value is not a number"),
-    ("1,0.1,nan\n2,0.2,0.3\n", "NaN or infinite"),
-    ("\n", "no series found"),
-])
-def test_ucr_file_errors(tmp_path, content, fragment):
-    path = tmp_path / "bad.csv"
-    path.write_text(content)
-    with pytest.raises(BadInput, match=fragment):
-        DATASETS.get("timeseries_file").load(options("timeseries_file", path=str(path)), SplitSpec())
+def test_text_stem_embeds_ids_modulo_its_vocabulary(components):
+    stem = components.stems.get("text")
+    assert stem.layout({"vocabulary": 16, "position": "none"}, (5,)).shape == (5,)
+    with pytest.raises(ValueError, match="1-D token-id sequences"):
+        stem.layout({"vocabulary": 16, "position": "none"}, (5, 2))
+    module = stem.build({"vocabulary": 16, "position": "none"}, (3,), 4)
+    out = module(torch.tensor([[PAD, 3, 19]]))
+    assert out.shape == (1, 3, 4)
+    assert not out[0, 0].any()  # the padding id embeds to zeros
+    torch.testing.assert_close(out[0, 2], out[0, 1])  # 19 wraps around to 3
+    assert stem.describe({"vocabulary": 16, "position": "learned"}) == "emb16/learned"

@@ -1,0 +1,144 @@
+"""Reading a study's results: open a stored study, its finished and best trials, pick one, and get
+back what a trial trained (architecture, plugins, data shape, weights, the model itself).
+
+The CLI (``best``, ``export``, ``report``), the report, the export and the Python API all read
+results through here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import networkx as nx
+import optuna
+import safetensors.torch
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+from iasf_search import graph as arch
+from iasf_search.build import ArchNet, build_model
+from iasf_search.errors import BadInput
+from iasf_search.plugin_manager import Components, load_components
+from iasf_search.results.artifacts import CHECKPOINT, read_trial_file
+from iasf_search.results.records import ARCHITECTURE, AUX_PREFIX, REUSED_FROM, record
+from iasf_search.storage import open_storage, safe_url
+
+if TYPE_CHECKING:
+    from iasf_search.optuna_internals import ArtifactStore
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+"""The states a trial counts as finished in (towards a search's target)."""
+
+
+def load_results(storage: str, study_name: str) -> optuna.Study:
+    """Open an existing study read-only-in-spirit (for ``best`` and reports)."""
+    st = open_storage(storage, create=False)
+    try:
+        return optuna.load_study(study_name=study_name, storage=st)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(st)]
+        raise BadInput(f"no study '{study_name}' in {safe_url(storage)}; studies there: {', '.join(names) or 'none'}") from None
+
+
+def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The study's complete and pruned trials."""
+    return study.get_trials(deepcopy=False, states=FINISHED)
+
+
+def best_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The best trial (one objective) or the Pareto-optimal trials (several), best first."""
+    if not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+        return []
+    if len(study.directions) == 1:
+        return [study.best_trial]
+    return sorted(study.best_trials, key=lambda t: t.number)
+
+
+def pick_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
+    """Trial ``number`` (must be complete), or the best trial / first of the Pareto set."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise BadInput(f"study '{study.study_name}' has no completed trial yet; run the search first")
+    if number is None:
+        return best_trials(study)[0]
+    for t in study.get_trials(deepcopy=False):
+        if t.number == number:
+            if t.state != TrialState.COMPLETE:
+                raise BadInput(f"--trial {number}: trial #{number} is {t.state.name}, not COMPLETE; "
+                               f"completed trials: {trial_numbers(complete)}")
+            return t
+    raise BadInput(f"--trial {number}: no such trial in study '{study.study_name}'; completed trials: {trial_numbers(complete)}")
+
+
+def trial_numbers(trials: Sequence[FrozenTrial], limit: int = 20) -> str:
+    """``"0, 2, 5"``: the trials' numbers for a message, the first ``limit`` of them then ``...``."""
+    shown = ", ".join(str(t.number) for t in trials[:limit])
+    return shown + (", ..." if len(trials) > limit else "")
+
+
+def objective_names(study: optuna.Study) -> list[str]:
+    """The objectives' names the search gave the study (``study.metric_names``: ``val accuracy``,
+    ``val loss`` or a cost's name), else ``objective 1``, ``objective 2``, ..."""
+    names = study.metric_names
+    if names is None or len(names) != len(study.directions):
+        names = [f"objective {i + 1}" for i in range(len(study.directions))]
+    return list(names)
+
+
+def representation_metrics(trial: FrozenTrial) -> dict[str, float]:
+    """``{"aux.cds.cosine": value, ...}``: the trial's numeric ``aux.*`` measurements, flattened."""
+    out = {}
+    for key, value in sorted(trial.user_attrs.items()):
+        if not key.startswith(AUX_PREFIX):
+            continue
+        items = value.items() if isinstance(value, Mapping) else [(None, value)]
+        for sub, v in items:
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                out[key if sub is None else f"{key}.{sub}"] = float(v)
+    return out
+
+
+def trial_architecture(trial: FrozenTrial) -> nx.DiGraph:
+    """The architecture graph a trial trained (from its ``architecture`` record)."""
+    return arch.from_json(record(trial, ARCHITECTURE))
+
+
+def trained_source(study: optuna.Study, trial: FrozenTrial) -> FrozenTrial:
+    """The trial that actually trained ``trial``'s weights (itself, or the one it reused)."""
+    number = trial.user_attrs.get(REUSED_FROM)
+    if number is None:
+        return trial
+    return study.get_trials(deepcopy=False)[number]
+
+
+def trial_weights(study: optuna.Study, trial: FrozenTrial, store: ArtifactStore) -> dict[str, torch.Tensor] | None:
+    """The trial's trained weights from its checkpoint artifact, or None when it has none."""
+    data = read_trial_file(study, trained_source(study, trial), store, CHECKPOINT)
+    return None if data is None else safetensors.torch.load(data)
+
+
+def study_components(study: optuna.Study, plugins: Sequence[str] = ()) -> Components:
+    """The plugins the study's space names (plus ``plugins``), with built-ins and entry points."""
+    named = study.user_attrs.get("space", {}).get("plugins", [])
+    return load_components([*((m, "the study's space") for m in named), *((m, "--plugin") for m in plugins)])
+
+
+def data_shape(study: optuna.Study) -> tuple[tuple[int, ...], int]:
+    """``(sample_shape, num_classes)`` the study's models were built for."""
+    data = study.user_attrs.get("data")
+    if not data:
+        raise BadInput(f"study '{study.study_name}' does not record its data shape (it was made by an older iasf-search); "
+                       f"rerun its search with --study NEW_NAME")
+    return tuple(data["sample_shape"]), int(data["num_classes"])
+
+
+def rebuild_trial_model(study: optuna.Study, trial: FrozenTrial, store: ArtifactStore, components: Components) -> ArchNet | None:
+    """The trial's trained model in eval mode on the CPU, or None when it kept no checkpoint."""
+    weights = trial_weights(study, trial, store)
+    if weights is None:
+        return None
+    sample_shape, num_classes = data_shape(study)
+    model = build_model(trial_architecture(trial), components, sample_shape, num_classes)
+    model.load_state_dict(weights)
+    return model.eval()

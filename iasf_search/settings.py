@@ -1,0 +1,45 @@
+"""The plain settings of a space file — ``training:``, ``task.split`` and ``search:`` — each key
+with its type, bounds and default, stated once here. :mod:`iasf_search.space` validates against
+these tables, the dataclasses that carry the values (:class:`~iasf_search.components.SplitSpec`,
+:class:`~iasf_search.space.SearchSettings`) take their defaults from them, and the resolved space
+saved with a study writes them back.
+"""
+
+from __future__ import annotations
+
+from iasf_search.params import Param
+
+TRAINING_PARAMS: dict[str, Param] = {
+    "epochs": Param(20, int, low=1, help="passes over the training split"),
+    "batch_size": Param(128, int, low=1, help="samples per optimisation step"),
+    "optimizer": Param("adamw", str, choices=("adamw", "adam", "sgd"), help="optimiser"),
+    "lr": Param(2.0e-3, float, low=0.0, help="peak learning rate"),
+    "weight_decay": Param(0.05, float, low=0.0, help="decoupled weight decay (adamw) or L2 (adam, sgd)"),
+    "warmup": Param(0.1, float, low=0.0, high=1.0, help="share of steps with linear warm-up, then cosine decay to 0"),
+    "label_smoothing": Param(0.0, float, low=0.0, high=0.9, help="cross-entropy label smoothing"),
+    "grad_clip": Param(1.0, float, low=0.0, help="clip the gradient norm to this (0: off)"),
+    "augment": Param(False, bool, help="apply the dataset's training-time augmentation, if it has one"),
+}
+"""Keys of the space file's ``training:`` section; each may be a fixed value, a list or a range."""
+
+SPLIT_PARAMS: dict[str, Param] = {
+    "val": Param(0.15, float, low=0.01, high=0.9, help="share of the data held out for validation"),
+    "test": Param(0.2, float, low=0.0, high=0.9, help="share held out for test (unless the dataset has its own)"),
+    "seed": Param(0, int, help="seed of the stratified shuffle"),
+}
+"""Keys of ``task.split`` (fixed values)."""
+
+SEARCH_PARAMS: dict[str, Param] = {
+    "sampler": Param("tpe", str, help="a registered sampler"),
+    "pruner": Param(None, str, nullable=True,
+                    help="a registered pruner; default: median for one objective, pareto_halving for several"),
+    "trials": Param(20, int, low=1, help="finished trials to reach"),
+    "timeout": Param(None, float, low=1.0, nullable=True,
+                     help="seconds after which no trial starts (counted once the study is ready; one always runs)"),
+    "seed": Param(0, int, help="sampler and training seed"),
+    "max_trial_seconds": Param(None, float, low=0.1, nullable=True,
+                               help="a trial still training after this long is stopped (pruned, reason 'time limit')"),
+    "heartbeat_interval": Param(20, int, low=1, help="seconds between a running trial's heartbeats (SQL storages)"),
+    "grace_period": Param(120, int, low=2, help="a running trial without a heartbeat this long is failed and retried once"),
+}
+"""Keys of ``search:`` besides ``sampler_options`` and ``pruner_options`` (fixed values)."""

@@ -1,0 +1,190 @@
+"""Reading results (:mod:`iasf_search.results.access`): studies, best and finished trials, picking a trial,
+and what a trial trained."""
+
+from __future__ import annotations
+
+import networkx as nx
+import optuna
+import pytest
+import safetensors.torch
+import torch
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from iasf_search.build import build_model
+from iasf_search.errors import BadInput
+from iasf_search.graph import to_json
+from iasf_search.results.access import (
+    FINISHED,
+    best_trials,
+    data_shape,
+    finished_trials,
+    load_results,
+    objective_names,
+    pick_trial,
+    rebuild_trial_model,
+    representation_metrics,
+    study_components,
+    trained_source,
+    trial_architecture,
+    trial_numbers,
+    trial_weights,
+)
+from iasf_search.results.artifacts import CHECKPOINT, open_artifact_store, upload_bytes
+from iasf_search.results.records import ARCHITECTURE, set_record
+
+
+def trial(state=TrialState.COMPLETE, values=None, **user_attrs):
+    return create_trial(state=state, values=values, params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)},
+                        user_attrs=user_attrs)
+
+
+def study_of(*trials, directions=("maximize",)):
+    study = optuna.create_study(directions=list(directions))
+    for t in trials:
+        study.add_trial(t)
+    return study
+
+
+def test_load_results_opens_a_stored_study_and_names_the_others(tmp_path):
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    optuna.create_study(study_name="vision", storage=url).add_trial(trial(values=[0.5]))
+    assert load_results(url, "vision").trials[0].value == 0.5
+    with pytest.raises(BadInput, match="no study 'text' in .*studies there: vision"):
+        load_results(url, "text")
+    with pytest.raises(BadInput, match="no such study database"):
+        load_results(f"sqlite:///{tmp_path / 'missing.db'}", "vision")
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_finished_trials_are_the_complete_and_pruned_ones():
+    study = study_of(trial(values=[0.1]), trial(TrialState.PRUNED), trial(TrialState.FAIL), trial(values=[0.3]),
+                     trial(TrialState.RUNNING))
+    assert FINISHED == (TrialState.COMPLETE, TrialState.PRUNED)
+    assert [t.number for t in finished_trials(study)] == [0, 1, 3]
+
+
+def test_best_trials_of_one_objective_is_the_best_trial():
+    study = study_of(trial(values=[0.1]), trial(values=[0.9]), trial(values=[0.4]))
+    assert [t.number for t in best_trials(study)] == [1]
+    assert best_trials(study_of(trial(TrialState.PRUNED), trial(TrialState.FAIL))) == []
+
+
+def test_best_trials_of_several_objectives_is_the_pareto_set_by_number():
+    study = study_of(trial(values=[0.9, 500.0]), trial(values=[0.5, 100.0]), trial(values=[0.4, 600.0]),
+                     trial(values=[0.95, 900.0]), directions=("maximize", "minimize"))
+    assert [t.number for t in best_trials(study)] == [0, 1, 3]
+
+
+def test_pick_trial_gives_the_best_or_a_complete_trial_by_number():
+    study = study_of(trial(values=[0.1]), trial(values=[0.9]), trial(TrialState.PRUNED))
+    assert pick_trial(study, None).number == 1
+    assert pick_trial(study, 0).number == 0
+    with pytest.raises(BadInput, match=r"--trial 2: trial #2 is PRUNED, not COMPLETE; completed trials: 0, 1"):
+        pick_trial(study, 2)
+    with pytest.raises(BadInput, match=r"--trial 7: no such trial .*completed trials: 0, 1"):
+        pick_trial(study, 7)
+    multi = study_of(trial(values=[0.5, 100.0]), trial(values=[0.9, 500.0]), directions=("maximize", "minimize"))
+    assert pick_trial(multi, None).number == 0  # the first of the Pareto set
+
+
+def test_pick_trial_needs_a_completed_trial():
+    with pytest.raises(BadInput, match="has no completed trial yet"):
+        pick_trial(study_of(trial(TrialState.FAIL)), None)
+
+
+def test_trial_numbers_are_cut_after_the_limit():
+    trials = [trial(values=[0.0]) for _ in range(5)]
+    study = study_of(*trials)
+    assert trial_numbers(study.trials) == "0, 1, 2, 3, 4"
+    assert trial_numbers(study.trials, limit=3) == "0, 1, 2, ..."
+    assert trial_numbers([]) == ""
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_objective_names_are_the_studys_metric_names_else_numbered():
+    study = study_of(directions=("maximize", "minimize"))
+    assert objective_names(study) == ["objective 1", "objective 2"]
+    study.set_metric_names(["val accuracy", "flops"])
+    assert objective_names(study) == ["val accuracy", "flops"]
+
+
+def test_representation_metrics_flatten_the_numeric_aux_measurements():
+    t = trial(values=[0.5], **{"aux.cds": {"cosine": 0.25, "pairs": 3, "ok": True, "note": "x"}, "aux.rank": 7,
+                               "aux.flag": False, "cost.flops": 10.0, "val_accuracy": 0.5})
+    assert representation_metrics(t) == {"aux.cds.cosine": 0.25, "aux.cds.pairs": 3.0, "aux.rank": 7.0}
+    assert representation_metrics(trial(values=[0.5])) == {}
+
+
+def test_trained_source_follows_a_reused_result():
+    study = study_of(trial(values=[0.7]), trial(values=[0.7], reused_from=0))
+    first, second = study.trials
+    assert trained_source(study, second).number == 0
+    assert trained_source(study, first) is first
+
+
+def test_data_shape_is_recorded_by_the_search():
+    study = study_of()
+    with pytest.raises(BadInput, match="does not record its data shape"):
+        data_shape(study)
+    study.set_user_attr("data", {"sample_shape": [1, 8, 8], "num_classes": 10})
+    assert data_shape(study) == ((1, 8, 8), 10)
+
+
+def test_study_components_load_the_plugins_its_space_names():
+    study = study_of()
+    study.set_user_attr("space", {"plugins": ["plugin_samples.scale_op"]})
+    components = study_components(study)
+    assert "scaled_linear" in components.ops
+    assert components.sources["plugin_samples.scale_op"] == "the study's space"
+    assert "scaled_linear" not in study_components(study_of()).ops
+    assert study_components(study_of(), ["plugin_samples.scale_op"]).sources["plugin_samples.scale_op"] == "--plugin"
+
+
+@pytest.fixture
+def trained(tmp_path, make_graph, components):
+    """A study whose trial #0 kept a checkpoint of a built model, #1 reused it and #2 kept none: (study, store, model)."""
+    graph = make_graph([{"op": "mlp", "config": {"expansion": 1}}, {"op": "conv", "config": {"kernel": 3, "dilation": 1},
+                                                                    "inputs": ["input", "n0"]}],
+                       width=8)
+    torch.manual_seed(0)
+    model = build_model(graph, components, (1, 8, 8), 10).eval()
+    store = open_artifact_store(tmp_path / "artifacts")
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr("data", {"sample_shape": [1, 8, 8], "num_classes": 10})
+    for i in range(3):
+        t = study.ask()
+        set_record(t, ARCHITECTURE, to_json(graph))
+        if i == 0:
+            upload_bytes(t, store, CHECKPOINT, safetensors.torch.save(model.state_dict()), "application/octet-stream")
+        if i == 1:
+            t.set_user_attr("reused_from", 0)
+        study.tell(t, 0.5)
+    return study, store, model
+
+
+def test_trial_architecture_is_the_recorded_graph(trained):
+    study, _, model = trained
+    graph = trial_architecture(study.trials[0])
+    assert isinstance(graph, nx.DiGraph)
+    assert graph.nodes["n1"]["op"] == "conv" and graph.nodes["n1"]["fusion"] == "sum"
+    assert [s for s, _ in sorted(graph.in_edges("n1"), key=lambda e: graph.edges[e]["slot"])] == ["input", "n0"]
+
+
+def test_trial_weights_come_from_the_trained_trials_checkpoint(trained):
+    study, store, model = trained
+    first, reused, without = study.trials
+    for t in (first, reused):
+        weights = trial_weights(study, t, store)
+        assert weights.keys() == model.state_dict().keys()
+        assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+    assert trial_weights(study, without, store) is None
+
+
+def test_rebuild_trial_model_gives_the_trained_model_in_eval_mode(trained, components, digits):
+    study, store, model = trained
+    rebuilt = rebuild_trial_model(study, study.trials[1], store, components)
+    assert not rebuilt.training
+    x = digits.x_val[:4]
+    assert torch.equal(rebuilt(x), model(x))
+    assert rebuild_trial_model(study, study.trials[2], store, components) is None
