@@ -109,13 +109,13 @@ def open_storage(url: str, *, create: bool = True, heartbeat: tuple[int, int] | 
     try:
         if journal is not None:
             return optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
-        kwargs = {}
-        if heartbeat is not None:
-            kwargs = {"heartbeat_interval": heartbeat[0], "grace_period": heartbeat[1],
-                      "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)}
         engine_kwargs = {"connect_args": {"timeout": 60}} if path is not None else {}
         with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5, and work
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            kwargs = {}
+            if heartbeat is not None:
+                kwargs = {"heartbeat_interval": heartbeat[0], "grace_period": heartbeat[1],
+                          "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)}
             storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
         if path is not None and create:
             with storage.engine.connect() as connection:  # persistent in the file: set once

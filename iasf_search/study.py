@@ -1,4 +1,6 @@
-"""Storage, study, sampler and pruner set-up, and the search loop (resumable).
+"""The search: set-up (device, data, storage, the study with the space's sampler and pruner), the loop
+that runs trials until the study holds its target, and ``--workers N`` (the same loop in N local
+processes, :mod:`iasf_search.workers`). Reading the results back is :mod:`iasf_search.results.access`.
 
 ``trials`` means "until the study holds that many finished trials" (complete or pruned), so the
 same call after an interruption continues and after completion does nothing.

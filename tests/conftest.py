@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,17 @@ TINY_SPACE: dict[str, Any] = {
 """A space whose trials train in a fraction of a second on digits (4x4 tokens, width <= 16, 1 epoch)."""
 
 _DROP = object()
+
+
+def resolve_private(path: str, library: str, version: str, internals: str) -> object:
+    """The object at the dotted private ``path`` (module, then attribute), or a test failure naming it,
+    the ``library`` ``version`` and the ``internals`` module to fix (tests of optuna/torch_internals)."""
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        pytest.fail(f"{library} {version} has no private {path} ({type(exc).__name__}: {exc}); "
+                    f"{internals} must find it elsewhere or replace it", pytrace=False)
 
 
 def make_doc(set: Mapping[str, Any] | None = None, drop: Iterable[str] = (), base: Mapping[str, Any] | None = None) -> dict:

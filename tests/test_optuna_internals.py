@@ -6,12 +6,12 @@ and the Optuna version; fix :mod:`iasf_search.optuna_internals` (and only it).
 
 from __future__ import annotations
 
-import importlib
 import re
 from pathlib import Path
 
 import optuna
 import pytest
+from conftest import resolve_private
 
 from iasf_search import optuna_internals
 from iasf_search.optuna_internals import PRIVATE_ATTRIBUTES, PRIVATE_NAMES, heartbeat_enabled, storage_of, storage_url, trial_id
@@ -21,13 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def resolve(path: str) -> object:
-    """The object at the dotted ``path`` (module, then attribute), or a test failure naming it and the Optuna version."""
-    module, _, name = path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        pytest.fail(f"optuna {optuna.__version__} has no private {path} ({type(exc).__name__}: {exc}); "
-                    f"iasf_search/optuna_internals.py must find it elsewhere or replace it", pytrace=False)
+    return resolve_private(path, "optuna", optuna.__version__, "iasf_search/optuna_internals.py")
 
 
 @pytest.mark.parametrize("name", sorted(PRIVATE_NAMES))

@@ -6,7 +6,6 @@ the torch version; fix :mod:`iasf_search.torch_internals` (and only it).
 
 from __future__ import annotations
 
-import importlib
 import re
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import resolve_private
 
 from iasf_search import torch_internals
 from iasf_search.torch_internals import PRIVATE_NAMES, OpOverload, TorchDispatchMode, mem_tracker_class, tree_flatten
@@ -22,13 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def resolve(path: str) -> object:
-    """The object at the dotted ``path`` (module, then attribute), or a test failure naming it and the torch version."""
-    module, _, name = path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        pytest.fail(f"torch {torch.__version__} has no private {path} ({type(exc).__name__}: {exc}); "
-                    f"iasf_search/torch_internals.py must find it elsewhere or replace it", pytrace=False)
+    return resolve_private(path, "torch", torch.__version__, "iasf_search/torch_internals.py")
 
 
 @pytest.mark.parametrize("name", sorted(PRIVATE_NAMES))
