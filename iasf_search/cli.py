@@ -23,21 +23,25 @@ from iasf_search.plugins.console_progress import ConsoleProgress
 from iasf_search.plugins.json_event_log import JsonEventLog, error_event, summary_event, write_event
 from iasf_search.results.access import best_trials, load_results, pick_trial, study_components
 from iasf_search.results.artifacts import default_artifact_dir, open_artifact_store
+from iasf_search.results.baselines import baseline_line, comparison, fit_baselines, record_baselines
 from iasf_search.results.export import export_trial
 from iasf_search.results.retrain import retrain
-from iasf_search.results.summary import print_pareto, print_summary, print_trial
+from iasf_search.results.summary import print_baselines, print_pareto, print_summary, print_trial
 from iasf_search.session import Session, open_session
-from iasf_search.storage import masked_command
+from iasf_search.storage import masked_command, safe_url
 from iasf_search.study import (
     SearchResult,
+    data_fingerprint,
     default_storage_url,
+    load_task,
+    open_study,
     pareto_plot_path,
     run_search,
     run_with_workers,
 )
 from iasf_search.workers import WORKER_FLAG, use_worker_threads, worker_index
 
-COMMANDS = ("search", "best", "plugins", "dashboard", "export", "train", "report", "calibrate")
+COMMANDS = ("search", "best", "baseline", "plugins", "dashboard", "export", "train", "report", "calibrate")
 
 
 def _common(parser: argparse.ArgumentParser, *, space_required: bool) -> None:
@@ -73,7 +77,8 @@ def make_parser() -> argparse.ArgumentParser:
                     "`iasf-search --space FILE` is short for `iasf-search search --space FILE`.")
     parser.add_argument("--version", action="version", version=f"iasf-search {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_search, _add_best, _add_plugins, _add_dashboard, _add_export, _add_report, _add_train, _add_calibrate):
+    for add in (_add_search, _add_best, _add_baseline, _add_plugins, _add_dashboard, _add_export, _add_report, _add_train,
+                _add_calibrate):
         add(sub)
     return parser
 
@@ -100,6 +105,13 @@ def _add_best(sub: argparse._SubParsersAction) -> None:
     best = sub.add_parser("best", help="print the best trial (or Pareto set) and its architecture")
     _common(best, space_required=False)
     best.set_defaults(func=cmd_best)
+
+
+def _add_baseline(sub: argparse._SubParsersAction) -> None:
+    baseline = sub.add_parser("baseline", help="fit 1-nearest-neighbour and logistic regression on the space's splits "
+                                               "and record them on the study")
+    _common(baseline, space_required=True)
+    baseline.set_defaults(func=cmd_baseline)
 
 
 def _add_plugins(sub: argparse._SubParsersAction) -> None:
@@ -252,6 +264,29 @@ def cmd_best(args: argparse.Namespace) -> int:
         plot = pareto_plot_path(storage, name)
         if plot.exists():
             print(f"Pareto plot (written by the search): {plot}")
+    print_baselines(study, best)
+    return 0
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    """Fit the classic baselines on the space's task (the search's samples and splits), print them, record
+    them on the study (created as a search would create it, so that a later search resumes it)."""
+    session = _load(args)
+    space = session.space
+    data = load_task(session)
+    fingerprint = data_fingerprint(data)
+    baselines = fit_baselines(data, space.search.seed)
+    url, name = args.storage or default_storage_url(space.name), args.study or space.name
+    study = open_study(session, url, name, seed=space.search.seed)
+    study.set_user_attr("data", fingerprint)
+    record_baselines(study, baselines, fingerprint)
+    for key, metrics in baselines.items():
+        print(baseline_line(key, metrics))
+    print(f"fitted on {len(data.x_train)} training samples, scored on {len(data.x_val)} validation and "
+          f"{len(data.x_test)} test samples; recorded on study '{name}' in {safe_url(url)}")
+    best = best_trials(study)
+    if best:
+        print(comparison(study, best))
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -53,6 +54,21 @@ def split_arrays(x: np.ndarray, y: np.ndarray, split: SplitSpec, *, modality: st
     num_classes = int(max(y.max(), np.asarray(y_test).max())) + 1
     return TaskData(tensor(x[train]), labels(y[train]), tensor(x[val]), labels(y[val]), tensor(x_test), labels(y_test),
                     num_classes=num_classes, modality=modality, info=dict(info or {}))
+
+
+def class_indices(labels: Sequence[str], classes: Sequence[str], *, name: str, where: str, train: str) -> np.ndarray:
+    """``labels`` (of a dataset's own test file ``where``) as int64 indices into ``classes``, the classes
+    of the training data ``train``, so that a class has the same index in both.
+
+    :raises BadInput: naming ``where``, when it holds a class the training data does not have.
+    """
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = sorted(set(labels) - index.keys())
+    if unknown:
+        shown = ", ".join(repr(c) for c in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise BadInput(f"dataset '{name}': {where}: classes {shown} do not occur in the training data {train}; "
+                       f"the test data may only hold the training data's classes: fix the labels or remove those samples")
+    return np.array([index[c] for c in labels], dtype=np.int64)
 
 
 def check_task(name: str, data: TaskData) -> None:

@@ -32,10 +32,65 @@ def reason(exc: KeyboardInterrupt) -> str:
     return "terminated" if isinstance(exc, Terminated) else "interrupted"
 
 
+class _Stop:
+    """The state of the active :func:`stop_signals` block: whether its signal came, and where it may raise."""
+
+    def __init__(self) -> None:
+        self.raised = False
+        self.pending: KeyboardInterrupt | None = None
+        self.modes: list[bool] = []  # innermost last: True raises at once, False defers (see deferred())
+
+    def arrive(self, stop: KeyboardInterrupt) -> None:
+        if self.raised:  # a repeat while the trial is being recorded: ignored
+            return
+        self.raised = True
+        if self.modes and not self.modes[-1]:
+            self.pending = stop
+            return
+        raise stop
+
+    def raise_pending(self) -> None:
+        stop, self.pending = self.pending, None
+        if stop is not None:
+            raise stop
+
+
+_active: list[_Stop] = []
+
+
+@contextlib.contextmanager
+def _mode(immediate: bool) -> Iterator[None]:
+    stop = _active[-1] if _active else None
+    if stop is None:
+        yield
+        return
+    if immediate:
+        stop.raise_pending()
+    stop.modes.append(immediate)
+    try:
+        yield
+    finally:
+        stop.modes.pop()
+    stop.raise_pending()  # leaving a deferring section: the stop that waited raises now
+
+
+def deferred() -> contextlib.AbstractContextManager[None]:
+    """Within: a stop signal waits until the block ends (then raises), so that Optuna's recording of
+    a trial is never cut short and leaves no trial RUNNING. The search wraps ``study.optimize`` in it."""
+    return _mode(False)
+
+
+def interruptible() -> contextlib.AbstractContextManager[None]:
+    """Within (inside a :func:`deferred` block): a stop signal raises at once, as training should stop
+    at once. A signal that waited raises on entry. The trial objective wraps its work in it."""
+    return _mode(True)
+
+
 @contextlib.contextmanager
 def stop_signals(*, sigint: bool = False) -> Iterator[None]:
-    """Within the block, SIGTERM raises :class:`Terminated` in the main thread (once: a repeated
-    signal while the trial is being recorded is ignored, so the record is not cut short).
+    """Within the block, SIGTERM raises :class:`Terminated` in the main thread, once (a repeated
+    signal while the trial is being recorded is ignored, so the record is not cut short); inside a
+    :func:`deferred` section it raises when the section ends.
 
     :param sigint: also take over SIGINT the same way (raise :class:`KeyboardInterrupt` once), even
         when this process inherited SIGINT ignored, as the background jobs of a non-interactive
@@ -47,19 +102,17 @@ def stop_signals(*, sigint: bool = False) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    raised = False
+    stop = _Stop()
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        nonlocal raised
-        if raised:
-            return
-        raised = True
-        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        stop.arrive(Terminated() if signum == signal.SIGTERM else KeyboardInterrupt())
 
     taken = [signal.SIGTERM, *([signal.SIGINT] if sigint else [])]
     previous = {signum: signal.signal(signum, handler) for signum in taken}
+    _active.append(stop)
     try:
         yield
     finally:
+        _active.remove(stop)
         for signum, old in previous.items():
             signal.signal(signum, old)

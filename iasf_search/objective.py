@@ -36,7 +36,7 @@ from torch import nn
 from iasf_search import graph as arch
 from iasf_search.build import ArchNet, build_model, count_parameters
 from iasf_search.components import Measurement, TaskData
-from iasf_search.interrupts import reason
+from iasf_search.interrupts import interruptible, reason
 from iasf_search.optuna_internals import trial_id
 from iasf_search.plugin_manager import Components, plugin_in_traceback
 from iasf_search.results.records import (
@@ -57,6 +57,7 @@ from iasf_search.results.records import (
     PRUNED_AT_EPOCH,
     REUSE_KEY,
     REUSED_FROM,
+    STEPS,
     SUMMARY,
     TEST_ACCURACY,
     TRAIN_CONFIG,
@@ -78,7 +79,7 @@ AUX_BATCH = 256
 if TYPE_CHECKING:
     from iasf_search.optuna_internals import ArtifactStore
 
-REUSED_ATTRS = (PARAMS, TRAIN_SECONDS, EPOCHS, VAL_ACCURACY, VAL_LOSS, TEST_ACCURACY, OOM_RETRIES, MICRO_BATCH_SIZE,
+REUSED_ATTRS = (PARAMS, TRAIN_SECONDS, EPOCHS, STEPS, VAL_ACCURACY, VAL_LOSS, TEST_ACCURACY, OOM_RETRIES, MICRO_BATCH_SIZE,
                 GRAD_ACCUMULATION)
 LEGACY_CONSTRAINTS = "constraints"
 """The system attribute optuna-dashboard 0.21 reads constraint values from (a list)."""
@@ -128,9 +129,10 @@ class TrialObjective:
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         try:
-            self._check_not_surplus(trial)
-            self.hook.iasf_trial_start(study=trial.study, trial=trial)
-            return self._run(trial)
+            with interruptible():  # Ctrl-C or SIGTERM stops training at once
+                self._check_not_surplus(trial)
+                self.hook.iasf_trial_start(study=trial.study, trial=trial)
+                return self._run(trial)
         except optuna.TrialPruned:
             raise
         except Surplus as exc:
@@ -247,7 +249,7 @@ class TrialObjective:
         measured = measure_aux(model, aux, self.data.x_val[:AUX_BATCH], self.data.y_val[:AUX_BATCH], self.device)
         for name, values in measured.items():
             trial.set_user_attr(AUX_PREFIX + name, values)
-        for name, value in ((TRAIN_SECONDS, round(result.seconds, 3)), (EPOCHS, result.epochs),
+        for name, value in ((TRAIN_SECONDS, round(result.seconds, 3)), (EPOCHS, result.epochs), (STEPS, result.steps),
                             (VAL_ACCURACY, result.val_accuracy), (VAL_LOSS, result.val_loss), (TEST_ACCURACY, test_acc)):
             trial.set_user_attr(name, value)
         metrics: dict[str, Any] = {"accuracy": result.val_accuracy, "loss": result.val_loss, **costs}

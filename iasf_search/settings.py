@@ -11,7 +11,9 @@ from iasf_search.params import Param
 
 TRAINING_PARAMS: dict[str, Param] = {
     "epochs": Param(20, int, low=1, help="passes over the training split"),
-    "batch_size": Param(128, int, low=1, help="samples per optimisation step"),
+    "batch_size": Param(128, int, low=1, help="samples per optimisation step (at most the training split's size)"),
+    "min_steps": Param(200, int, low=0, help="at least this many optimiser steps in all: a small training split gets "
+                                             "more steps per epoch (further shuffled passes), so it trains for real"),
     "optimizer": Param("adamw", str, choices=("adamw", "adam", "sgd"), help="optimiser"),
     "lr": Param(2.0e-3, float, low=0.0, help="peak learning rate"),
     "weight_decay": Param(0.05, float, low=0.0, help="decoupled weight decay (adamw) or L2 (adam, sgd)"),

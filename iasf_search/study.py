@@ -27,6 +27,7 @@ from iasf_search.errors import BadInput
 from iasf_search.objective import TrialObjective
 from iasf_search.results.access import FINISHED, best_trials, load_results
 from iasf_search.results.artifacts import check_artifact_dir, default_artifact_dir, open_artifact_store
+from iasf_search.results.baselines import SEARCH_FIT_LIMIT, fit_baselines, fit_work, record_baselines, recorded_baselines
 from iasf_search.session import Session, session_for
 from iasf_search.space import SearchSpace
 from iasf_search.storage import absolute_url, checkpoint, default_storage_url, open_storage, safe_url
@@ -141,7 +142,8 @@ def run_search(space: SearchSpace | Session, *, trials: int | None = None, timeo
                     break
                 continue
             # one trial per call: the target is checked right before each new trial is created
-            study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks, gc_after_trial=False)
+            with interrupts.deferred():  # a stop signal during Optuna's bookkeeping waits for it to finish
+                study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks, gc_after_trial=False)
             started = True
     finally:
         hook.iasf_study_end(study=study, space=space, components=session.components)
@@ -209,23 +211,59 @@ def prepare_search(space: SearchSpace | Session, *, trials: int | None = None, t
     settings = space.search
     seed = settings.seed if seed is None else seed
 
-    data = comps.datasets.get(space.dataset).load(space.dataset_options, space.split)
-    check_task(space.dataset, data)
-    check_stem_fits(session, data.sample_shape)
-    data = data.to(torch_device)
+    host_data = load_task(session)
+    check_stem_fits(session, host_data.sample_shape)
+    data = host_data.to(torch_device)
 
     url = storage or default_storage_url(space.name)
     artifact_dir = _artifact_folder(artifacts, url)
     pruner = comps.pruners.get(settings.pruner).create(settings.pruner_options, epochs=_max_epochs(space))
     study = open_study(session, url, study_name or space.name, seed=seed, pruner=pruner, worker=worker)
     store = open_artifact_store(artifact_dir) if artifact_dir is not None else artifacts
-    study.set_user_attr("data", {"sample_shape": list(data.sample_shape), "num_classes": data.num_classes,
-                                 "modality": data.modality, "train": len(data.x_train), "val": len(data.x_val),
-                                 "test": len(data.x_test)})
+    fingerprint = data_fingerprint(data)
+    study.set_user_attr("data", fingerprint)
+    if not recorded_baselines(study, fingerprint):  # once per study (and again if its data changed): well under a second
+        _fit_and_record_baselines(study, host_data, seed, fingerprint)
     if command and command not in study.user_attrs.get("commands", []):
         study.set_user_attr("commands", [*study.user_attrs.get("commands", []), command])
     return PreparedSearch(study, url, settings.trials if trials is None else trials,
                           settings.timeout if timeout is None else timeout, seed, torch_device, data, store, artifact_dir)
+
+
+def load_task(session: Session) -> TaskData:
+    """The space's task exactly as a search trains on it: its dataset loaded with the space's options and
+    split (so the same samples in the same splits), checked, on the CPU.
+
+    :raises BadInput: unusable data (see :func:`~iasf_search.data.check_task`).
+    """
+    space = session.space
+    data = session.components.datasets.get(space.dataset).load(space.dataset_options, space.split)
+    check_task(space.dataset, data)
+    return data
+
+
+def data_fingerprint(data: TaskData) -> dict[str, Any]:
+    """What the study's ``data`` attribute records of the task: shapes, classes, split sizes, where it came from."""
+    return {"sample_shape": list(data.sample_shape), "num_classes": data.num_classes,
+            "modality": data.modality, "train": len(data.x_train), "val": len(data.x_val),
+            "test": len(data.x_test),
+            **{k: str(data.info[k]) for k in ("source", "test_source") if k in data.info}}
+
+
+def _fit_and_record_baselines(study: optuna.Study, data: TaskData, seed: int, fingerprint: dict[str, Any]) -> None:
+    """Fit the classic baselines (:mod:`iasf_search.results.baselines`) and record them on the study; a task
+    too large to fit them in passing (:data:`~iasf_search.results.baselines.SEARCH_FIT_LIMIT`) or a failure
+    to fit them is a warning, never the search's end."""
+    if fit_work(data) > SEARCH_FIT_LIMIT:
+        warnings.warn(f"baselines not fitted: {len(data.x_train)} training samples of {data.sample_shape} would keep the "
+                      f"search waiting; `iasf-search baseline --space ...` fits and records them", stacklevel=3)
+        return
+    try:
+        baselines = fit_baselines(data, seed)
+    except Exception as exc:  # e.g. data scikit-learn refuses: the search itself may still work
+        warnings.warn(f"baselines not fitted ({type(exc).__name__}: {exc}); the search goes on without them", stacklevel=3)
+        return
+    record_baselines(study, baselines, fingerprint)
 
 
 def _counts(study: optuna.Study) -> tuple[int, int]:

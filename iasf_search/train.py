@@ -35,6 +35,25 @@ class TrainResult:
     epochs: int
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
+    steps: int = 0
+    """Optimiser steps taken."""
+
+
+def steps_per_epoch(n: int, config: Mapping[str, Any]) -> tuple[int, int]:
+    """``(batch size, steps per epoch)`` for ``n`` training samples: the batch is capped at ``n``; an
+    epoch is one shuffled pass (``ceil(n / batch)`` steps), or more passes when that many steps in
+    all epochs would stay under ``min_steps`` (a training split of 40 samples still trains)."""
+    bs = max(1, min(config["batch_size"], n))
+    return bs, max(math.ceil(n / bs), math.ceil(config.get("min_steps", 0) / config["epochs"]))
+
+
+def epoch_batches(n: int, bs: int, steps: int, generator: torch.Generator, device: torch.device) -> list[torch.Tensor]:
+    """The index batches of one epoch: shuffled passes over the ``n`` samples in batches of ``bs``
+    (a pass's last batch may be smaller), as many passes as ``steps`` batches need."""
+    batches: list[torch.Tensor] = []
+    while len(batches) < steps:
+        batches += torch.randperm(n, generator=generator).to(device).split(bs)
+    return batches[:steps]
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -153,9 +172,9 @@ def train(model: nn.Module, data: TaskData, config: Mapping[str, Any], *, device
     start = time.perf_counter()
     model.to(device)
     optimizer = make_optimizer(model, config)
-    n, bs, epochs = len(data.x_train), config["batch_size"], config["epochs"]
-    steps_per_epoch = math.ceil(n / bs)
-    total, warm = epochs * steps_per_epoch, max(1, int(config["warmup"] * epochs * steps_per_epoch))
+    n, epochs = len(data.x_train), config["epochs"]
+    bs, per_epoch = steps_per_epoch(n, config)
+    total, warm = epochs * per_epoch, max(1, int(config["warmup"] * epochs * per_epoch))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
     generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -164,11 +183,9 @@ def train(model: nn.Module, data: TaskData, config: Mapping[str, Any], *, device
     val_acc = val_loss = float("nan")
     for epoch in range(1, epochs + 1):
         model.train()
-        order = torch.randperm(n, generator=generator).to(device)
-        for i in range(0, n, bs):
-            idx = order[i : i + bs]
+        for idx in epoch_batches(n, bs, per_epoch, generator, device):
             optimizer.zero_grad(set_to_none=True)
-            for micro in idx.split(micro_batch_size or bs):
+            for micro in idx.split(micro_batch_size or len(idx)):
                 xb, yb = data.x_train[micro], data.y_train[micro]
                 if augment is not None:
                     xb = augment(xb, generator)
@@ -188,4 +205,4 @@ def train(model: nn.Module, data: TaskData, config: Mapping[str, Any], *, device
         history.append({"epoch": epoch, "val_accuracy": val_acc, "val_loss": val_loss})
         if report is not None:
             report(epoch, val_acc, val_loss)
-    return TrainResult(val_acc, val_loss, epochs, time.perf_counter() - start, history)
+    return TrainResult(val_acc, val_loss, epochs, time.perf_counter() - start, history, steps=epochs * per_epoch)

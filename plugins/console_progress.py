@@ -17,7 +17,16 @@ from tqdm import tqdm
 
 from iasf_search.hookspecs import hookimpl
 from iasf_search.results.access import finished_trials
-from iasf_search.results.records import FAILURE_REASON, PRUNED_AT_EPOCH, REUSED_FROM, SUMMARY, TRAIN_SECONDS, VAL_ACCURACY
+from iasf_search.results.records import (
+    EPOCHS,
+    FAILURE_REASON,
+    PRUNED_AT_EPOCH,
+    REUSED_FROM,
+    STEPS,
+    SUMMARY,
+    TRAIN_SECONDS,
+    VAL_ACCURACY,
+)
 from iasf_search.space import SearchSpace
 
 
@@ -38,6 +47,17 @@ def trial_outcome(trial: FrozenTrial) -> str:
             return f"pruned: {attrs[FAILURE_REASON]}"
         return f"pruned at epoch {attrs.get(PRUNED_AT_EPOCH, '?')} (val {attrs.get(VAL_ACCURACY, float('nan')):.4f})"
     return f"{trial.state.name}: {attrs.get(FAILURE_REASON, 'no reason recorded')}"
+
+
+def training_length(trial: FrozenTrial) -> str:
+    """``"13.7s 30ep/570st"``: seconds, epochs and optimiser steps a finished trial trained, or ``-`` when it
+    did not train (a reused result, a failure)."""
+    attrs = trial.user_attrs
+    seconds = attrs.get(TRAIN_SECONDS)
+    if not isinstance(seconds, (int, float)) or REUSED_FROM in attrs:
+        return f"{'-':>6} {'':>11}"
+    length = f"{attrs[EPOCHS]}ep/{attrs[STEPS]}st" if EPOCHS in attrs and STEPS in attrs else ""
+    return f"{seconds:5.1f}s {length:>11}"
 
 
 def is_tty(stream: TextIO) -> bool:
@@ -140,8 +160,7 @@ class ConsoleProgress:
         elapsed = time.perf_counter() - self.start
         eta = eta_seconds(elapsed, done - self.done_at_start, self.target - done)
         best = best_so_far(study) if len(study.directions) == 1 else ""
-        seconds = trial.user_attrs.get(TRAIN_SECONDS)
-        took = f"{seconds:5.1f}s" if isinstance(seconds, (int, float)) and "reused_from" not in trial.user_attrs else "    - "
+        took = training_length(trial)
         self._print(f"[{done:>3}/{self.target}] #{trial.number:<3} {trial_outcome(trial):<28} {best:<18} {took}  "
                     f"{clock(elapsed)} ETA {clock(eta)}  {trial.user_attrs.get(SUMMARY, '')}")
         if self.bar is not None:

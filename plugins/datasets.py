@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from iasf_search import hookimpl
 from iasf_search.components import Dataset, SplitSpec, TaskData
-from iasf_search.data import split_arrays
+from iasf_search.data import class_indices, split_arrays
 from iasf_search.errors import BadInput
 from iasf_search.params import Param
 
@@ -124,38 +124,63 @@ class ImageFolder(Dataset):
     description = "images in class sub-folders (root/<class>/<image>), resized; classes sorted by name"
     params = {
         "path": Param(None, str, nullable=True, help="the root folder (required)"),
+        "test_path": Param(None, str, nullable=True,
+                           help="the dataset's own test folder, with the same class sub-folders: all its images (by class, then "
+                                "file name) are the test split; validation comes from path (split.val of it; split.test is ignored)"),
         "size": Param(32, int, low=2, help="images are resized to size x size"),
         "channels": Param(3, int, choices=(1, 3), help="1: greyscale, 3: RGB"),
     }
 
     def load(self, options: Mapping[str, Any], split: SplitSpec) -> TaskData:
-        from PIL import Image, UnidentifiedImageError
-
         if not options["path"]:
             raise BadInput("dataset 'image_folder': task.options.path is required: a folder with one sub-folder per class")
         root = Path(options["path"]).expanduser()
-        if not root.is_dir():
-            raise BadInput(f"dataset 'image_folder': {root}: no such folder")
-        classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+        classes = _class_folders(root, "path")
         if len(classes) < 2:
             raise BadInput(f"dataset 'image_folder': {root}: needs at least two class sub-folders, found {classes}")
         size, mode = options["size"], "L" if options["channels"] == 1 else "RGB"
-        images, labels = [], []
-        for label, cls in enumerate(classes):
-            for file in sorted((root / cls).iterdir()):
-                if file.suffix.lower() not in IMAGE_SUFFIXES:
-                    continue
-                try:
-                    with Image.open(file) as img:
-                        pixels = np.asarray(img.convert(mode).resize((size, size)), dtype=np.float32) / 255.0
-                except (UnidentifiedImageError, OSError) as exc:
-                    raise BadInput(f"dataset 'image_folder': {file}: cannot read the image ({exc})") from None
-                images.append(pixels.reshape(size, size, -1).transpose(2, 0, 1))  # (C, H, W)
-                labels.append(label)
-        if not images:
-            raise BadInput(f"dataset 'image_folder': {root}: no images ({', '.join(IMAGE_SUFFIXES)}) in the class folders")
-        return split_arrays(np.stack(images), np.asarray(labels), split, modality=self.modality,
-                            info={"source": str(root), "classes": classes})
+        images, labels = _read_images(root, classes, size, mode)
+        info: dict[str, Any] = {"source": str(root), "classes": classes}
+        x_test = y_test = None
+        if options.get("test_path"):
+            test_root = Path(options["test_path"]).expanduser()
+            test_classes = _class_folders(test_root, "test_path")
+            class_indices(test_classes, classes, name=self.name, where=str(test_root), train=str(root))  # each folder a known class
+            x_test, y_test = _read_images(test_root, test_classes, size, mode, classes)
+            info["test_source"] = str(test_root)
+        return split_arrays(images, labels, split, modality=self.modality, info=info, x_test=x_test, y_test=y_test)
+
+
+def _class_folders(root: Path, option: str) -> list[str]:
+    """The sub-folder names of ``root``, sorted (``option``: the ``task.options`` key that named it)."""
+    if not root.is_dir():
+        raise BadInput(f"dataset 'image_folder': {root}: no such folder; set task.options.{option} to a local folder "
+                       f"with one sub-folder per class")
+    return sorted(d.name for d in root.iterdir() if d.is_dir())
+
+
+def _read_images(root: Path, folders: list[str], size: int, mode: str,
+                 classes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(images (N, C, size, size) in [0, 1], labels)`` from ``root/<folder>/*``, folder by folder, files by name;
+    a label is the folder's index in ``classes`` (default: in ``folders``)."""
+    from PIL import Image, UnidentifiedImageError
+
+    index = {c: i for i, c in enumerate(classes or folders)}
+    images, labels = [], []
+    for cls in folders:
+        for file in sorted((root / cls).iterdir()):
+            if file.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                with Image.open(file) as img:
+                    pixels = np.asarray(img.convert(mode).resize((size, size)), dtype=np.float32) / 255.0
+            except (UnidentifiedImageError, OSError) as exc:
+                raise BadInput(f"dataset 'image_folder': {file}: cannot read the image ({exc})") from None
+            images.append(pixels.reshape(size, size, -1).transpose(2, 0, 1))  # (C, H, W)
+            labels.append(index[cls])
+    if not images:
+        raise BadInput(f"dataset 'image_folder': {root}: no images ({', '.join(IMAGE_SUFFIXES)}) in the class folders")
+    return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
 @hookimpl

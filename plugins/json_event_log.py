@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial
 from iasf_search.hookspecs import hookimpl
 from iasf_search.plugins.console_progress import eta_seconds
 from iasf_search.results.access import best_trials, finished_trials
+from iasf_search.results.baselines import baselines_event
 from iasf_search.results.records import (
     ARCH_HASH,
     FAILURE_REASON,
@@ -89,7 +90,9 @@ def error_event(kind: str, message: str) -> dict[str, Any]:
 
 
 def summary_event(result: SearchResult) -> dict[str, Any]:
-    """The ``summary`` event that replaces the text summary: counts, storage (password masked), best trials."""
+    """The ``summary`` event that replaces the text summary: counts, storage (password masked), best trials, the
+    classic baselines (``{name: {val_accuracy, test_accuracy, seconds, beaten}}``, see
+    :func:`~iasf_search.results.baselines.baselines_event`; ``{}`` when none are recorded)."""
     study = result.study
     best = result.best
     if len(study.directions) == 1:
@@ -111,6 +114,7 @@ def summary_event(result: SearchResult) -> dict[str, Any]:
             "arch_hash": t.user_attrs.get(ARCH_HASH),
             "summary": t.user_attrs.get(SUMMARY),
         } for t in best],
+        "baselines": baselines_event(study, best),
         "dashboard": result.dashboard_command,
         "pareto_plot": str(result.pareto_plot) if result.pareto_plot is not None else None,
         "time": time.time(),

@@ -1,5 +1,10 @@
-"""Built-in stems: images ``(C, H, W)`` -> patch tokens on an ``(H/p, W/p)`` grid; sequences
-``(T, F)`` -> tokens on a ``(T/p,)`` grid. Both add a position encoding chosen by the space."""
+"""Built-in stems: images ``(C, H, W)`` -> patch tokens on an ``(⌈H/p⌉, ⌈W/p⌉)`` grid; sequences
+``(T, F)`` -> tokens on a ``(⌈T/p⌉,)`` grid. Both add a position encoding chosen by the space.
+
+Any length or size works with any patch: an input that a patch does not divide is padded with
+zeros at its end (right and bottom) up to the next multiple of the patch. The padding is always
+less than one patch, so every token still covers real samples: no token is padding alone, and
+attention, pooling and normalisation over tokens see no token to mask."""
 
 from __future__ import annotations
 
@@ -48,7 +53,8 @@ class PositionEncoding(nn.Module):
 
 
 class GridStem(nn.Module):
-    """Conv patch embedding (overlapping when ``overlap``) + position encoding -> (B, T, D)."""
+    """Zero padding to a multiple of the patch, conv patch embedding (overlapping when ``overlap``)
+    and position encoding -> (B, T, D)."""
 
     def __init__(self, channels: int, axes: int, patch: int, overlap: bool, width: int, layout: TokenLayout,
                  position: str, channels_last: bool) -> None:
@@ -56,13 +62,24 @@ class GridStem(nn.Module):
         conv = nn.Conv1d if axes == 1 else nn.Conv2d
         kernel, pad = (patch + 2, 1) if overlap else (patch, 0)
         self.embed = conv(channels, width, kernel, stride=patch, padding=pad)
+        self.patch = patch
         self.channels_last = channels_last
         self.position = PositionEncoding(layout, width, position)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:  # (B, T, F) -> (B, F, T)
             x = x.transpose(1, 2)
+        x = nn.functional.pad(x, padding_to_multiple(x.shape[2:], self.patch))
         return self.position(self.embed(x).flatten(2).transpose(1, 2))  # (B, T, D)
+
+
+def padding_to_multiple(grid: tuple[int, ...], patch: int) -> tuple[int, ...]:
+    """``F.pad``'s argument (last axis first, ``(before, after)`` each) that zero-pads each axis of
+    ``grid`` at its end up to the next multiple of ``patch``."""
+    out: tuple[int, ...] = ()
+    for size in reversed(grid):
+        out += (0, -size % patch)
+    return out
 
 
 class _GridStemPlugin(Stem):
@@ -84,9 +101,7 @@ class _GridStemPlugin(Stem):
     def layout(self, config: Mapping[str, Any], sample_shape: tuple[int, ...]) -> TokenLayout:
         grid, _ = self._grid(sample_shape)
         p = config["patch"]
-        if any(s % p for s in grid):
-            raise ValueError(f"patch {p} does not divide the input grid {grid}")
-        return TokenLayout(tuple(s // p for s in grid))
+        return TokenLayout(tuple(-(-s // p) for s in grid))  # ceil: the input is padded to a multiple of p
 
     def build(self, config: Mapping[str, Any], sample_shape: tuple[int, ...], width: int) -> nn.Module:
         _, channels = self._grid(sample_shape)
@@ -99,13 +114,13 @@ class _GridStemPlugin(Stem):
 
 class ImageStem(_GridStemPlugin):
     name = "image"
-    description = "images (C, H, W) -> patch tokens on the (H/p, W/p) grid"
+    description = "images (C, H, W) of any size -> patch tokens on the (H/p, W/p) grid (padded up to a multiple of p)"
     axes, channels_last = 2, False
 
 
 class SequenceStem(_GridStemPlugin):
     name = "sequence"
-    description = "sequences (T, F) -> tokens on the (T/p,) grid"
+    description = "sequences (T, F) of any length -> tokens on the (T/p,) grid (padded up to a multiple of p)"
     axes, channels_last = 1, True
 
 

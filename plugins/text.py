@@ -4,6 +4,9 @@ set (``text_topics``), a simple built-in word tokenizer, and the ``text`` stem.
 Tokenizer: lower-case words and numbers (``[a-z0-9']+``); the vocabulary is fitted on the
 training split only (most frequent first, ties alphabetical), id 0 pads and id 1 stands for
 unknown words; sequences are cut or padded to ``max_length`` tokens. Samples are ``(T,)`` int64.
+
+A corpus that comes with its own test file (``train.csv`` / ``test.csv``) is read with ``path`` and
+``test_path``: the test split is then that file's rows, and validation is drawn from ``path``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from torch import nn
 
 from iasf_search import hookimpl
 from iasf_search.components import Dataset, SplitSpec, Stem, TaskData, TokenLayout
-from iasf_search.data import split_indices
+from iasf_search.data import class_indices, split_indices
 from iasf_search.errors import BadInput
 from iasf_search.params import Param
 from iasf_search.plugins.stems import POSITIONS, PositionEncoding
@@ -50,22 +53,36 @@ def encode(texts: Sequence[list[str]], vocabulary: Mapping[str, int], length: in
     return out
 
 
-def text_task(texts: Sequence[str], labels: Sequence[str], split: SplitSpec, *, name: str, vocabulary: int,
-              max_length: int, info: dict[str, Any]) -> TaskData:
-    """Split, fit the vocabulary on the training texts, encode every split."""
-    classes = sorted(set(labels))
-    y = np.array([classes.index(label) for label in labels], dtype=np.int64)
+def _words(texts: Sequence[str], name: str, where: str = "") -> list[list[str]]:
+    """Each text tokenized; BadInput (``where``: the file, for a test file) when one has no word."""
     words = [tokenize(t) for t in texts]
     empty = [i for i, w in enumerate(words) if not w]
     if empty:
-        raise BadInput(f"dataset '{name}': {len(empty)} texts have no word (first at row {empty[0] + 1}); remove them")
-    train, val, test = split_indices(y, split)
+        raise BadInput(f"dataset '{name}': {where}{len(empty)} texts have no word (first at row {empty[0] + 1}); remove them")
+    return words
+
+
+def text_task(texts: Sequence[str], labels: Sequence[str], split: SplitSpec, *, name: str, vocabulary: int,
+              max_length: int, info: dict[str, Any], test: tuple[Sequence[str], Sequence[str]] | None = None) -> TaskData:
+    """Split, fit the vocabulary on the training texts, encode every split.
+
+    ``test``: the dataset's own test ``(texts, labels)``, the test split as given (``info["test_source"]``
+    names its file); validation is then ``split.val`` of ``texts``, and ``split.test`` is ignored.
+    """
+    classes = sorted(set(labels))
+    y = np.array([classes.index(label) for label in labels], dtype=np.int64)
+    words = _words(texts, name)
+    train, val, test_idx = split_indices(y, split, has_test=test is not None)
     vocab = fit_vocabulary([words[i] for i in train], vocabulary)
 
     def part(idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.from_numpy(encode([words[i] for i in idx], vocab, max_length)), torch.from_numpy(y[idx])
 
-    (xa, ya), (xv, yv), (xt, yt) = part(train), part(val), part(test)
+    (xa, ya), (xv, yv), (xt, yt) = part(train), part(val), part(test_idx)
+    if test is not None:
+        where, source = info.get("test_source", "the test data"), info.get("source", "")
+        yt = torch.from_numpy(class_indices(test[1], classes, name=name, where=where, train=source))
+        xt = torch.from_numpy(encode(_words(test[0], name, f"{where}: "), vocab, max_length))
     return TaskData(xa, ya, xv, yv, xt, yt, num_classes=len(classes), modality="text",
                     info={**info, "classes": classes, "vocabulary_size": len(vocab) + 2})
 
@@ -95,10 +112,11 @@ def _csv_rows(f: Iterable[str], where: str) -> Iterator[tuple[int, dict]]:
         yield reader.line_num, row
 
 
-def read_text_file(path: Path, text_column: str, label_column: str, name: str) -> tuple[list[str], list[str]]:
-    """Rows of a ``.csv`` (with a header) or ``.jsonl`` file; BadInput naming the file and the problem."""
+def read_text_file(path: Path, text_column: str, label_column: str, name: str, option: str = "path") -> tuple[list[str], list[str]]:
+    """Rows of a ``.csv`` (with a header) or ``.jsonl`` file; BadInput naming the file and the problem
+    (``option``: the ``task.options`` key that named the file)."""
     if not path.is_file():
-        raise BadInput(f"dataset '{name}': {path}: no such file; set task.options.path to a local .csv or .jsonl file")
+        raise BadInput(f"dataset '{name}': {path}: no such file; set task.options.{option} to a local .csv or .jsonl file")
     texts, labels = [], []
     try:
         with path.open(encoding="utf-8", newline="") as f:
@@ -133,6 +151,9 @@ class TextFile(Dataset):
     description = "text classification from a local .csv (header) or .jsonl file with text and label fields"
     params = {
         "path": Param(None, str, nullable=True, help="the local file (required)"),
+        "test_path": Param(None, str, nullable=True,
+                           help="the corpus's own test file (.csv or .jsonl, same fields): all its rows, in file order, are the "
+                                "test split; validation comes from path (split.val of it; split.test is ignored)"),
         "text_column": Param("text", str, help="field holding the text"),
         "label_column": Param("label", str, help="field holding the class label"),
         **_OPTIONS,
@@ -143,8 +164,13 @@ class TextFile(Dataset):
             raise BadInput("dataset 'text_file': task.options.path is required: the local .csv or .jsonl file to read")
         path = Path(options["path"]).expanduser()
         texts, labels = read_text_file(path, options["text_column"], options["label_column"], self.name)
+        info, test = {"source": str(path)}, None
+        if options.get("test_path"):
+            test_path = Path(options["test_path"]).expanduser()
+            test = read_text_file(test_path, options["text_column"], options["label_column"], self.name, "test_path")
+            info["test_source"] = str(test_path)
         return text_task(texts, labels, split, name=self.name, vocabulary=options["vocabulary"],
-                         max_length=options["max_length"], info={"source": str(path)})
+                         max_length=options["max_length"], info=info, test=test)
 
 
 TOPICS = {

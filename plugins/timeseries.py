@@ -2,7 +2,9 @@
 or a generated example (``timeseries_shapes``). Samples are ``(T, 1)`` for the ``sequence`` stem.
 
 UCR layout: one series per row, the class label in the first column, the values after it;
-comma-, tab- or whitespace-separated.
+comma-, tab- or whitespace-separated. A dataset that comes as a ``NAME_TRAIN`` / ``NAME_TEST`` pair
+is read with ``path`` (training file) and ``test_path``: the test split is then the test file as it
+is, and validation is drawn from the training file.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 
 from iasf_search import hookimpl
 from iasf_search.components import Dataset, SplitSpec, TaskData
-from iasf_search.data import split_arrays
+from iasf_search.data import class_indices, split_arrays
 from iasf_search.errors import BadInput
 from iasf_search.params import Param
 
@@ -27,10 +29,11 @@ def standardize(x: np.ndarray) -> np.ndarray:
     return (x - mean) / np.where(std > 0, std, 1.0)
 
 
-def read_ucr(path: Path, name: str) -> tuple[np.ndarray, list[str]]:
-    """``(values (N, T), labels)`` from a UCR-layout text file; BadInput naming the file and the problem."""
+def read_ucr(path: Path, name: str, option: str = "path") -> tuple[np.ndarray, list[str]]:
+    """``(values (N, T), labels)`` from a UCR-layout text file; BadInput naming the file and the problem
+    (``option``: the ``task.options`` key that named the file)."""
     if not path.is_file():
-        raise BadInput(f"dataset '{name}': {path}: no such file; set task.options.path to a local UCR-style file")
+        raise BadInput(f"dataset '{name}': {path}: no such file; set task.options.{option} to a local UCR-style file")
     rows, labels = [], []
     with path.open(encoding="utf-8") as f:
         for i, line in enumerate(f, start=1):
@@ -50,15 +53,30 @@ def read_ucr(path: Path, name: str) -> tuple[np.ndarray, list[str]]:
             labels.append(fields[0])
     if not rows or not rows[0]:
         raise BadInput(f"dataset '{name}': {path}: no series found (one per line: label, then values)")
-    return np.asarray(rows, dtype=np.float32), labels
+    x = np.asarray(rows, dtype=np.float32)
+    if not np.isfinite(x).all():  # a value beyond float32's range
+        raise BadInput(f"dataset '{name}': {path}: holds NaN or infinite values; clean the data")
+    return x, labels
 
 
-def _task(x: np.ndarray, labels: list[str], split: SplitSpec, normalize: bool, info: dict[str, Any]) -> TaskData:
-    classes = sorted(set(labels), key=lambda c: (len(c), c))  # "2" before "10"
+def _task(x: np.ndarray, labels: list[str], split: SplitSpec, normalize: bool, info: dict[str, Any],
+          test: tuple[np.ndarray, np.ndarray] | None = None) -> TaskData:
+    """``test``: the dataset's own test series and their class indices (into the classes of ``labels``)."""
+    classes = class_order(labels)
     y = np.array([classes.index(c) for c in labels], dtype=np.int64)
     if normalize:
         x = standardize(x)
-    return split_arrays(x[:, :, None], y, split, modality="sequence", info={**info, "classes": classes})
+    x_test = y_test = None
+    if test is not None:
+        x_test, y_test = test
+        x_test = (standardize(x_test) if normalize else x_test)[:, :, None]
+    return split_arrays(x[:, :, None], y, split, modality="sequence", info={**info, "classes": classes},
+                        x_test=x_test, y_test=y_test)
+
+
+def class_order(labels: list[str]) -> list[str]:
+    """The distinct labels, shorter first, then by name: ``"2"`` before ``"10"``; a label's index is its class."""
+    return sorted(set(labels), key=lambda c: (len(c), c))
 
 
 class TimeSeriesFile(Dataset):
@@ -67,6 +85,9 @@ class TimeSeriesFile(Dataset):
     description = "time-series classification from a local file in the UCR layout (label, then values, per line)"
     params = {
         "path": Param(None, str, nullable=True, help="the local file (required)"),
+        "test_path": Param(None, str, nullable=True,
+                           help="the dataset's own test file (e.g. NAME_TEST.tsv beside NAME_TRAIN.tsv): all its series, in "
+                                "file order, are the test split; validation comes from path (split.val of it; split.test is ignored)"),
         "normalize": Param(True, bool, help="z-normalise each series"),
     }
 
@@ -75,9 +96,17 @@ class TimeSeriesFile(Dataset):
             raise BadInput("dataset 'timeseries_file': task.options.path is required: a local file, one series per line")
         path = Path(options["path"]).expanduser()
         x, labels = read_ucr(path, self.name)
-        if not np.isfinite(x).all():
-            raise BadInput(f"dataset '{self.name}': {path}: holds NaN or infinite values; clean the data")
-        return _task(x, labels, split, options["normalize"], {"source": str(path)})
+        info: dict[str, Any] = {"source": str(path)}
+        test = None
+        if options.get("test_path"):
+            test_path = Path(options["test_path"]).expanduser()
+            x_test, test_labels = read_ucr(test_path, self.name, "test_path")
+            if x_test.shape[1] != x.shape[1]:
+                raise BadInput(f"dataset '{self.name}': {test_path}: series of {x_test.shape[1]} values, but those of the training "
+                               f"file {path} have {x.shape[1]}; task.options.test_path must be the test file of the same dataset")
+            test = x_test, class_indices(test_labels, class_order(labels), name=self.name, where=str(test_path), train=str(path))
+            info["test_source"] = str(test_path)
+        return _task(x, labels, split, options["normalize"], info, test)
 
 
 SHAPES = ("sine", "square", "sawtooth", "chirp")

@@ -35,7 +35,7 @@ TINY_SPACE: dict[str, Any] = {
         "ops": {"mlp": {"expansion": [1, 2]}, "conv": {"kernel": 3}},
         "fusions": ["sum"],
     },
-    "training": {"epochs": 1, "batch_size": 128, "lr": 0.003},
+    "training": {"epochs": 1, "batch_size": 128, "lr": 0.003, "min_steps": 0},  # min_steps 0: tests keep trials short
     "search": {"sampler": "random", "pruner": "none", "seed": 0},
 }
 """A space whose trials train in a fraction of a second on digits (4x4 tokens, width <= 16, 1 epoch)."""
@@ -177,7 +177,7 @@ def make_graph():
 
 TRAIN_CONFIG: dict[str, Any] = {
     "epochs": 2, "batch_size": 128, "optimizer": "adamw", "lr": 3.0e-3, "weight_decay": 0.05, "warmup": 0.1,
-    "label_smoothing": 0.0, "grad_clip": 1.0, "augment": False,
+    "label_smoothing": 0.0, "grad_clip": 1.0, "augment": False, "min_steps": 0,
 }
 
 

@@ -220,8 +220,6 @@ CASES = [
          space=space({"manifold.ops": {"pool": {"kernel": [2, 4]}}})),
     case("pool-kernel-range-holds-an-even-value", SEARCH, f"{SPACE}: manifold.ops.pool.kernel", "2 is even", "odd kernel",
          space=space({"manifold.ops": {"pool": {"kernel": {"low": 1, "high": 3}}}})),
-    case("stem-patch-does-not-divide-the-image", SEARCH, SPACE, "stem", "patch 3 does not divide the input grid (8, 8)",
-         "narrow the stem's values", space=space({"stem.patch": [2, 3]})),
     # -- dataset files: missing, unreadable, corrupted -------------------------------------------------
     case("image-folder-missing", SEARCH, "image_folder", "missing-images", "no such folder",
          space=space(file_task("image_folder", "missing-images"))),
@@ -314,9 +312,6 @@ CASES = [
     case("zero-timeout-fresh-storage", [*FRESH, "--space", SPACE, "--timeout", "0"], "--timeout must be positive", runs="none"),
     case("unknown-plugin-fresh-storage", [*FRESH, "--space", SPACE, "--plugin", "no_such_module", "--trials", "1"], "no_such_module",
          runs="none"),
-    case("stem-does-not-fit-the-data-fresh-storage", [*FRESH, "--space", SPACE, "--trials", "1"],
-         "patch 3 does not divide the input grid (8, 8)", runs="none",
-         space="name: tiny\ntask: {dataset: digits}\nstem: {patch: [2, 3]}\nmanifold: {nodes: 1, width: 8, ops: {mlp: {}}}\n"),
     # -- best, export, report, dashboard, train on what does not exist ---------------------------------------
     case("best-unknown-study", ["best", "--space", SPACE, "--study", "tinny"], "no study 'tinny'", "sqlite:///runs/tiny.db",
          "studies there: tiny"),
@@ -339,6 +334,20 @@ CASES = [
     case("dashboard-unknown-study", ["dashboard", "--space", SPACE, "--study", "tinny", "--port", "0"], "no study 'tinny'",
          "studies there: tiny"),
     case("train-missing-arch", ["train", "--arch", "exported/arch.json"], "exported/arch.json", "no such file", "arch.json"),
+    # -- baseline: it reads the data as a search does and writes only once the baselines are fitted ----------
+    case("baseline-missing-space-file", ["baseline", "--space", "no-such.yaml"], "no such space file", "search_spaces/vision.yaml"),
+    case("baseline-without-space", ["baseline", "--storage", "sqlite:///runs/tiny.db", "--study", "tiny"],
+         "the following arguments are required: --space"),
+    case("baseline-bad-space", ["baseline", "--space", SPACE], "did you mean 'manifold'",
+         space=space({"manifld": TINY_SPACE["manifold"]}, drop=["manifold"])),
+    case("baseline-missing-data-fresh-storage", ["baseline", *FRESH, "--space", SPACE], "image_folder", "missing-images",
+         "no such folder", space=space(file_task("image_folder", "missing-images")), runs="none"),
+    case("baseline-study-of-other-directions", ["baseline", "--space", SPACE], "--study NEW_NAME",
+         space=space({"objectives": [{"metric": "loss"}]})),
+    case("baseline-unreachable-storage", ["baseline", "--space", SPACE, "--storage", PG], "cannot open storage",
+         "postgresql://u:***@127.0.0.1:1/db", secret="secret"),
+    case("baseline-runs-is-a-file", ["baseline", "--space", SPACE], "cannot create runs", "--storage", runs="file"),
+    case("baseline-unknown-flag", ["baseline", "--space", SPACE, "--trials", "3"], "unrecognized arguments: --trials"),
 ]
 
 

@@ -202,3 +202,44 @@ def test_plugins_without_a_space_takes_plugin_flags(capsys):
     assert "plugin_samples.scale_op (--plugin)" in out.splitlines()
     rc, out, err = run(capsys, "plugins", "--plugin", "no_such_plugin_module")
     assert rc == 2 and "no_such_plugin_module" in err
+
+
+def test_baseline_records_on_the_study_and_the_search_and_best_show_it(capsys, tmp_path, write_space):
+    write_space({"manifold.nodes": 1, "manifold.width": 8, "manifold.ops": {"mlp": {"expansion": 1}}})
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    rc, out, err = run(capsys, "baseline", "--space", "tiny.yaml", "--storage", url)
+    assert rc == 0, err
+    study = optuna.load_study(study_name="tiny", storage=url)
+    recorded = study.user_attrs["baselines"]
+    assert recorded["data"] == study.user_attrs["data"]  # the fingerprint a search records
+    assert {k: recorded["data"][k] for k in ("sample_shape", "num_classes", "train", "val", "test")} == {
+        "sample_shape": [1, 8, 8], "num_classes": 10, "train": 1167, "val": 270, "test": 360}
+    nn, lr = recorded["1nn"], recorded["logistic_regression"]
+    lines = out.splitlines()
+    assert lines[0] == f"1-NN: validation {nn['val_accuracy']:.4f}, test {nn['test_accuracy']:.4f} ({nn['seconds']:.1f} s)"
+    assert lines[1] == (f"logistic regression: validation {lr['val_accuracy']:.4f}, test {lr['test_accuracy']:.4f} "
+                        f"({lr['seconds']:.1f} s)")
+    assert lines[2] == f"fitted on 1167 training samples, scored on 270 validation and 360 test samples; recorded on study 'tiny' in {url}"
+    assert len(lines) == 3 and nn["test_accuracy"] > 0.9 and lr["test_accuracy"] > 0.9
+    assert study.user_attrs["space"] == iasf_search.load_space("tiny.yaml").resolved() and study.trials == []
+
+    # the search resumes that study, keeps its baselines and prints them beside the best trial
+    rc, out, err = run(capsys, "--space", "tiny.yaml", "--storage", url, "--trials", "1", "-q")
+    assert rc == 0, err
+    study = optuna.load_study(study_name="tiny", storage=url)
+    assert study.user_attrs["baselines"] == recorded  # not fitted again
+    line = next(text for text in out.splitlines() if text.startswith("baselines (test accuracy): "))
+    test = study.best_trial.user_attrs["test_accuracy"]
+    verdict = "beats both" if test > max(nn["test_accuracy"], lr["test_accuracy"]) else "does not beat" if test > min(
+        nn["test_accuracy"], lr["test_accuracy"]) else "beats neither"
+    assert line.startswith(f"baselines (test accuracy): 1-NN {nn['test_accuracy']:.4f}, logistic regression "
+                           f"{lr['test_accuracy']:.4f}; the best trial ({test:.4f}) {verdict}")
+    rc, out, err = run(capsys, "best", "--space", "tiny.yaml", "--storage", url)
+    assert rc == 0 and line in out.splitlines(), err
+
+    # fitted again on a study with trials: the same figures, and the comparison with its best trial
+    rc, out, err = run(capsys, "baseline", "--space", "tiny.yaml", "--storage", url)
+    assert rc == 0, err
+    assert out.splitlines()[0].startswith(f"1-NN: validation {nn['val_accuracy']:.4f}, test {nn['test_accuracy']:.4f} (")
+    assert out.splitlines()[-1] == line
+

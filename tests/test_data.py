@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from iasf_search.components import SplitSpec
-from iasf_search.data import check_task, split_arrays
+from iasf_search.data import check_task, class_indices, split_arrays
 from iasf_search.errors import BadInput
 
 
@@ -50,6 +50,16 @@ def test_split_arrays_with_a_shipped_test_set():
     data = split_arrays(x, y, SplitSpec(val=0.25, test=0.5), modality="sequence", x_test=x_test, y_test=y_test)
     assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (60, 20, 8)  # split.test is ignored
     assert data.x_test.min() >= 1000
+
+
+def test_class_indices_map_a_test_file_onto_the_training_classes():
+    classes = ["1", "2", "10"]
+    indices = class_indices(["10", "1", "10", "2"], classes, name="toy", where="t_TEST.tsv", train="t_TRAIN.tsv")
+    assert indices.tolist() == [2, 0, 2, 1] and indices.dtype == np.int64
+    with pytest.raises(BadInput) as info:
+        class_indices(["1", *"abcdefg"], classes, name="toy", where="t_TEST.tsv", train="t_TRAIN.tsv")
+    assert str(info.value).startswith("dataset 'toy': t_TEST.tsv: classes 'a', 'b', 'c', 'd', 'e' and 2 more do not occur "
+                                      "in the training data t_TRAIN.tsv; ")
 
 
 def test_check_task_accepts_a_good_task():

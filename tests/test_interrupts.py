@@ -10,7 +10,16 @@ import time
 
 import pytest
 
-from iasf_search.interrupts import INTERRUPTED_STATUS, TERMINATED_STATUS, Terminated, exit_status, reason, stop_signals
+from iasf_search.interrupts import (
+    INTERRUPTED_STATUS,
+    TERMINATED_STATUS,
+    Terminated,
+    deferred,
+    exit_status,
+    interruptible,
+    reason,
+    stop_signals,
+)
 
 
 def send(signum: int) -> None:
@@ -103,3 +112,32 @@ def test_outside_the_main_thread_the_block_runs_unchanged():
     thread.start()
     thread.join()
     assert seen == [before, "done"]
+
+
+def test_a_signal_in_a_deferred_section_waits_for_its_end():
+    reached_end = False
+    with pytest.raises(Terminated):
+        with stop_signals(), deferred():
+            send(signal.SIGTERM)  # Optuna is recording a trial: nothing may cut that short
+            reached_end = True
+    assert reached_end
+
+
+def test_training_inside_a_deferred_section_stops_at_once():
+    with pytest.raises(Terminated), stop_signals(), deferred(), interruptible():
+        send(signal.SIGTERM)
+        pytest.fail("the signal did not stop training")
+
+
+def test_a_signal_that_waited_stops_the_next_trial_before_it_starts():
+    started = []
+    with pytest.raises(Terminated), stop_signals(), deferred():
+        send(signal.SIGTERM)  # between trials
+        with interruptible():
+            started.append("trial")
+    assert started == []
+
+
+def test_without_stop_signals_the_sections_change_nothing():
+    with deferred(), interruptible():
+        pass  # no handler installed: Python's own SIGINT behaviour, nothing pending

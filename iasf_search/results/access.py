@@ -7,8 +7,9 @@ results through here.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 import optuna
@@ -21,7 +22,7 @@ from iasf_search.build import ArchNet, build_model
 from iasf_search.errors import BadInput
 from iasf_search.plugin_manager import Components, load_components
 from iasf_search.results.artifacts import CHECKPOINT, read_trial_file
-from iasf_search.results.records import ARCHITECTURE, AUX_PREFIX, REUSED_FROM, record
+from iasf_search.results.records import ARCHITECTURE, AUX_PREFIX, REUSED_FROM, VAL_ACCURACY, record
 from iasf_search.storage import open_storage, safe_url
 
 if TYPE_CHECKING:
@@ -29,6 +30,18 @@ if TYPE_CHECKING:
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 """The states a trial counts as finished in (towards a search's target)."""
+
+
+def lead_trial(best: Sequence[FrozenTrial]) -> FrozenTrial | None:
+    """The best trial, or of a Pareto set the one with the highest validation accuracy (lowest number on ties):
+    the trial the report draws and the baselines are compared with."""
+    if not best:
+        return None
+    return max(best, key=lambda t: (_number_or(t.user_attrs.get(VAL_ACCURACY), -math.inf), -t.number))
+
+
+def _number_or(value: Any, default: float) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
 
 
 def load_results(storage: str, study_name: str) -> optuna.Study:

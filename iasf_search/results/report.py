@@ -7,6 +7,8 @@ it as PNG files. It holds:
 * the study's name, storage (password hidden), objectives and trial counts by state;
 * the best trial (or the Pareto set): objective values, validation / test accuracy, parameters,
   costs and summary;
+* the classic baselines fitted on the study's splits (1-NN, logistic regression) beside it, and
+  whether it beats them on test accuracy;
 * ``history.png`` — optimisation history (one file per objective: ``history-2.png``, ...);
 * ``pareto.png`` — Pareto front, for two or three objectives;
 * ``importances.png`` — hyperparameter importances (fANOVA, seeded);
@@ -23,10 +25,8 @@ drawn by :mod:`.report_figures`, the page by :mod:`.report_html`.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -34,8 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 from iasf_search import optuna_internals
 from iasf_search.errors import BadInput
 from iasf_search.plugin_manager import Components
-from iasf_search.results.access import best_trials, objective_names, study_components
-from iasf_search.results.records import VAL_ACCURACY
+from iasf_search.results.access import best_trials, lead_trial, objective_names, study_components
 from iasf_search.results.report_figures import (
     Figured,
     architecture_diagram,
@@ -123,14 +122,3 @@ def _write_figure_files(out: Path, figures: list[Figured]) -> None:
     for fig in figures:
         if fig.png is not None:
             (out / fig.filename).write_bytes(fig.png)
-
-
-def lead_trial(best: Sequence[FrozenTrial]) -> FrozenTrial | None:
-    """The best trial, or of a Pareto set the one with the highest validation accuracy (lowest number on ties)."""
-    if not best:
-        return None
-    return max(best, key=lambda t: (_number_or(t.user_attrs.get(VAL_ACCURACY), -math.inf), -t.number))
-
-
-def _number_or(value: Any, default: float) -> float:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default

@@ -16,6 +16,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from iasf_search.results.access import representation_metrics
+from iasf_search.results.baselines import LABELS, compared_trial, comparison, recorded_baselines
 from iasf_search.results.records import (
     COST_PREFIX,
     EPOCHS,
@@ -91,6 +92,7 @@ def report_page(study: optuna.Study, url: str | None, names: list[str], trials: 
     if commands:
         body.append("<p>Produced by: " + "; ".join(f"<code>{_e(c)}</code>" for c in commands) + "</p>")
     body += _best_section(study, names, best, lead)
+    body += _baselines_section(study, best)
 
     for fig in figures:
         body.append(figure_html(fig))
@@ -134,6 +136,29 @@ def _best_section(study: optuna.Study, names: list[str], best: list[FrozenTrial]
     if len(best) > 1 and lead is not None:
         section.append(f"<p>The figures below show trial #{lead.number}, the Pareto-optimal trial with the highest "
                        f"validation accuracy.</p>")
+    return section
+
+
+def _baselines_section(study: optuna.Study, best: list[FrozenTrial]) -> list[str]:
+    """The classic baselines fitted on the study's splits (:mod:`.baselines`), the trial they are compared with,
+    and the verdict on test accuracy; a note when the study has none recorded."""
+    section = ["<h2>Baselines</h2>"]
+    baselines = recorded_baselines(study)
+    if not baselines:
+        section.append('<p class="note">none recorded (studies searched before baselines were fitted: '
+                       "<code>iasf-search baseline --space PATH</code> fits and records them)</p>")
+        return section
+    rows: list[list[Any]] = [[LABELS.get(n, n), m.get("val_accuracy"), m.get("test_accuracy"), m.get("seconds")]
+                             for n, m in baselines.items()]
+    trial = compared_trial(study, best)
+    if trial is not None:
+        rows.append([f"trial #{trial.number}", trial.user_attrs.get(VAL_ACCURACY), trial.user_attrs.get(TEST_ACCURACY),
+                     trial.user_attrs.get(TRAIN_SECONDS)])
+    section.append("<p>Fitted on the training split only, scored on the validation split (the one the search selects "
+                   "on) and the test split; compared with the search on test accuracy. Seconds: fitting and "
+                   "predicting (a trial: training).</p>")
+    section.append(_table(["model", "val accuracy", "test accuracy", "seconds"], rows, [False, True, True, True]))
+    section.append(f"<p>{_e(comparison(study, best))}</p>")
     return section
 
 

@@ -1,6 +1,6 @@
 """What a search prints when it ends, and what ``iasf-search best`` prints: the best trial (its
-scores, architecture table and training settings) or the Pareto set, why trials stopped early,
-and where the study lives."""
+scores, architecture table and training settings) or the Pareto set, the classic baselines beside
+it, why trials stopped early, and where the study lives."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from iasf_search.graph import INPUT, OUTPUT, hidden_nodes, inputs_of
 from iasf_search.results.access import finished_trials, trial_architecture
+from iasf_search.results.baselines import comparison
 from iasf_search.results.records import (
     ARCH_HASH,
     ARCHITECTURE,
@@ -47,12 +48,21 @@ def print_summary(result: SearchResult) -> None:
         print_pareto(study, best)
         if result.pareto_plot is not None:
             print(f"Pareto plot: {result.pareto_plot}")
+    print_baselines(study, best)
     stops = stop_reasons(study)
     if stops:
         print("stopped early or failed: " + "; ".join(f"{n} x {reason}" for reason, n in stops.most_common()))
     print(f"study '{study.study_name}': {finished}/{result.target} finished trials, "
           f"{result.new_trials} run now in {result.seconds:.0f} s; storage {safe_url(result.storage_url)}")
     print(f"open it: {result.dashboard_command}")
+
+
+def print_baselines(study: optuna.Study, best: list[FrozenTrial]) -> None:
+    """The classic baselines recorded on the study (:mod:`.baselines`) and whether the best trial (of a Pareto
+    set: the one with the highest validation accuracy) beats them on test accuracy; nothing when none are recorded."""
+    line = comparison(study, best)
+    if line is not None:
+        print(line)
 
 
 def stop_reasons(study: optuna.Study) -> Counter[str]:

@@ -142,6 +142,57 @@ def test_image_folder_without_images_or_classes(tmp_path, components):
         dataset.load({"path": str(tmp_path / "one"), "size": 8, "channels": 1}, SplitSpec())
 
 
+def _solid_images(root, per_class):
+    """``root/<class>/<i>.png``: 8x8 greyscale images of one grey level each (``per_class``: class -> levels)."""
+    from PIL import Image
+
+    for cls, levels in per_class.items():
+        (root / cls).mkdir(parents=True)
+        for i, level in enumerate(levels):
+            Image.fromarray(np.full((8, 8), level, dtype=np.uint8)).save(root / cls / f"{i}.png")
+    return root
+
+
+def test_image_folder_with_its_own_test_folder(tmp_path, components):
+    """train/ and test/ with the same class folders: the test split is test/'s images (by class, then file name), labelled
+    by the training folder's classes (test/ may lack a class); validation is split.val of train/."""
+    from iasf_search.testing import check_dataset
+
+    train = _image_folder(tmp_path / "train", classes=("a", "b", "c"), per_class=8)
+    test = _solid_images(tmp_path / "test", {"c": [40, 50], "a": [10, 20, 30]})  # no "b"
+    dataset = components.datasets.get("image_folder")
+    opts = {"path": str(train), "test_path": str(test), "size": 8, "channels": 1}
+    data = dataset.load(opts, SplitSpec(val=0.25, test=0.5))  # split.test is ignored
+    check_task("image_folder", data)
+    assert data.info == {"source": str(train), "test_source": str(test), "classes": ["a", "b", "c"]}
+    assert data.num_classes == 3 and data.sample_shape == (1, 8, 8)
+    assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (18, 6, 5)
+    assert data.y_val.bincount().tolist() == [2, 2, 2]
+    assert data.y_test.tolist() == [0, 0, 0, 2, 2]  # "c" is class 2, as in train/
+    torch.testing.assert_close(data.x_test[:, 0], torch.tensor([10, 20, 30, 40, 50.0])[:, None, None].expand(5, 8, 8) / 255)
+    check_dataset(dataset, opts, SplitSpec(val=0.25))
+
+
+@pytest.mark.parametrize(("test_folder", "fragments"), [
+    (None, ["test: no such folder", "set task.options.test_path"]),
+    ({"a": [10], "d": [20], "e": [30]}, ["test: classes 'd', 'e' do not occur in the training data", "train",
+                                         "fix the labels or remove those samples"]),
+    ({"a": []}, ["test: no images"]),
+])
+def test_image_folder_whose_test_folder_does_not_fit(tmp_path, components, test_folder, fragments):
+    train = _image_folder(tmp_path / "train", classes=("a", "b"))
+    test = tmp_path / "test"
+    if test_folder is not None:
+        _solid_images(test, test_folder)
+    with pytest.raises(BadInput) as info:
+        components.datasets.get("image_folder").load({"path": str(train), "test_path": str(test), "size": 8, "channels": 1},
+                                                     SplitSpec())
+    message = str(info.value)
+    assert message.startswith(f"dataset 'image_folder': {test}") and "\n" not in message
+    for fragment in fragments:
+        assert fragment in message
+
+
 # -- random shift (digits' augmentation) ------------------------------------------------------------------
 
 

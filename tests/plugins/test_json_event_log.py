@@ -109,6 +109,12 @@ def test_json_quiet_prints_only_the_summary(capsys, tmp_path, write_space):
     (summary,) = events(out)
     assert summary["event"] == "summary" and summary["finished"] == 2 and summary["new_trials"] == 2
     assert summary["best"][0]["number"] in (0, 1)
+    # the baselines the search fitted, and whether the best trial beats each on test accuracy
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'q.db'}")
+    assert set(summary["baselines"]) == {"1nn", "logistic_regression"}
+    for name, baseline in summary["baselines"].items():
+        assert {k: baseline[k] for k in ("val_accuracy", "test_accuracy", "seconds")} == study.user_attrs["baselines"][name]
+        assert baseline["beaten"] == (study.best_trial.user_attrs["test_accuracy"] > baseline["test_accuracy"])
 
 
 def test_json_two_objectives_report_the_pareto_set(capsys, tmp_path, write_space):
@@ -198,6 +204,7 @@ def test_summary_event_masks_the_storage_password():
     assert "secret" not in text
     assert event["storage"] == safe_url(url) == "postgresql://user:***@db.example:5432/nas"
     assert event["best"][0]["number"] == 0 and event["best"][0]["values"] == [0.75]
+    assert event["baselines"] == {}  # none recorded on this study
 
 
 def test_trial_end_event_of_failed_and_pruned_trials(make_space):

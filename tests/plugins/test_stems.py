@@ -31,10 +31,32 @@ def test_stem_shapes(modality, sample_shape, patch, grid, overlap, position):
     assert tokens.shape == (2, TokenLayout(grid).length, 12)
 
 
-@pytest.mark.parametrize(("modality", "sample_shape"), [("image", (1, 8, 8)), ("sequence", (40, 1))])
-def test_stem_rejects_a_patch_that_does_not_divide_the_grid(modality, sample_shape):
-    with pytest.raises(ValueError, match="does not divide"):
-        COMPONENTS.stems.get(modality).layout({"patch": 3, "overlap": False, "position": "none"}, sample_shape)
+@pytest.mark.parametrize("overlap", [True, False])
+@pytest.mark.parametrize(("modality", "sample_shape", "patch", "grid"), [
+    ("image", (1, 8, 8), 3, (3, 3)), ("image", (3, 7, 5), 2, (4, 3)), ("image", (1, 5, 5), 8, (1, 1)),
+    ("sequence", (40, 1), 3, (14,)), ("sequence", (151, 1), 4, (38,)), ("sequence", (251, 2), 2, (126,)),
+])
+def test_a_patch_that_does_not_divide_the_input_pads_it(modality, sample_shape, patch, grid, overlap):
+    stem = COMPONENTS.stems.get(modality)
+    config = {"patch": patch, "overlap": overlap, "position": "learned"}
+    assert stem.layout(config, sample_shape).shape == grid  # ceil(size / patch) tokens per axis
+    tokens = stem.build(config, sample_shape, 6)(torch.randn(2, *sample_shape))
+    assert tokens.shape == (2, TokenLayout(grid).length, 6) and torch.isfinite(tokens).all()
+
+
+def test_padding_is_zeros_at_the_end_and_every_token_covers_real_samples():
+    stem = COMPONENTS.stems.get("sequence")
+    config = {"patch": 4, "overlap": False, "position": "none"}
+    torch.manual_seed(0)
+    odd = stem.build(config, (151, 1), 6)
+    even = stem.build(config, (152, 1), 6)
+    even.load_state_dict(odd.state_dict())
+    x = torch.randn(2, 151, 1)
+    padded = torch.cat([x, torch.zeros(2, 1, 1)], dim=1)
+    assert torch.allclose(odd(x), even(padded))  # the same as padding the series by hand
+    changed = x.clone()
+    changed[:, -1] += 1.0  # the last real step lives in the last (partly padded) token
+    assert not torch.allclose(odd(changed)[:, -1], odd(x)[:, -1]) and torch.equal(odd(changed)[:, :-1], odd(x)[:, :-1])
 
 
 def test_stem_rejects_wrong_sample_rank():

@@ -78,6 +78,52 @@ def test_text_file_errors_name_the_problem(tmp_path, monkeypatch, content, given
         DATASETS.get("text_file").load(options("text_file", **given), SplitSpec())
 
 
+def test_a_corpus_with_its_own_test_file(tmp_path):
+    """train.csv and test.csv: the test split is test.csv's rows in file order, encoded with the vocabulary of the
+    training split; validation is split.val of train.csv."""
+    train = tmp_path / "train.csv"
+    train.write_text("label,text\n" + "".join(f"{'ab'[i % 2]},goal match uniq{i}\n" for i in range(40)))
+    test = tmp_path / "test.csv"
+    test_labels = ["b", "b", "a", "b", "a", "a", "b"]
+    test.write_text("label,text\n" + "".join(f"{lab},\"Goal, match: novel{i}\"\n" for i, lab in enumerate(test_labels)))
+    dataset = DATASETS.get("text_file")
+    given = options("text_file", path=str(train), test_path=str(test), max_length=5)
+    data = dataset.load(given, SplitSpec(val=0.25, test=0.5, seed=1))  # split.test is ignored
+    check_task("text_file", data)
+    assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (30, 10, 7)
+    assert data.info["source"] == str(train) and data.info["test_source"] == str(test) and data.info["classes"] == ["a", "b"]
+    assert data.y_test.tolist() == [1, 1, 0, 1, 0, 0, 1]  # file order, the training file's class indices
+    assert data.info["vocabulary_size"] == 2 + 2 + 30  # pad, unknown, goal, match, the training rows' own words
+    goal, match = 2, 3  # both in every training row: most frequent, then alphabetical
+    assert data.x_test.tolist() == [[goal, match, UNKNOWN, PAD, PAD]] * 7  # "novel<i>" never seen in training
+    # train and validation: the 40 rows of train.csv, stratified; a validation row's own word is unknown
+    assert data.y_train.bincount().tolist() == [15, 15] and data.y_val.bincount().tolist() == [5, 5]
+    assert len(set(data.x_train[:, 2].tolist())) == 30 and not (data.x_train == UNKNOWN).any()
+    assert data.x_val[:, :3].tolist() == [[goal, match, UNKNOWN]] * 10
+    check_dataset(dataset, given, SplitSpec(val=0.25))
+
+
+@pytest.mark.parametrize(("test_text", "fragments"), [
+    (None, ["test.csv: no such file", "set task.options.test_path"]),
+    ("label,text\na,goal\nc,match\nd,goal\n", ["test.csv: classes 'c', 'd' do not occur in the training data", "train.csv",
+                                                 "fix the labels or remove those samples"]),
+    ("label,text\na,goal\nb,!!!\n", ["test.csv: 1 texts have no word (first at row 2)"]),
+    ("label,body\na,goal\n", ["test.csv: line 2 has no 'text' or 'label' field"]),
+])
+def test_a_test_file_that_does_not_fit_the_training_file(tmp_path, test_text, fragments):
+    train = tmp_path / "train.csv"
+    train.write_text("label,text\n" + "".join(f"{'ab'[i % 2]},goal match uniq{i}\n" for i in range(20)))
+    test = tmp_path / "test.csv"
+    if test_text is not None:
+        test.write_text(test_text)
+    with pytest.raises(BadInput) as info:
+        DATASETS.get("text_file").load(options("text_file", path=str(train), test_path=str(test)), SplitSpec())
+    message = str(info.value)
+    assert message.startswith(f"dataset 'text_file': {test}: ") and "\n" not in message
+    for fragment in fragments:
+        assert fragment in message
+
+
 def test_duplicate_texts_across_splits_are_rejected(tmp_path):
     path = tmp_path / "dup.csv"
     path.write_text("label,text\n" + "".join(f"{'ab'[i % 2]},same words {i % 2}\n" for i in range(40)))

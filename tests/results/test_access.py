@@ -19,6 +19,7 @@ from iasf_search.results.access import (
     best_trials,
     data_shape,
     finished_trials,
+    lead_trial,
     load_results,
     objective_names,
     pick_trial,
@@ -74,6 +75,15 @@ def test_best_trials_of_several_objectives_is_the_pareto_set_by_number():
     study = study_of(trial(values=[0.9, 500.0]), trial(values=[0.5, 100.0]), trial(values=[0.4, 600.0]),
                      trial(values=[0.95, 900.0]), directions=("maximize", "minimize"))
     assert [t.number for t in best_trials(study)] == [0, 1, 3]
+
+
+def test_lead_trial_is_the_highest_validation_accuracy_lowest_number_on_ties():
+    study = study_of(trial(values=[0.9, 500.0], val_accuracy=0.9), trial(values=[0.5, 100.0], val_accuracy=0.95),
+                     trial(values=[0.4, 50.0], val_accuracy=0.95), trial(values=[0.3, 10.0]), directions=("maximize", "minimize"))
+    best = best_trials(study)
+    assert lead_trial(best).number == 1
+    assert lead_trial(best[3:]).number == 3  # no validation accuracy recorded: still a trial
+    assert lead_trial([]) is None
 
 
 def test_pick_trial_gives_the_best_or_a_complete_trial_by_number():

@@ -124,6 +124,9 @@ def test_report_renders_every_figure(single, tmp_path: Path, capsys) -> None:
     cosine = best.user_attrs["aux.cds"]["cosine"]  # two nodes: CDS measures how they relate
     assert f"aux.cds.cosine {cosine:,.4g}" in " ".join(t.strip() for t in page.text if t.strip())  # the metrics table
     assert "Representation metric against validation accuracy" in embedded
+    baselines = study.user_attrs["baselines"]  # fitted by the search, shown in their own table
+    assert "Baselines" in page.headings
+    assert f"1-NN {baselines['1nn']['test_accuracy']:.4f}, logistic regression" in text
 
     ops = {node.get("op") for node in json.loads(best.system_attrs["architecture"])["nodes"]}
     if "attention" in ops:

@@ -96,3 +96,27 @@ def test_page_of_a_study_without_completed_trials():
     assert "the best trials recorded no representation metrics" in page
     assert cells(page, "#0") == ["#0", "pruned", "ops", "diverged: nan"]
     assert cells(page, "trials") == ["trials", "1 pruned"]
+
+
+def test_page_has_a_baselines_table_and_the_verdict():
+    from iasf_search.results.baselines import record_baselines
+
+    study = optuna.create_study(study_name="b", direction="maximize")
+    study.add_trial(trial([0.9], val_accuracy=0.9, test_accuracy=0.95, train_seconds=12.5))
+    record_baselines(study, {"1nn": {"val_accuracy": 0.91, "test_accuracy": 0.9, "seconds": 0.25},
+                             "logistic_regression": {"val_accuracy": 0.8, "test_accuracy": 0.85, "seconds": 0.5}}, {"train": 10})
+    page = page_of(study)
+    assert page.index("<h2>Best trial</h2>") < page.index("<h2>Baselines</h2>") < page.index("<h2>Representation metrics</h2>")
+    assert cells(page, "model") == ["model", "val accuracy", "test accuracy", "seconds"]
+    assert cells(page, "1-NN") == ["1-NN", "0.91", "0.9", "0.25"]
+    assert cells(page, "logistic regression") == ["logistic regression", "0.8", "0.85", "0.5"]
+    assert cells(page, "trial #0") == ["trial #0", "0.9", "0.95", "12.5"]
+    assert ("<p>baselines (test accuracy): 1-NN 0.9000, logistic regression 0.8500; the best trial (0.9500) beats both</p>"
+            in page)
+
+
+def test_page_of_a_study_without_baselines_says_how_to_fit_them():
+    study = optuna.create_study(study_name="n", direction="maximize")
+    study.add_trial(trial([0.9], val_accuracy=0.9))
+    page = page_of(study)
+    assert "<h2>Baselines</h2>\n<p class=\"note\">none recorded" in page and "iasf-search baseline --space PATH" in page

@@ -137,3 +137,25 @@ def test_summary_hides_the_storage_password(capsys):
     print_summary(SearchResult(study, "postgresql://me:s3cret@db/nas", target=1, new_trials=0, seconds=0.0))
     out = capsys.readouterr().out
     assert "s3cret" not in out and "storage postgresql://me:***@db/nas" in out
+
+
+def test_summary_shows_the_baselines_beside_the_best_trial(capsys, tmp_path):
+    from iasf_search.results.baselines import record_baselines
+
+    study = optuna.create_study(study_name="b", direction="maximize")
+    study.add_trial(trial(values=[0.9], **ATTRS))
+    record_baselines(study, {"1nn": {"val_accuracy": 0.9, "test_accuracy": 0.9, "seconds": 0.1},
+                             "logistic_regression": {"val_accuracy": 0.8, "test_accuracy": 0.8, "seconds": 0.1}}, {})
+    print_summary(result_of(study, tmp_path))
+    lines = capsys.readouterr().out.splitlines()
+    line = "baselines (test accuracy): 1-NN 0.9000, logistic regression 0.8000; the best trial (0.8750) does not beat 1-NN"
+    assert line in lines
+    assert lines.index(line) > [i for i, text in enumerate(lines) if text.startswith("  training: ")][0]
+    assert lines.index(line) < [i for i, text in enumerate(lines) if text.startswith("study 'b'")][0]
+
+
+def test_summary_without_baselines_prints_no_baselines_line(capsys, tmp_path):
+    study = optuna.create_study(study_name="n", direction="maximize")
+    study.add_trial(trial(values=[0.9], **ATTRS))
+    print_summary(result_of(study, tmp_path))
+    assert "baselines (test accuracy)" not in capsys.readouterr().out
