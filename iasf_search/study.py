@@ -285,7 +285,7 @@ def _artifact_folder(artifacts: str | Path | ArtifactStore | None, url: str) -> 
 def check_stem_fits(session: Session, sample_shape: tuple[int, ...]) -> None:
     """Every combination of the space's stem values must accept the data's sample shape.
 
-    :raises BadInput: naming the space file and the stem's complaint (e.g. a patch that does not divide the grid).
+    :raises BadInput: naming the space file and the stem's complaint (e.g. samples with the wrong number of axes).
     """
     space = session.space
     stem = session.components.stems.get(space.modality)

@@ -11,6 +11,7 @@ on test accuracy.
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -87,10 +88,7 @@ def fit_baselines(data: TaskData, seed: int = 0) -> dict[str, dict[str, float]]:
 def fit_work(data: TaskData) -> int:
     """What fitting the baselines costs, roughly: training samples x scored (validation + test) samples x
     features per sample, the distances 1-NN computes (logistic regression costs less on the tasks measured)."""
-    features = 1
-    for n in data.sample_shape:
-        features *= n
-    return len(data.x_train) * (len(data.x_val) + len(data.x_test)) * features
+    return len(data.x_train) * (len(data.x_val) + len(data.x_test)) * math.prod(data.sample_shape)
 
 
 def baseline_features(data: TaskData) -> tuple[Any, Any, Any]:
@@ -171,12 +169,11 @@ def comparison(study: optuna.Study, best: Sequence[FrozenTrial]) -> str | None:
     if trial is None:
         return f"baselines (test accuracy): {shown}; no trial completed yet"
     test = trial.user_attrs.get(TEST_ACCURACY)
-    notes = [f"test {test:.4f}"] if test is not None else []
+    score = "" if test is None else f"{test:.4f}"
     if len(study.directions) > 1:
-        who, notes = f"trial #{trial.number}", ["the Pareto set's highest validation accuracy", *notes]
+        who = f"trial #{trial.number} (the Pareto set's highest validation accuracy{', test ' + score if score else ''})"
     else:
-        who, notes = "the best trial", [n.removeprefix("test ") for n in notes]
-    who += f" ({', '.join(notes)})" if notes else ""
+        who = f"the best trial ({score})" if score else "the best trial"
     if test is None:
         return f"baselines (test accuracy): {shown}; {who} has no test accuracy"
     wins = beaten(baselines, test)

@@ -51,7 +51,7 @@ from iasf_search.results.report_html import report_page
 if TYPE_CHECKING:
     from iasf_search.optuna_internals import ArtifactStore
 
-__all__ = ["FIGURE_FILES", "lead_trial", "write_pareto_plot", "write_report"]
+__all__ = ["FIGURE_FILES", "write_pareto_plot", "write_report"]
 
 FIGURE_FILES = ("history.png", "pareto.png", "importances.png", "architecture.png", "attention.png", "metrics.png")
 """The figure files a report writes (``history-2.png``, ... besides, one per further objective)."""
