@@ -274,16 +274,23 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     session = _load(args)
     space = session.space
     data = load_task(session)
-    fingerprint = data_fingerprint(data)
-    baselines = fit_baselines(data, space.search.seed)
+    fingerprint = data_fingerprint(data, space.split)
+    baselines = fit_baselines(data, space.search.seed, space.split)
     url, name = args.storage or default_storage_url(space.name), args.study or space.name
     study = open_study(session, url, name, seed=space.search.seed)
     study.set_user_attr("data", fingerprint)
     record_baselines(study, baselines, fingerprint)
     for key, metrics in baselines.items():
         print(baseline_line(key, metrics))
-    print(f"fitted on {len(data.x_train)} training samples, scored on {len(data.x_val)} validation and "
-          f"{len(data.x_test)} test samples; recorded on study '{name}' in {safe_url(url)}")
+    if space.split.folds:
+        pool = len(data.x_train) + len(data.x_val)
+        print(f"cross-validated as the search does: validation is the mean over {space.split.folds} folds"
+              f"{f' x {space.split.repeats} repeats' if space.split.repeats > 1 else ''} of the {pool} training and validation "
+              f"samples, test after fitting on all of them ({len(data.x_test)} test samples); "
+              f"recorded on study '{name}' in {safe_url(url)}")
+    else:
+        print(f"fitted on {len(data.x_train)} training samples, scored on {len(data.x_val)} validation and "
+              f"{len(data.x_test)} test samples; recorded on study '{name}' in {safe_url(url)}")
     best = best_trials(study)
     if best:
         print(comparison(study, best))

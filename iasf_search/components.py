@@ -166,11 +166,18 @@ class Dataset(Component):
 
 @dataclass(frozen=True)
 class SplitSpec:
-    """Fractions of the data held out for validation and test, and the shuffling seed."""
+    """Fractions of the data held out for validation and test, the shuffling seed, and cross-validation.
+
+    A dataset plugin splits by ``val``, ``test`` and ``seed`` only. ``folds`` and ``repeats`` are the
+    engine's: with ``folds`` set, it pools the training and validation splits a dataset returns and
+    cross-validates over them (:mod:`iasf_search.cross_validation`).
+    """
 
     val: float = SPLIT_PARAMS["val"].default
     test: float = SPLIT_PARAMS["test"].default
     seed: int = SPLIT_PARAMS["seed"].default
+    folds: int | None = SPLIT_PARAMS["folds"].default
+    repeats: int = SPLIT_PARAMS["repeats"].default
 
 
 class AuxObjective(Component):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -10,6 +11,11 @@ import torch
 
 from iasf_search.components import SplitSpec, TaskData
 from iasf_search.errors import BadInput
+
+OWN_TEST_SPLIT = "own_test_split"
+"""The ``TaskData.info`` key set True when the test split is the dataset's own (a test file, a published test set)
+rather than cut from its data by the engine: :func:`check_task` then warns about training samples repeated in
+it instead of refusing them, since results published on that split include them."""
 
 
 def split_indices(y: np.ndarray, split: SplitSpec, *, has_test: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -37,12 +43,16 @@ def split_arrays(x: np.ndarray, y: np.ndarray, split: SplitSpec, *, modality: st
     """Stratified train/val/test split of ``(x, y)`` into a :class:`TaskData` (integer ``x`` stays int64).
 
     When the dataset ships its own test set (``x_test``, ``y_test``), that is the test split and
-    ``split.val`` is taken from the rest; ``split.test`` is then ignored.
+    ``split.val`` is taken from the rest; ``split.test`` is then ignored, and ``info`` gets
+    :data:`OWN_TEST_SPLIT`.
     """
     y = np.asarray(y)
     train, val, test = split_indices(y, split, has_test=x_test is not None)
+    info = dict(info or {})
     if x_test is None:
         x_test, y_test = x[test], y[test]
+    else:
+        info[OWN_TEST_SPLIT] = True
 
     def tensor(a: np.ndarray) -> torch.Tensor:
         dtype = torch.int64 if np.issubdtype(np.asarray(a).dtype, np.integer) else torch.float32
@@ -53,7 +63,7 @@ def split_arrays(x: np.ndarray, y: np.ndarray, split: SplitSpec, *, modality: st
 
     num_classes = int(max(y.max(), np.asarray(y_test).max())) + 1
     return TaskData(tensor(x[train]), labels(y[train]), tensor(x[val]), labels(y[val]), tensor(x_test), labels(y_test),
-                    num_classes=num_classes, modality=modality, info=dict(info or {}))
+                    num_classes=num_classes, modality=modality, info=info)
 
 
 def class_indices(labels: Sequence[str], classes: Sequence[str], *, name: str, where: str, train: str) -> np.ndarray:
@@ -76,7 +86,9 @@ def check_task(name: str, data: TaskData) -> None:
 
     Checks: non-empty splits, dtypes (float or int64 samples, int64 labels), matching sample shapes and lengths, finite values, labels in
     ``[0, num_classes)``, every class present in the training split, and no sample of the
-    validation or test split repeated in the training split.
+    validation or test split repeated in the training split. Test samples repeated in the training
+    split are only a warning when the test split is the dataset's own (:data:`OWN_TEST_SPLIT`): a
+    published test split is kept as published, so that results compare.
     """
     shape = data.sample_shape
     for split in ("train", "val", "test"):
@@ -100,7 +112,10 @@ def check_task(name: str, data: TaskData) -> None:
     train_rows = _row_digests(data.x_train)
     for split in ("val", "test"):
         shared = len(train_rows & _row_digests(getattr(data, f"x_{split}")))
-        if shared:
+        if shared and split == "test" and data.info.get(OWN_TEST_SPLIT):
+            warnings.warn(f"dataset '{name}': {shared} of the {len(data.x_test)} samples of its own test split also appear in "
+                          f"the training data; kept, as published (test accuracy counts them)", stacklevel=2)
+        elif shared:
             raise BadInput(f"dataset '{name}': {shared} {split} samples also appear in the training split; "
                            f"remove the duplicates so that {split} accuracy is measured on unseen data")
 

@@ -4,9 +4,10 @@ User attributes written on every trial (the dashboard shows them):
 
 ``architecture`` (graph JSON), ``arch_hash`` (canonical WL hash), ``summary`` (one line),
 ``train_config``, ``reuse_key``; after training ``params``, ``train_seconds``, ``epochs``,
-``val_accuracy``, ``val_loss``, ``test_accuracy``; ``cost.<name>`` for every cost the space
-measures (and ``cost_details.<name>`` when the cost model returned details, e.g. the spread of a
-timing); ``constraints`` (``{cost: {value, max, feasible}}``) when the space has constraints, and
+``val_accuracy``, ``val_loss``, ``test_accuracy`` (with cross-validation, ``val_accuracy`` and
+``val_loss`` are the folds' means, and ``fold_val_accuracies`` and ``val_accuracy_std`` are added);
+``cost.<name>`` for every cost the space measures (and ``cost_details.<name>`` when the cost model
+returned details, e.g. the spread of a timing); ``constraints`` (``{cost: {value, max, feasible}}``) when the space has constraints, and
 ``infeasible`` (the violated costs) when it broke one; ``aux.<objective>`` (a mapping of what each
 auxiliary objective measured on a validation batch after training); ``reused_from`` (trial number) when the result
 was copied from an identical finished trial; ``pruned_at_epoch`` when pruned; ``oom_retries`` when
@@ -22,6 +23,7 @@ changes no sampler's ordering).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Callable, Mapping
@@ -36,6 +38,7 @@ from torch import nn
 from iasf_search import graph as arch
 from iasf_search.build import ArchNet, build_model, count_parameters
 from iasf_search.components import Measurement, TaskData
+from iasf_search.cross_validation import fold_tasks, pooled
 from iasf_search.interrupts import interruptible, reason
 from iasf_search.optuna_internals import trial_id
 from iasf_search.plugin_manager import Components, plugin_in_traceback
@@ -49,6 +52,7 @@ from iasf_search.results.records import (
     EPOCHS,
     FAILED_PLUGIN,
     FAILURE_REASON,
+    FOLD_VAL_ACCURACIES,
     GRAD_ACCUMULATION,
     INFEASIBLE,
     MICRO_BATCH_SIZE,
@@ -63,13 +67,14 @@ from iasf_search.results.records import (
     TRAIN_CONFIG,
     TRAIN_SECONDS,
     VAL_ACCURACY,
+    VAL_ACCURACY_STD,
     VAL_LOSS,
     record,
     set_epoch_values,
     set_record,
 )
 from iasf_search.session import Session
-from iasf_search.train import AuxTerm, Diverged, TimeLimit, TrainResult, evaluate, measure_aux, train
+from iasf_search.train import AuxTerm, Diverged, Run, TimeLimit, TrainResult, evaluate, measure_aux, train_together
 
 COST_BATCH = 32
 """Validation samples on which cost models measure a model."""
@@ -80,7 +85,7 @@ if TYPE_CHECKING:
     from iasf_search.optuna_internals import ArtifactStore
 
 REUSED_ATTRS = (PARAMS, TRAIN_SECONDS, EPOCHS, STEPS, VAL_ACCURACY, VAL_LOSS, TEST_ACCURACY, OOM_RETRIES, MICRO_BATCH_SIZE,
-                GRAD_ACCUMULATION)
+                GRAD_ACCUMULATION, FOLD_VAL_ACCURACIES, VAL_ACCURACY_STD)
 LEGACY_CONSTRAINTS = "constraints"
 """The system attribute optuna-dashboard 0.21 reads constraint values from (a list)."""
 
@@ -126,6 +131,9 @@ class TrialObjective:
         space = session.space
         task = {"dataset": space.dataset, "options": dict(space.dataset_options), "split": vars(space.split), "seed": seed}
         self.task_fingerprint = json.dumps(task, sort_keys=True, default=str)
+        self.folds = fold_tasks(data, space.split) if space.split.folds else []
+        """With cross-validation, one task per fold; the kept model then trains on ``self.pool``."""
+        self.pool = pooled(data) if self.folds else data
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         try:
@@ -231,10 +239,14 @@ class TrialObjective:
 
     def _train(self, trial: optuna.Trial, model: nn.Module, train_config: Mapping[str, Any], costs: Mapping[str, float],
                aux: list[AuxTerm]) -> TrainResult:
-        """Train with per-epoch reports; a diverged or overlong trial is pruned with its reason."""
+        """Train with per-epoch reports (cross-validated when the space has folds); a diverged or
+        overlong trial is pruned with its reason."""
         report = self._reporter(trial, costs, train_config["epochs"])
+        limit = self.space.search.max_trial_seconds
         try:
-            return self._train_with_oom_retry(trial, model, train_config, report, aux)
+            if self.folds:
+                return self._cross_validate(trial, model, train_config, report, aux)
+            return self._train_with_oom_retry(trial, [Run(model, self.data, aux)], train_config, report, limit)
         except Diverged as exc:
             trial.set_user_attr(FAILURE_REASON, f"diverged: {exc}")
             raise optuna.TrialPruned(str(exc)) from None
@@ -242,9 +254,31 @@ class TrialObjective:
             trial.set_user_attr(FAILURE_REASON, f"time limit: {exc}")
             raise optuna.TrialPruned(str(exc)) from None
 
+    def _cross_validate(self, trial: optuna.Trial, model: nn.Module, train_config: Mapping[str, Any],
+                        report: Callable[[int, float, float], None], aux: list[AuxTerm]) -> TrainResult:
+        """Train a copy of the untrained ``model`` on each fold, together, reporting the folds' mean at
+        every epoch; then train ``model`` itself on all the folds' data (the pool), without
+        validation. The result is the folds' (mean, per-fold accuracies) with the kept model's steps
+        and the time of both; ``search.max_trial_seconds`` bounds both together."""
+        runs = []
+        for task in self.folds:
+            twin = copy.deepcopy(model)  # same initial weights as the kept model, auxiliary helpers included
+            helpers = getattr(twin, "aux_modules", [])
+            runs.append(Run(twin, task, [AuxTerm(a.objective, a.config, helpers[i]) for i, a in enumerate(aux)]))
+        limit = self.space.search.max_trial_seconds
+        folds = self._train_with_oom_retry(trial, runs, train_config, report, limit)
+        del runs  # the fold models are not kept
+        remaining = None if limit is None else max(limit - folds.seconds, 1e-3)
+        kept = self._train_with_oom_retry(trial, [Run(model, self.pool, aux)], train_config, None, remaining, validate=False)
+        return TrainResult(folds.val_accuracy, folds.val_loss, folds.epochs, folds.seconds + kept.seconds, folds.history,
+                           steps=kept.steps, fold_val_accuracies=folds.fold_val_accuracies)
+
     def _evaluate(self, trial: optuna.Trial, model: nn.Module, result: TrainResult, costs: Mapping[str, float],
                   aux: list[AuxTerm]) -> float | list[float]:
-        """Test accuracy and auxiliary measurements recorded; the objective values returned."""
+        """Test accuracy and auxiliary measurements recorded; the objective values returned. With
+        cross-validation the kept model has trained on the validation split too, so what is measured
+        on it after training (auxiliary objectives, the ``iasf_trial_trained`` hook's plugins) is
+        measured on training samples."""
         test_acc, _ = evaluate(model, self.data.x_test, self.data.y_test, self.device)
         measured = measure_aux(model, aux, self.data.x_val[:AUX_BATCH], self.data.y_val[:AUX_BATCH], self.device)
         for name, values in measured.items():
@@ -252,6 +286,9 @@ class TrialObjective:
         for name, value in ((TRAIN_SECONDS, round(result.seconds, 3)), (EPOCHS, result.epochs), (STEPS, result.steps),
                             (VAL_ACCURACY, result.val_accuracy), (VAL_LOSS, result.val_loss), (TEST_ACCURACY, test_acc)):
             trial.set_user_attr(name, value)
+        if result.fold_val_accuracies:
+            trial.set_user_attr(FOLD_VAL_ACCURACIES, result.fold_val_accuracies)
+            trial.set_user_attr(VAL_ACCURACY_STD, float(torch.tensor(result.fold_val_accuracies).std(correction=0)))
         metrics: dict[str, Any] = {"accuracy": result.val_accuracy, "loss": result.val_loss, **costs}
         values = [float(metrics[o.metric]) for o in self.space.objectives]
         if hasattr(model, "aux_modules"):
@@ -288,18 +325,20 @@ class TrialObjective:
 
         return report
 
-    def _train_with_oom_retry(self, trial: optuna.Trial, model: nn.Module, train_config: Mapping[str, Any],
-                              report: Callable[[int, float, float], None], aux: list[AuxTerm]) -> TrainResult:
-        """Train; when the device runs out of memory (``torch.OutOfMemoryError``, what CUDA raises),
-        start again from the same initial weights with half the micro-batch and twice the gradient
-        accumulation, so the effective batch (and the optimisation) stays the same. Each retry is
-        recorded in ``oom_retries``; out of memory at a micro-batch of 1 fails the trial."""
-        initial = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        micro, retries = train_config["batch_size"], []
+    def _train_with_oom_retry(self, trial: optuna.Trial, runs: list[Run], train_config: Mapping[str, Any],
+                              report: Callable[[int, float, float], None] | None, max_seconds: float | None,
+                              validate: bool = True) -> TrainResult:
+        """Train ``runs`` together (:func:`~iasf_search.train.train_together`); when the device runs out of
+        memory (``torch.OutOfMemoryError``, what CUDA raises), start again from the same initial weights
+        with half the micro-batch and twice the gradient accumulation, so the effective batch (and the
+        optimisation) stays the same. Each retry is recorded in ``oom_retries``; out of memory at a
+        micro-batch of 1 fails the trial."""
+        initial = [{k: v.detach().to("cpu", copy=True) for k, v in run.model.state_dict().items()} for run in runs]
+        micro, retries = train_config["batch_size"], list(trial.user_attrs.get(OOM_RETRIES, []))
         while True:
             try:
-                return train(model, self.data, train_config, device=self.device, seed=self.seed, report=report, aux=aux,
-                             max_seconds=self.space.search.max_trial_seconds, micro_batch_size=micro)
+                return train_together(runs, train_config, device=self.device, seed=self.seed, report=report,
+                                      max_seconds=max_seconds, micro_batch_size=micro, validate=validate)
             except torch.OutOfMemoryError as exc:
                 if micro == 1:
                     raise
@@ -312,7 +351,8 @@ class TrialObjective:
                 trial.set_user_attr(OOM_RETRIES, retries)
                 trial.set_user_attr(MICRO_BATCH_SIZE, micro)
                 trial.set_user_attr(GRAD_ACCUMULATION, accumulation)
-                model.load_state_dict(initial)
+                for run, weights in zip(runs, initial, strict=True):
+                    run.model.load_state_dict(weights)
 
     def _measure_costs(self, trial: optuna.Trial, model: nn.Module, names: list[str]) -> dict[str, float]:
         """The costs ``names`` (of the space's), on ``COST_BATCH`` validation samples, before training;

@@ -28,6 +28,10 @@ SPLIT_PARAMS: dict[str, Param] = {
     "val": Param(0.15, float, low=0.01, high=0.9, help="share of the data held out for validation"),
     "test": Param(0.2, float, low=0.0, high=0.9, help="share held out for test (unless the dataset has its own)"),
     "seed": Param(0, int, help="seed of the stratified shuffle"),
+    "folds": Param(None, int, low=2, high=100, nullable=True,
+                   help="K-fold cross-validation over all non-test data: a trial's objective is the mean validation "
+                        "accuracy of K models, and the model kept is retrained on all of it (for small datasets)"),
+    "repeats": Param(1, int, low=1, high=100, help="with folds: repeat the K folds with other shuffles (K x repeats models)"),
 }
 """Keys of ``task.split`` (fixed values)."""
 

@@ -283,6 +283,9 @@ def _parse_task(doc: Mapping[str, Any], r: _Reader, components: Components) -> t
     split = SplitSpec(**{k: r.value(split_in, k, p, "task.split") for k, p in SPLIT_PARAMS.items()})
     if split.val + split.test >= 0.9:
         raise r.fail("task.split", f"val + test must leave at least 10% for training, got val={split.val}, test={split.test}")
+    if split.repeats > 1 and split.folds is None:
+        raise r.fail("task.split.repeats", f"repeats {split.repeats} needs cross-validation; add folds (e.g. folds: 5) "
+                                           f"or remove repeats")
     if dataset.modality not in components.stems:
         raise r.fail("task.dataset", f"dataset {dataset.name!r} has modality {dataset.modality!r}, for which no plugin registers "
                                      f"a stem; stems exist for: {', '.join(components.stems)}")

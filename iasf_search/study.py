@@ -21,7 +21,8 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from iasf_search import interrupts
-from iasf_search.components import TaskData
+from iasf_search.components import SplitSpec, TaskData
+from iasf_search.cross_validation import check_folds
 from iasf_search.data import check_task
 from iasf_search.errors import BadInput
 from iasf_search.objective import TrialObjective
@@ -220,10 +221,10 @@ def prepare_search(space: SearchSpace | Session, *, trials: int | None = None, t
     pruner = comps.pruners.get(settings.pruner).create(settings.pruner_options, epochs=_max_epochs(space))
     study = open_study(session, url, study_name or space.name, seed=seed, pruner=pruner, worker=worker)
     store = open_artifact_store(artifact_dir) if artifact_dir is not None else artifacts
-    fingerprint = data_fingerprint(data)
+    fingerprint = data_fingerprint(data, space.split)
     study.set_user_attr("data", fingerprint)
     if not recorded_baselines(study, fingerprint):  # once per study (and again if its data changed): well under a second
-        _fit_and_record_baselines(study, host_data, seed, fingerprint)
+        _fit_and_record_baselines(study, host_data, seed, fingerprint, space.split)
     if command and command not in study.user_attrs.get("commands", []):
         study.set_user_attr("commands", [*study.user_attrs.get("commands", []), command])
     return PreparedSearch(study, url, settings.trials if trials is None else trials,
@@ -234,32 +235,38 @@ def load_task(session: Session) -> TaskData:
     """The space's task exactly as a search trains on it: its dataset loaded with the space's options and
     split (so the same samples in the same splits), checked, on the CPU.
 
-    :raises BadInput: unusable data (see :func:`~iasf_search.data.check_task`).
+    :raises BadInput: unusable data (see :func:`~iasf_search.data.check_task`), or data that cannot be
+        cut into the split's folds.
     """
     space = session.space
     data = session.components.datasets.get(space.dataset).load(space.dataset_options, space.split)
     check_task(space.dataset, data)
+    check_folds(space.dataset, data, space.split, space.file)
     return data
 
 
-def data_fingerprint(data: TaskData) -> dict[str, Any]:
-    """What the study's ``data`` attribute records of the task: shapes, classes, split sizes, where it came from."""
+def data_fingerprint(data: TaskData, split: SplitSpec | None = None) -> dict[str, Any]:
+    """What the study's ``data`` attribute records of the task: shapes, classes, split sizes, where it came
+    from, and the cross-validation (``{"folds", "repeats"}``) when ``split`` has folds."""
+    cross_validation = {} if split is None or split.folds is None else {
+        "cross_validation": {"folds": split.folds, "repeats": split.repeats}}
     return {"sample_shape": list(data.sample_shape), "num_classes": data.num_classes,
             "modality": data.modality, "train": len(data.x_train), "val": len(data.x_val),
             "test": len(data.x_test),
-            **{k: str(data.info[k]) for k in ("source", "test_source") if k in data.info}}
+            **{k: str(data.info[k]) for k in ("source", "test_source") if k in data.info}, **cross_validation}
 
 
-def _fit_and_record_baselines(study: optuna.Study, data: TaskData, seed: int, fingerprint: dict[str, Any]) -> None:
+def _fit_and_record_baselines(study: optuna.Study, data: TaskData, seed: int, fingerprint: dict[str, Any],
+                              split: SplitSpec) -> None:
     """Fit the classic baselines (:mod:`iasf_search.results.baselines`) and record them on the study; a task
     too large to fit them in passing (:data:`~iasf_search.results.baselines.SEARCH_FIT_LIMIT`) or a failure
     to fit them is a warning, never the search's end."""
-    if fit_work(data) > SEARCH_FIT_LIMIT:
+    if fit_work(data, split) > SEARCH_FIT_LIMIT:
         warnings.warn(f"baselines not fitted: {len(data.x_train)} training samples of {data.sample_shape} would keep the "
                       f"search waiting; `iasf-search baseline --space ...` fits and records them", stacklevel=3)
         return
     try:
-        baselines = fit_baselines(data, seed)
+        baselines = fit_baselines(data, seed, split)
     except Exception as exc:  # e.g. data scikit-learn refuses: the search itself may still work
         warnings.warn(f"baselines not fitted ({type(exc).__name__}: {exc}); the search goes on without them", stacklevel=3)
         return

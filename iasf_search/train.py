@@ -36,7 +36,9 @@ class TrainResult:
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
     steps: int = 0
-    """Optimiser steps taken."""
+    """Optimiser steps taken (by each model, when several trained together)."""
+    fold_val_accuracies: list[float] = field(default_factory=list)
+    """Each model's final validation accuracy when several trained together (:func:`train_together`)."""
 
 
 def steps_per_epoch(n: int, config: Mapping[str, Any]) -> tuple[int, int]:
@@ -150,9 +152,59 @@ def training_loss(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, label_sm
     return loss
 
 
+@dataclass(frozen=True)
+class Run:
+    """One model to train on one task (its tensors already on the training device), with the terms of
+    its auxiliary objectives (their helper modules already part of ``model``)."""
+
+    model: nn.Module
+    data: TaskData
+    aux: Sequence[AuxTerm] = ()
+
+
+class _EpochLoop:
+    """One run's optimiser, learning-rate schedule and batch order; trains it an epoch at a time."""
+
+    def __init__(self, run: Run, config: Mapping[str, Any], *, device: torch.device, seed: int,
+                 micro_batch_size: int | None, label: str) -> None:
+        self.run, self.config, self.device, self.label = run, config, device, label
+        run.model.to(device)
+        self.optimizer = make_optimizer(run.model, config)
+        self.n = len(run.data.x_train)
+        self.batch, self.per_epoch = steps_per_epoch(self.n, config)
+        total = config["epochs"] * self.per_epoch
+        warm = max(1, int(config["warmup"] * config["epochs"] * self.per_epoch))
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+        self.generator = torch.Generator(device="cpu").manual_seed(seed)
+        self.augment = run.data.augment if config["augment"] else None
+        self.micro_batch_size = micro_batch_size
+
+    def epoch(self, epoch: int, check_time: Callable[[int], None]) -> None:
+        """Train one epoch (:func:`steps_per_epoch` steps); ``check_time(epoch)`` after every step may raise."""
+        model, data, config = self.run.model, self.run.data, self.config
+        model.train()
+        for idx in epoch_batches(self.n, self.batch, self.per_epoch, self.generator, self.device):
+            self.optimizer.zero_grad(set_to_none=True)
+            for micro in idx.split(self.micro_batch_size or len(idx)):
+                xb, yb = data.x_train[micro], data.y_train[micro]
+                if self.augment is not None:
+                    xb = self.augment(xb, self.generator)
+                with autocast(self.device):
+                    loss = training_loss(model, xb, yb, config["label_smoothing"], self.run.aux)
+                if not torch.isfinite(loss):
+                    raise Diverged(f"training loss became {loss.item()} at epoch {epoch}{self.label}")
+                (loss * (len(micro) / len(idx)) if len(micro) < len(idx) else loss).backward()
+            if config["grad_clip"] > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), config["grad_clip"])
+            self.optimizer.step()
+            self.schedule.step()
+            check_time(epoch)
+
+
 def train(model: nn.Module, data: TaskData, config: Mapping[str, Any], *, device: torch.device, seed: int,
           report: Callable[[int, float, float], None] | None = None, aux: Sequence[AuxTerm] = (),
-          max_seconds: float | None = None, micro_batch_size: int | None = None) -> TrainResult:
+          max_seconds: float | None = None, micro_batch_size: int | None = None, validate: bool = True) -> TrainResult:
     """Train ``model`` on ``data.x_train`` and evaluate on ``data.x_val`` after each epoch.
 
     :param data: a task whose tensors are already on ``device``.
@@ -166,43 +218,51 @@ def train(model: nn.Module, data: TaskData, config: Mapping[str, Any], *, device
     :param micro_batch_size: split each batch of ``config["batch_size"]`` samples into micro-batches
         of this size and accumulate their gradients (same samples and steps, less memory; the loss
         of each micro-batch is weighted by its share of the batch). Default: no split.
+    :param validate: evaluate on the validation split after each epoch; without it nothing is
+        reported and the result's validation accuracy and loss are NaN.
     :raises Diverged: at the first non-finite training loss.
     :raises TimeLimit: past ``max_seconds``.
     """
+    return train_together([Run(model, data, aux)], config, device=device, seed=seed, report=report,
+                          max_seconds=max_seconds, micro_batch_size=micro_batch_size, validate=validate)
+
+
+def train_together(runs: Sequence[Run], config: Mapping[str, Any], *, device: torch.device, seed: int,
+                   report: Callable[[int, float, float], None] | None = None, max_seconds: float | None = None,
+                   micro_batch_size: int | None = None, validate: bool = True) -> TrainResult:
+    """Train several models with the same settings epoch by epoch in lockstep (the folds of a
+    cross-validation): each trains one epoch, then all are evaluated on their own validation splits
+    and ``report`` gets the mean accuracy and loss, so that a pruner judges the mean at every epoch.
+    Each run's batches are drawn from its own generator seeded with ``seed``; one run trains exactly
+    as :func:`train` does. Arguments as :func:`train`; ``max_seconds`` bounds all runs together.
+
+    :returns: the mean validation accuracy and loss of the last epoch, each run's own final accuracy
+        in ``fold_val_accuracies`` (with more than one run), and the most optimiser steps of any run.
+    """
     start = time.perf_counter()
-    model.to(device)
-    optimizer = make_optimizer(model, config)
-    n, epochs = len(data.x_train), config["epochs"]
-    bs, per_epoch = steps_per_epoch(n, config)
-    total, warm = epochs * per_epoch, max(1, int(config["warmup"] * epochs * per_epoch))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    augment = data.augment if config["augment"] else None
-    history: list[dict[str, float]] = []
+
+    def check_time(epoch: int) -> None:
+        if max_seconds is not None and time.perf_counter() - start > max_seconds:
+            raise TimeLimit(f"stopped after {time.perf_counter() - start:.1f} s in epoch {epoch} "
+                            f"(search.max_trial_seconds: {max_seconds:g})")
+
+    loops = [_EpochLoop(run, config, device=device, seed=seed, micro_batch_size=micro_batch_size,
+                        label=f" (fold {i + 1} of {len(runs)})" if len(runs) > 1 else "") for i, run in enumerate(runs)]
+    epochs = config["epochs"]
+    history: list[dict[str, Any]] = []
     val_acc = val_loss = float("nan")
+    scores: list[tuple[float, float]] = []
     for epoch in range(1, epochs + 1):
-        model.train()
-        for idx in epoch_batches(n, bs, per_epoch, generator, device):
-            optimizer.zero_grad(set_to_none=True)
-            for micro in idx.split(micro_batch_size or len(idx)):
-                xb, yb = data.x_train[micro], data.y_train[micro]
-                if augment is not None:
-                    xb = augment(xb, generator)
-                with autocast(device):
-                    loss = training_loss(model, xb, yb, config["label_smoothing"], aux)
-                if not torch.isfinite(loss):
-                    raise Diverged(f"training loss became {loss.item()} at epoch {epoch}")
-                (loss * (len(micro) / len(idx)) if len(micro) < len(idx) else loss).backward()
-            if config["grad_clip"] > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), config["grad_clip"])
-            optimizer.step()
-            schedule.step()
-            if max_seconds is not None and time.perf_counter() - start > max_seconds:
-                raise TimeLimit(f"stopped after {time.perf_counter() - start:.1f} s in epoch {epoch} "
-                                f"(search.max_trial_seconds: {max_seconds:g})")
-        val_acc, val_loss = evaluate(model, data.x_val, data.y_val, device)
-        history.append({"epoch": epoch, "val_accuracy": val_acc, "val_loss": val_loss})
+        for loop in loops:
+            loop.epoch(epoch, check_time)
+        if not validate:
+            continue
+        scores = [evaluate(run.model, run.data.x_val, run.data.y_val, device) for run in runs]
+        val_acc, val_loss = (sum(s[i] for s in scores) / len(scores) for i in (0, 1))
+        history.append({"epoch": epoch, "val_accuracy": val_acc, "val_loss": val_loss,
+                        **({"fold_val_accuracies": [s[0] for s in scores]} if len(runs) > 1 else {})})
         if report is not None:
             report(epoch, val_acc, val_loss)
-    return TrainResult(val_acc, val_loss, epochs, time.perf_counter() - start, history, steps=epochs * per_epoch)
+    return TrainResult(val_acc, val_loss, epochs, time.perf_counter() - start, history,
+                       steps=epochs * max(loop.per_epoch for loop in loops),
+                       fold_val_accuracies=[s[0] for s in scores] if len(runs) > 1 else [])

@@ -26,6 +26,7 @@ from iasf_search.results.records import (
     SUMMARY,
     TRAIN_SECONDS,
     VAL_ACCURACY,
+    VAL_ACCURACY_STD,
 )
 from iasf_search.space import SearchSpace
 
@@ -37,10 +38,12 @@ def clock(seconds: float) -> str:
 
 
 def trial_outcome(trial: FrozenTrial) -> str:
-    """``val 0.9815``, ``pruned at epoch 4 (val 0.91)``, ``FAILED: reason``, with ``(reused #n)``."""
+    """``val 0.9815`` (cross-validated: ``val 0.9815±0.012``, the folds' mean and spread), ``pruned at epoch 4
+    (val 0.91)``, ``FAILED: reason``, with ``(reused #n)``."""
     attrs = trial.user_attrs
     if trial.state == TrialState.COMPLETE:
-        text = f"val {attrs.get(VAL_ACCURACY, float('nan')):.4f}"
+        spread = f"±{attrs[VAL_ACCURACY_STD]:.3f}" if isinstance(attrs.get(VAL_ACCURACY_STD), (int, float)) else ""
+        text = f"val {attrs.get(VAL_ACCURACY, float('nan')):.4f}{spread}"
         return text + (f" (reused #{attrs[REUSED_FROM]})" if REUSED_FROM in attrs else "")
     if trial.state == TrialState.PRUNED:
         if FAILURE_REASON in attrs:

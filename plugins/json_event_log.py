@@ -25,6 +25,7 @@ from iasf_search.results.baselines import baselines_event
 from iasf_search.results.records import (
     ARCH_HASH,
     FAILURE_REASON,
+    FOLD_VAL_ACCURACIES,
     PARAMS,
     PRUNED_AT_EPOCH,
     REUSED_FROM,
@@ -32,6 +33,7 @@ from iasf_search.results.records import (
     TEST_ACCURACY,
     TRAIN_SECONDS,
     VAL_ACCURACY,
+    VAL_ACCURACY_STD,
 )
 from iasf_search.space import SearchSpace
 from iasf_search.storage import safe_url
@@ -166,7 +168,7 @@ class JsonEventLog:
             "arch_hash": attrs.get(ARCH_HASH),
             "summary": attrs.get(SUMMARY),
         }
-        for optional in (FAILURE_REASON, REUSED_FROM, PRUNED_AT_EPOCH):
+        for optional in (FAILURE_REASON, REUSED_FROM, PRUNED_AT_EPOCH, FOLD_VAL_ACCURACIES, VAL_ACCURACY_STD):
             if optional in attrs:
                 event[optional] = attrs[optional]
         event.update({

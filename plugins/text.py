@@ -25,7 +25,7 @@ from torch import nn
 
 from iasf_search import hookimpl
 from iasf_search.components import Dataset, SplitSpec, Stem, TaskData, TokenLayout
-from iasf_search.data import class_indices, split_indices
+from iasf_search.data import OWN_TEST_SPLIT, class_indices, split_indices
 from iasf_search.errors import BadInput
 from iasf_search.params import Param
 from iasf_search.plugins.stems import POSITIONS, PositionEncoding
@@ -83,8 +83,9 @@ def text_task(texts: Sequence[str], labels: Sequence[str], split: SplitSpec, *, 
         where, source = info.get("test_source", "the test data"), info.get("source", "")
         yt = torch.from_numpy(class_indices(test[1], classes, name=name, where=where, train=source))
         xt = torch.from_numpy(encode(_words(test[0], name, f"{where}: "), vocab, max_length))
+    own = {OWN_TEST_SPLIT: True} if test is not None else {}
     return TaskData(xa, ya, xv, yv, xt, yt, num_classes=len(classes), modality="text",
-                    info={**info, "classes": classes, "vocabulary_size": len(vocab) + 2})
+                    info={**info, "classes": classes, "vocabulary_size": len(vocab) + 2, **own})
 
 
 def _jsonl_rows(f: Iterable[str], where: str) -> Iterator[tuple[int, dict]]:

@@ -209,6 +209,13 @@ CASES = [
          space=space({"training.optimizer": "sgdd"})),
     case("splits-leave-no-training-data", SEARCH, f"{SPACE}: task.split", "at least 10% for training",
          space=space({"task.split": {"val": 0.5, "test": 0.45}})),
+    case("one-fold", SEARCH, f"{SPACE}: task.split.folds", "below the minimum 2", space=space({"task.split": {"folds": 1}})),
+    case("repeats-without-folds", SEARCH, f"{SPACE}: task.split.repeats", "needs cross-validation", "add folds",
+         space=space({"task.split": {"repeats": 3}})),
+    case("more-folds-than-samples-of-any-class", SEARCH, f"{SPACE}: task.split.folds", "24 training and validation samples",
+         "use folds: 12 or fewer", "timeseries_file", space=space({**file_task("timeseries_file", "series.txt"),
+                                                                  "task.split": {"test": 0.2, "folds": 13}}),
+         files={"series.txt": "".join(f"{i % 2},{i},{i + 1},{i * 2},{i % 3}\n" for i in range(30))}),
     # -- constraints nothing (or not everything) can satisfy -------------------------------------------
     case("heads-divide-no-width", SEARCH, f"{SPACE}: manifold.ops.attention.heads", "3 heads do not divide width 10",
          "choose heads that divide every width", space=space({"manifold.width": 10, "manifold.ops": {"attention": {"heads": [3]}}})),

@@ -6,14 +6,22 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import optuna
 import pytest
+import torch
 from conftest import finished, run
 from optuna.trial import TrialState
 
 import iasf_search
 from iasf_search import graph as arch
+from iasf_search.build import build_model
 from iasf_search.cli import main
+from iasf_search.cross_validation import pooled
+from iasf_search.results.access import trial_architecture
+from iasf_search.results.baselines import fit_baselines
+from iasf_search.study import load_task
+from iasf_search.train import evaluate, train
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 TRIAL_LINE = re.compile(r"^\[\s*(\d+)/(\d+)\] #(\d+)\s", re.MULTILINE)
@@ -243,3 +251,40 @@ def test_baseline_records_on_the_study_and_the_search_and_best_show_it(capsys, t
     assert out.splitlines()[0].startswith(f"1-NN: validation {nn['val_accuracy']:.4f}, test {nn['test_accuracy']:.4f} (")
     assert out.splitlines()[-1] == line
 
+
+
+def test_cross_validated_search_end_to_end(capsys, tmp_path, write_space):
+    """``split: {folds: 3, repeats: 2}`` through the CLI: six fold models per trial, the objective their mean
+    (also at every epoch, for the pruner), the spread recorded and shown, the kept model trained on all
+    non-test data from the same initial weights and tested once, the baselines scored the same way."""
+    write_space({"task.split": {"folds": 3, "repeats": 2, "seed": 0}, "training.epochs": 2, "manifold.nodes": 1,
+                 "search.pruner": "median"})
+    url = f"sqlite:///{tmp_path / 'cv.db'}"
+    rc, out, err = run(capsys, "--space", "tiny.yaml", "--storage", url, "--trials", "2")
+    assert rc == 0, err
+    study = optuna.load_study(study_name="tiny", storage=url)
+    session = iasf_search.open_session("tiny.yaml")
+    data = load_task(session)
+    for t in study.trials:
+        a = t.user_attrs
+        folds = a["fold_val_accuracies"]
+        assert len(folds) == 6 and all(0 <= f <= 1 for f in folds)
+        assert a["val_accuracy"] == pytest.approx(sum(folds) / 6) and t.value == a["val_accuracy"]
+        assert a["val_accuracy_std"] == pytest.approx(float(np.std(folds)))
+        assert sorted(t.intermediate_values) == [1, 2] and t.intermediate_values[2] == a["val_accuracy"]
+        assert f"val {a['val_accuracy']:.4f}±{a['val_accuracy_std']:.3f}" in out
+        # the kept model: the same initial weights, trained on train + val without validation, tested once
+        torch.manual_seed(0)
+        model = build_model(trial_architecture(t), session.components, data.sample_shape, data.num_classes)
+        train(model, pooled(data), t.system_attrs["train_config"], device=torch.device("cpu"), seed=0, validate=False)
+        assert a["test_accuracy"] == evaluate(model, data.x_test, data.y_test, torch.device("cpu"))[0]
+        assert a["steps"] == 2 * -(-(len(data.x_train) + len(data.x_val)) // 128)
+    best = study.best_trial
+    assert (f"best trial #{best.number}: validation accuracy {best.value:.4f} ± "
+            f"{best.user_attrs['val_accuracy_std']:.4f} over 6 folds, test accuracy") in out
+    assert study.user_attrs["data"]["cross_validation"] == {"folds": 3, "repeats": 2}
+    recorded, fitted = study.user_attrs["baselines"], fit_baselines(data, 0, session.space.split)
+    for name in ("1nn", "logistic_regression"):
+        assert {k: recorded[name][k] for k in ("val_accuracy", "test_accuracy")} == {
+            k: fitted[name][k] for k in ("val_accuracy", "test_accuracy")}
+    assert "note: the validation split holds only" not in out  # cross-validated already: no advice

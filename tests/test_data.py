@@ -91,3 +91,17 @@ def test_samples_shared_between_splits_are_rejected():
     data.x_test[0] = data.x_train[3]
     with pytest.raises(BadInput, match=r"dataset 'toy': 1 test samples also appear in the training split"):
         check_task("toy", data)
+
+
+def test_a_dataset_s_own_test_split_keeps_repeated_training_samples_with_a_warning():
+    x, y = _toy()
+    test = np.arange(len(y)) % 4 == 0
+    data = split_arrays(x[~test], y[~test], SplitSpec(val=0.25, seed=0), modality="image", x_test=x[test], y_test=y[test])
+    assert data.info["own_test_split"] is True
+    data.x_test[0] = data.x_train[3]
+    data.x_test[1] = data.x_train[5]
+    with pytest.warns(UserWarning, match=r"dataset 'toy': 2 of the 20 samples of its own test split also appear in the training data"):
+        check_task("toy", data)
+    data.x_val[0] = data.x_train[3]  # a split the engine cut: still refused
+    with pytest.raises(BadInput, match=r"1 val samples also appear in the training split"):
+        check_task("toy", data)

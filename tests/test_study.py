@@ -313,7 +313,7 @@ def test_the_search_fits_the_baselines_once_on_its_own_splits(tmp_path, write_sp
     session = iasf_search.open_session(write_space())
     url = f"sqlite:///{tmp_path / 'b.db'}"
     fits = []
-    monkeypatch.setattr(study_module, "fit_baselines", lambda data, seed: fits.append(data) or fit_baselines(data, seed))
+    monkeypatch.setattr(study_module, "fit_baselines", lambda data, seed, split: fits.append(data) or fit_baselines(data, seed, split))
     run = prepare_search(session, storage=url, device="cpu")
     data = load_task(session)
     assert torch.equal(fits[0].x_train, data.x_train) and torch.equal(fits[0].y_test, data.y_test)  # the same samples, same splits
@@ -338,7 +338,7 @@ def test_baselines_that_cannot_be_fitted_are_a_warning(tmp_path, write_space, mo
     from iasf_search import study as study_module
     from iasf_search.study import prepare_search
 
-    def refuse(data, seed):
+    def refuse(data, seed, split):
         raise ValueError("no")
 
     monkeypatch.setattr(study_module, "fit_baselines", refuse)

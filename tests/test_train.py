@@ -8,10 +8,12 @@ import pytest
 import torch
 
 from iasf_search.build import build_model
+from iasf_search.components import SplitSpec
+from iasf_search.cross_validation import fold_tasks
 from iasf_search.plugin_manager import load_components
 from iasf_search.plugins.datasets import random_shift
 from iasf_search.settings import TRAINING_PARAMS
-from iasf_search.train import AuxTerm, Diverged, evaluate, make_optimizer, resolve_device, train
+from iasf_search.train import AuxTerm, Diverged, Run, evaluate, make_optimizer, resolve_device, train, train_together
 
 CPU = torch.device("cpu")
 
@@ -177,3 +179,38 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda:7")
+
+
+def test_one_run_together_trains_exactly_as_train(small_graph, components, digits, train_config):
+    alone, together = fresh_model(small_graph, components, digits), fresh_model(small_graph, components, digits)
+    a = train(alone, digits, train_config, device=CPU, seed=2)
+    b = train_together([Run(together, digits)], train_config, device=CPU, seed=2)
+    assert (a.val_accuracy, a.val_loss, a.steps, a.fold_val_accuracies) == (b.val_accuracy, b.val_loss, b.steps, [])
+    assert all(torch.equal(x, y) for x, y in zip(alone.state_dict().values(), together.state_dict().values(), strict=True))
+
+
+def test_runs_together_report_their_mean_each_epoch(small_graph, components, digits, train_config):
+    tasks = fold_tasks(digits, SplitSpec(folds=2))
+    models = [fresh_model(small_graph, components, digits) for _ in tasks]
+    reports = []
+    result = train_together([Run(m, t) for m, t in zip(models, tasks, strict=True)], train_config, device=CPU, seed=0,
+                            report=lambda *r: reports.append(r))
+    assert len(reports) == train_config["epochs"]
+    own = [evaluate(m, t.x_val, t.y_val, CPU) for m, t in zip(models, tasks, strict=True)]
+    assert result.fold_val_accuracies == [acc for acc, _ in own]
+    assert result.val_accuracy == pytest.approx(sum(acc for acc, _ in own) / 2)
+    assert reports[-1] == (train_config["epochs"], result.val_accuracy, result.val_loss)
+    assert result.history[-1]["fold_val_accuracies"] == result.fold_val_accuracies
+    # each model trained as it would alone on its fold
+    alone = fresh_model(small_graph, components, digits)
+    train(alone, tasks[1], train_config, device=CPU, seed=0)
+    assert all(torch.equal(x, y) for x, y in zip(alone.state_dict().values(), models[1].state_dict().values(), strict=True))
+
+
+def test_training_without_validation_reports_nothing(small_graph, components, digits, train_config):
+    reports = []
+    result = train(fresh_model(small_graph, components, digits), digits, train_config, device=CPU, seed=0,
+                   report=lambda *r: reports.append(r), validate=False)
+    assert reports == [] and result.history == []
+    assert result.val_accuracy != result.val_accuracy  # NaN
+    assert result.steps == train_config["epochs"] * -(-len(digits.x_train) // train_config["batch_size"])

@@ -22,7 +22,8 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial
 
-from iasf_search.components import TaskData
+from iasf_search.components import SplitSpec, TaskData
+from iasf_search.cross_validation import fold_tasks, pooled
 from iasf_search.results.access import lead_trial
 from iasf_search.results.records import TEST_ACCURACY
 
@@ -41,8 +42,12 @@ shipped spaces' tasks are 4.7e7 (digits) to 2.2e8 (MNIST-1D), CIFAR-10 about 2.3
 ``iasf-search baseline`` fits them on request."""
 
 
-def fit_baselines(data: TaskData, seed: int = 0) -> dict[str, dict[str, float]]:
+def fit_baselines(data: TaskData, seed: int = 0, split: SplitSpec | None = None) -> dict[str, dict[str, float]]:
     """Fit the baselines on ``data``'s training split; score them on its validation and test splits.
+    With cross-validation (``split.folds``) they are scored as a search scores its trials: the validation
+    accuracy is the mean over the folds (:mod:`iasf_search.cross_validation`), each fitted on its fold's
+    training part, and the test accuracy is that of a fit on all the folds' data; ``seconds`` is then
+    the time of all those fits.
 
     Features: every sample flattened, each feature z-normalised with the training split's mean and
     standard deviation (a constant feature is only centred). Token-id inputs (modality ``text``) are
@@ -63,6 +68,17 @@ def fit_baselines(data: TaskData, seed: int = 0) -> dict[str, dict[str, float]]:
     :returns: ``{name: {"val_accuracy", "test_accuracy", "seconds"}}``, ``seconds`` being the time
         to fit the model and predict both splits (features are made once, before, and not counted).
     """
+    if split is None or split.folds is None:
+        return _fit_and_score(data, seed)
+    folds = [_fit_and_score(task, seed) for task in fold_tasks(data, split)]
+    kept = _fit_and_score(pooled(data), seed)
+    return {name: {"val_accuracy": float(np.mean([f[name]["val_accuracy"] for f in folds])),
+                   "test_accuracy": metrics["test_accuracy"],
+                   "seconds": metrics["seconds"] + sum(f[name]["seconds"] for f in folds)} for name, metrics in kept.items()}
+
+
+def _fit_and_score(data: TaskData, seed: int) -> dict[str, dict[str, float]]:
+    """Both baselines fitted on ``data``'s training split, scored on its validation and test splits."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
@@ -85,10 +101,12 @@ def fit_baselines(data: TaskData, seed: int = 0) -> dict[str, dict[str, float]]:
     return out
 
 
-def fit_work(data: TaskData) -> int:
+def fit_work(data: TaskData, split: SplitSpec | None = None) -> int:
     """What fitting the baselines costs, roughly: training samples x scored (validation + test) samples x
-    features per sample, the distances 1-NN computes (logistic regression costs less on the tasks measured)."""
-    return len(data.x_train) * (len(data.x_val) + len(data.x_test)) * math.prod(data.sample_shape)
+    features per sample, the distances 1-NN computes (logistic regression costs less on the tasks measured);
+    with cross-validation, once per fold and once more on all of it."""
+    fits = 1 if split is None or split.folds is None else split.folds * split.repeats + 1
+    return fits * len(data.x_train) * (len(data.x_val) + len(data.x_test)) * math.prod(data.sample_shape)
 
 
 def baseline_features(data: TaskData) -> tuple[Any, Any, Any]:

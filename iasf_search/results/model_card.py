@@ -13,6 +13,7 @@ from iasf_search.results.records import (
     ARCH_HASH,
     COST_PREFIX,
     EPOCHS,
+    FOLD_VAL_ACCURACIES,
     PARAMS,
     REUSED_FROM,
     SUMMARY,
@@ -20,14 +21,15 @@ from iasf_search.results.records import (
     TRAIN_CONFIG,
     TRAIN_SECONDS,
     VAL_ACCURACY,
+    VAL_ACCURACY_STD,
     VAL_LOSS,
     record,
 )
 
 FORMAT = "iasf-search-model/1"
 """The ``format`` of ``model.json`` (and the weights' metadata) this iasf-search writes and reads."""
-METRICS = (VAL_ACCURACY, VAL_LOSS, TEST_ACCURACY, EPOCHS, TRAIN_SECONDS, PARAMS)
-"""The trial attributes ``model.json`` keeps as metrics."""
+METRICS = (VAL_ACCURACY, VAL_LOSS, TEST_ACCURACY, EPOCHS, TRAIN_SECONDS, PARAMS, VAL_ACCURACY_STD, FOLD_VAL_ACCURACIES)
+"""The trial attributes ``model.json`` keeps as metrics (those the trial has: the folds' only with cross-validation)."""
 
 
 def model_info(study: optuna.Study, trial: FrozenTrial, sample_shape: tuple[int, ...], num_classes: int) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import torch
 
 from iasf_search.build import build_model, count_parameters
 from iasf_search.components import TaskData
+from iasf_search.cross_validation import pooled
 from iasf_search.data import check_task
 from iasf_search.errors import BadInput
 from iasf_search.graph import GraphError, from_json, validate
@@ -44,12 +45,6 @@ class RetrainResult:
     search_test_accuracy: float | None
     train_samples: int
     params: int
-
-
-def merged_train_val(data: TaskData) -> TaskData:
-    """Training on train + validation; ``val`` is kept for the per-epoch log only (it is trained on)."""
-    return TaskData(torch.cat([data.x_train, data.x_val]), torch.cat([data.y_train, data.y_val]), data.x_val, data.y_val,
-                    data.x_test, data.y_test, data.num_classes, data.modality, data.info, data.augment)
 
 
 def training_config(space: SearchSpace, info: dict[str, Any], file: Path) -> dict[str, Any]:
@@ -140,7 +135,7 @@ def _retraining_data(session: Session, torch_device: torch.device) -> TaskData:
     space = session.space
     data = session.components.datasets.get(space.dataset).load(space.dataset_options, space.split)
     check_task(space.dataset, data)
-    return merged_train_val(data).to(torch_device)
+    return pooled(data).to(torch_device)
 
 
 @dataclass

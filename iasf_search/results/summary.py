@@ -19,6 +19,7 @@ from iasf_search.results.records import (
     ARCH_HASH,
     ARCHITECTURE,
     FAILURE_REASON,
+    FOLD_VAL_ACCURACIES,
     PARAMS,
     REUSED_FROM,
     SUMMARY,
@@ -26,12 +27,17 @@ from iasf_search.results.records import (
     TRAIN_CONFIG,
     TRAIN_SECONDS,
     VAL_ACCURACY,
+    VAL_ACCURACY_STD,
     record,
 )
 from iasf_search.storage import safe_url
 
 if TYPE_CHECKING:
     from iasf_search.study import SearchResult
+
+FOLDS_ADVICE_BELOW = 100
+"""A search on a validation split smaller than this (and without cross-validation) ends with the advice to
+use ``split: {folds: 5}``: one sample then moves validation accuracy by more than 1%."""
 
 
 def print_summary(result: SearchResult) -> None:
@@ -49,6 +55,9 @@ def print_summary(result: SearchResult) -> None:
         if result.pareto_plot is not None:
             print(f"Pareto plot: {result.pareto_plot}")
     print_baselines(study, best)
+    advice = folds_advice(study)
+    if advice:
+        print(advice)
     stops = stop_reasons(study)
     if stops:
         print("stopped early or failed: " + "; ".join(f"{n} x {reason}" for reason, n in stops.most_common()))
@@ -63,6 +72,18 @@ def print_baselines(study: optuna.Study, best: list[FrozenTrial]) -> None:
     line = comparison(study, best)
     if line is not None:
         print(line)
+
+
+def folds_advice(study: optuna.Study) -> str | None:
+    """The advice to cross-validate when the study's validation split (its ``data`` attribute) holds fewer than
+    :data:`FOLDS_ADVICE_BELOW` samples and it does not cross-validate already; else None."""
+    data = study.user_attrs.get("data") or {}
+    val, train = data.get("val"), data.get("train")
+    if "cross_validation" in data or not isinstance(val, int) or not isinstance(train, int) or not 0 < val < FOLDS_ADVICE_BELOW:
+        return None
+    return (f"note: the validation split holds only {val} samples, so validation accuracy moves in steps of {1 / val:.3g} "
+            f"and the search partly selects on noise; cross-validate over all {train + val} training and validation "
+            f"samples instead with `split: {{folds: 5}}` under `task:` in the space file")
 
 
 def stop_reasons(study: optuna.Study) -> Counter[str]:
@@ -84,7 +105,9 @@ def print_trial(t: FrozenTrial, heading: str) -> None:
     """The trial's scores, its architecture node by node (op, settings, inputs) and its training settings."""
     a = t.user_attrs
     reused = f" (result reused from #{a[REUSED_FROM]})" if REUSED_FROM in a else ""
-    print(f"{heading} #{t.number}: validation accuracy {a.get(VAL_ACCURACY, float('nan')):.4f}, "
+    folds = a.get(FOLD_VAL_ACCURACIES) or []
+    spread = f" ± {a.get(VAL_ACCURACY_STD, float('nan')):.4f} over {len(folds)} folds" if folds else ""
+    print(f"{heading} #{t.number}: validation accuracy {a.get(VAL_ACCURACY, float('nan')):.4f}{spread}, "
           f"test accuracy {a.get(TEST_ACCURACY, float('nan')):.4f}, {a.get(PARAMS, 0):,} parameters, "
           f"trained {a.get(TRAIN_SECONDS, 0):.1f} s{reused}")
     print(f"  architecture {a.get(ARCH_HASH, '?')}: {a.get(SUMMARY, '')}")

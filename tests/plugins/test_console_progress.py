@@ -154,6 +154,7 @@ def test_trial_outcome():
                             user_attrs=attrs)
 
     assert trial_outcome(make(TrialState.COMPLETE, 0.9, val_accuracy=0.98154)) == "val 0.9815"
+    assert trial_outcome(make(TrialState.COMPLETE, 0.9, val_accuracy=0.9, val_accuracy_std=0.0123)) == "val 0.9000±0.012"
     assert trial_outcome(make(TrialState.COMPLETE, 0.9, val_accuracy=0.5, reused_from=3)) == "val 0.5000 (reused #3)"
     assert trial_outcome(make(TrialState.PRUNED, pruned_at_epoch=4, val_accuracy=0.91)) == "pruned at epoch 4 (val 0.9100)"
     assert trial_outcome(make(TrialState.PRUNED, failure_reason="diverged: nan")) == "pruned: diverged: nan"

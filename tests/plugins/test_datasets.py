@@ -164,7 +164,8 @@ def test_image_folder_with_its_own_test_folder(tmp_path, components):
     opts = {"path": str(train), "test_path": str(test), "size": 8, "channels": 1}
     data = dataset.load(opts, SplitSpec(val=0.25, test=0.5))  # split.test is ignored
     check_task("image_folder", data)
-    assert data.info == {"source": str(train), "test_source": str(test), "classes": ["a", "b", "c"]}
+    assert data.info == {"source": str(train), "test_source": str(test), "classes": ["a", "b", "c"],
+                         "own_test_split": True}
     assert data.num_classes == 3 and data.sample_shape == (1, 8, 8)
     assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (18, 6, 5)
     assert data.y_val.bincount().tolist() == [2, 2, 2]

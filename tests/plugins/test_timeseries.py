@@ -116,7 +116,8 @@ def test_a_train_test_pair_makes_the_test_file_the_test_split(tmp_path):
     given = options("timeseries_file", path=str(train_path), test_path=str(test_path))
     data = dataset.load(given, SplitSpec(val=0.2, test=0.5, seed=3))  # split.test is ignored
     check_task("timeseries_file", data)
-    assert data.info == {"source": str(train_path), "test_source": str(test_path), "classes": ["1", "2", "10"]}
+    assert data.info == {"source": str(train_path), "test_source": str(test_path), "classes": ["1", "2", "10"],
+                         "own_test_split": True}
     assert data.sample_shape == (151, 1) and data.num_classes == 3
     # the test split: every series of the test file, in file order, normalised one by one, labels by the training file's classes
     x_test, test_labels = read_ucr(test_path, "timeseries_file")
@@ -167,17 +168,20 @@ def test_a_test_file_that_does_not_match_the_training_file(tmp_path, test_file, 
         assert fragment in message
 
 
-def test_a_search_on_a_train_test_pair_through_the_cli(tmp_path):
-    """The shipped time-series space, made small, on a _TRAIN/_TEST pair: trials are tested on exactly the test file."""
+@pytest.mark.parametrize("split", [None, {"folds": 3}], ids=["holdout", "folds"])
+def test_a_search_on_a_train_test_pair_through_the_cli(tmp_path, split):
+    """The shipped time-series space, made small, on a _TRAIN/_TEST pair of series whose length (151, a prime)
+    no patch of the space divides: trials are tested on exactly the test file, with or without cross-validation."""
     from conftest import make_doc
 
     from iasf_search.cli import main
 
-    train_path, test_path = _ucr_pair(tmp_path, length=152, train=60, test=30)  # 152: every patch of the space divides it
+    train_path, test_path = _ucr_pair(tmp_path, length=151, train=60, test=30)
     shipped = yaml.safe_load((Path(__file__).resolve().parents[2] / "search_spaces" / "timeseries.yaml").read_text(encoding="utf-8"))
-    doc = make_doc({"task.dataset": "timeseries_file", "task.options": {"path": str(train_path), "test_path": str(test_path)},
-                    "manifold.nodes": 1, "manifold.width": 16, "training.epochs": 1, "search.sampler": "random",
-                    "search.pruner": "none"}, drop=["auxiliary", "costs"], base=shipped)
+    changes = {"task.dataset": "timeseries_file", "task.options": {"path": str(train_path), "test_path": str(test_path)},
+               "manifold.nodes": 1, "manifold.width": 16, "training.epochs": 1, "training.min_steps": 0,
+               "search.sampler": "random", "search.pruner": "none"}
+    doc = make_doc({**changes, **({"task.split": split} if split else {})}, drop=["auxiliary", "costs"], base=shipped)
     space = tmp_path / "pair.yaml"
     space.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     url = f"sqlite:///{tmp_path / 'pair.db'}"
@@ -186,8 +190,11 @@ def test_a_search_on_a_train_test_pair_through_the_cli(tmp_path):
     data = study.user_attrs["data"]
     assert data["source"] == str(train_path) and data["test_source"] == str(test_path)
     assert (data["train"] + data["val"], data["val"], data["test"]) == (60, 9, 30)  # split.val 0.15 of the training file
-    assert data["sample_shape"] == [152, 1] and data["num_classes"] == 3
+    assert data["sample_shape"] == [151, 1] and data["num_classes"] == 3
     (trial,) = study.trials
     assert trial.state == optuna.trial.TrialState.COMPLETE
     correct = trial.user_attrs["test_accuracy"] * 30
     assert abs(correct - round(correct)) < 1e-6  # measured on the 30 series of the test file
+    if split:  # three folds of all 60 training series: 20 validation series each
+        assert data["cross_validation"] == {"folds": 3, "repeats": 1}
+        assert all(abs(a * 20 - round(a * 20)) < 1e-6 for a in trial.user_attrs["fold_val_accuracies"])

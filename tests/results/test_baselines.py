@@ -12,7 +12,8 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 from scipy import sparse
 
-from iasf_search.components import TaskData
+from iasf_search.components import SplitSpec, TaskData
+from iasf_search.cross_validation import fold_tasks, pooled
 from iasf_search.results.baselines import (
     BASELINES,
     baseline_features,
@@ -208,3 +209,14 @@ def test_beaten_and_the_json_event():
 def test_fit_work_is_training_times_scored_samples_times_features():
     assert fit_work(clusters_task()) == 30 * (15 + 15) * 5
     assert fit_work(xor_task()) == 40 * 40 * 2
+
+
+def test_cross_validated_baselines_average_the_folds_and_test_after_fitting_on_the_pool(digits):
+    split = SplitSpec(folds=3)
+    fitted = fit_baselines(digits, 0, split)
+    folds = [fit_baselines(task) for task in fold_tasks(digits, split)]
+    on_pool = fit_baselines(pooled(digits))
+    for name in ("1nn", "logistic_regression"):
+        assert fitted[name]["val_accuracy"] == pytest.approx(sum(f[name]["val_accuracy"] for f in folds) / 3)
+        assert fitted[name]["test_accuracy"] == on_pool[name]["test_accuracy"]
+    assert fit_work(digits, split) == 4 * fit_work(digits)

@@ -13,7 +13,7 @@ from conftest import EXPORT_SPACE, TINY_SPACE, run
 import iasf_search
 from iasf_search.errors import BadInput
 from iasf_search.graph import to_json
-from iasf_search.results.retrain import merged_train_val, read_architecture, retrain, training_config
+from iasf_search.results.retrain import read_architecture, retrain, training_config
 from iasf_search.train import evaluate
 
 CPU = torch.device("cpu")
@@ -57,16 +57,6 @@ def test_train_without_space_says_to_pass_one(capsys, tmp_path):
 
 
 # -- the steps, in Python ------------------------------------------------------------------------------
-
-
-def test_merged_train_val_trains_on_both_and_keeps_test_apart(digits):
-    merged = merged_train_val(digits)
-    assert len(merged.x_train) == len(digits.x_train) + len(digits.x_val)
-    assert torch.equal(merged.x_train[len(digits.x_train):], digits.x_val)
-    assert torch.equal(merged.y_train[:len(digits.y_train)], digits.y_train)
-    assert torch.equal(merged.x_val, digits.x_val)  # kept for the per-epoch log
-    assert torch.equal(merged.x_test, digits.x_test) and torch.equal(merged.y_test, digits.y_test)
-    assert (merged.num_classes, merged.modality) == (digits.num_classes, digits.modality)
 
 
 def test_training_config_comes_from_the_export_else_from_fixed_space_values(make_space, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import optuna
+import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
@@ -159,3 +160,28 @@ def test_summary_without_baselines_prints_no_baselines_line(capsys, tmp_path):
     study.add_trial(trial(values=[0.9], **ATTRS))
     print_summary(result_of(study, tmp_path))
     assert "baselines (test accuracy)" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("data", "advice"), [
+    ({"train": 160, "val": 40}, True),
+    ({"train": 160, "val": 40, "cross_validation": {"folds": 5, "repeats": 1}}, False),  # cross-validated already
+    ({"train": 2000, "val": 100}, False),
+    ({}, False),  # a study from before the data attribute
+])
+def test_a_small_validation_split_ends_with_the_advice_to_cross_validate(capsys, tmp_path, data, advice):
+    study = optuna.create_study(study_name="s", direction="maximize")
+    study.set_user_attr("data", data)
+    study.add_trial(trial(values=[0.5], **ATTRS))
+    print_summary(result_of(study, tmp_path))
+    out = capsys.readouterr().out
+    expected = ("note: the validation split holds only 40 samples, so validation accuracy moves in steps of 0.025 and the "
+                "search partly selects on noise; cross-validate over all 200 training and validation samples instead with "
+                "`split: {folds: 5}` under `task:` in the space file")
+    assert (expected in out.splitlines()) == advice
+    assert ("note:" in out) == advice
+
+
+def test_print_trial_shows_the_fold_spread(capsys):
+    print_trial(stored(trial(values=[0.9], **ATTRS, fold_val_accuracies=[0.9, 0.92, 0.917], val_accuracy_std=0.0091)),
+                heading="best trial")
+    assert capsys.readouterr().out.startswith("best trial #0: validation accuracy 0.9123 ± 0.0091 over 3 folds, test accuracy 0.8750")
