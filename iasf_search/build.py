@@ -1,4 +1,4 @@
-"""Architecture graph -> ``torch.nn.Module``: stem, the graph's nodes in topological order, head."""
+"""Architecture graph -> ``torch.nn.Module``: stem, the graph's nodes in topological order, readout and head."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torch import nn
 
 from iasf_search.components import BuildContext
 from iasf_search.errors import BadInput
-from iasf_search.graph import INPUT, OUTPUT, hidden_nodes, inputs_of
+from iasf_search.graph import DEFAULT_NORM, DEFAULT_READOUT, INPUT, OUTPUT, hidden_nodes, inputs_of
 from iasf_search.plugin_manager import Components
 
 
@@ -43,13 +43,18 @@ def fuse(fusion: nn.Module | None, inputs: list[torch.Tensor], node: str) -> tor
 
 
 class NodeBlock(nn.Module):
-    """One graph node: fuse its inputs, then ``x + op(norm(x))`` (or ``op(x)`` for non-residual ops)."""
+    """One graph node: fuse its inputs, then ``x + op(norm(x))`` (or ``op(x)`` for non-residual ops).
 
-    def __init__(self, name: str, op_name: str, op: nn.Module, residual: bool, fusion: nn.Module | None, width: int) -> None:
+    :param norm: the module of the node's norm (see ``manifold.norms``); default ``LayerNorm(width)``.
+        Non-residual ops get none.
+    """
+
+    def __init__(self, name: str, op_name: str, op: nn.Module, residual: bool, fusion: nn.Module | None, width: int,
+                 norm: nn.Module | None = None) -> None:
         super().__init__()
         self.name, self.op_name, self.residual = name, op_name, residual
         self.fusion = fusion
-        self.norm = nn.LayerNorm(width) if residual else nn.Identity()
+        self.norm = (norm if norm is not None else nn.LayerNorm(width)) if residual else nn.Identity()
         self.op = op
 
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
@@ -70,6 +75,14 @@ def make_fusion(components: Components, attrs: dict, n_inputs: int, ctx: BuildCo
     return module
 
 
+def make_norm(components: Components, attrs: dict, ctx: BuildContext) -> nn.Module | None:
+    """The norm module of a residual node: its ``norm`` attribute with ``norm_config``; None (the block's
+    ``LayerNorm``, what the ``layer`` norm builds) for a node that names none, as every node did before norms were a choice."""
+    if not attrs.get("norm") and not attrs.get("norm_config"):
+        return None
+    return components.norms.get(attrs.get("norm") or DEFAULT_NORM).build(attrs.get("norm_config") or {}, ctx)
+
+
 def build_blocks(graph: nx.DiGraph, components: Components, ctx: BuildContext) -> tuple[nn.ModuleDict, nn.Module | None]:
     """The :class:`NodeBlock` of every hidden node of ``graph`` (keyed by node name, in topological
     order) and the output's fusion (None when it reads one node), built at ``ctx.width`` for ``ctx.layout``.
@@ -81,7 +94,8 @@ def build_blocks(graph: nx.DiGraph, components: Components, ctx: BuildContext) -
         attrs = graph.nodes[n]
         op = components.ops.get(attrs["op"])
         blocks[n] = NodeBlock(n, attrs["op"], op.build(attrs["config"], ctx), op.residual,
-                              make_fusion(components, attrs, len(inputs_of(graph, n)), ctx), ctx.width)
+                              make_fusion(components, attrs, len(inputs_of(graph, n)), ctx), ctx.width,
+                              make_norm(components, attrs, ctx) if op.residual else None)
     out_fusion = make_fusion(components, graph.nodes[OUTPUT], len(inputs_of(graph, OUTPUT)), ctx)
     return blocks, out_fusion
 
@@ -116,8 +130,15 @@ class ArchNet(nn.Module):
         self.order = hidden_nodes(graph)
         self.sources = {n: inputs_of(graph, n) for n in [*self.order, OUTPUT]}
         self.blocks, self.out_fusion = build_blocks(graph, components, ctx)
+        self.width = width
+        """The token width ``D`` every node reads and writes (the head reads ``head.in_features``, the readout's ``F``)."""
         self.norm = nn.LayerNorm(width)
-        self.head = nn.Linear(width, num_classes)
+        out_attrs = graph.nodes[OUTPUT]
+        self.readout_name = out_attrs.get("readout") or DEFAULT_READOUT
+        readout = components.readouts.get(self.readout_name)
+        readout_config = out_attrs.get("readout_config") or {}
+        self.readout = readout.build(readout_config, ctx)  # (B, T, D) -> (B, F)
+        self.head = nn.Linear(readout.features(readout_config, ctx), num_classes)
 
     def run(self, x: torch.Tensor, *, capture_fusion_inputs: bool = False) -> ForwardPass:
         """Forward pass keeping every node's representation (for auxiliary objectives).
@@ -129,7 +150,11 @@ class ArchNet(nn.Module):
         fusion_inputs: dict[str, list[torch.Tensor]] = {}
         run_nodes(self.blocks, self.out_fusion, self.order, self.sources, values,
                   fusion_inputs if capture_fusion_inputs else None)
-        logits = self.head(self.norm(values[OUTPUT]).mean(dim=1))  # mean over tokens -> (B, classes)
+        pooled = self.readout(self.norm(values[OUTPUT]))  # (B, F)
+        if pooled.shape != (x.shape[0], self.head.in_features):
+            raise OpContractError(f"readout '{self.readout_name}' returned shape {tuple(pooled.shape)}, expected "
+                                  f"{(x.shape[0], self.head.in_features)} (readouts map (B, T, D) to the (B, F) they declare)")
+        logits = self.head(pooled)  # (B, classes)
         return ForwardPass(logits, values, fusion_inputs, self.order, self.sources)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -147,8 +172,10 @@ def build_model(graph: nx.DiGraph, components: Components, sample_shape: tuple[i
     :raises ValueError: a component rejects its configuration.
     """
     model = ArchNet(graph, components, sample_shape, num_classes)
+    model.eval()  # the check leaves no trace (a batch norm's running statistics)
     with torch.no_grad():
         out = model(torch.zeros(2, *sample_shape))
+    model.train()
     if out.shape != (2, num_classes):
         raise OpContractError(f"model output has shape {tuple(out.shape)}, expected (2, {num_classes})")
     return model

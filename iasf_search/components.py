@@ -1,4 +1,4 @@
-"""The contracts that plugins implement: node operations, fusions, stems, datasets, samplers, pruners.
+"""The contracts that plugins implement: node operations, fusions, readouts, norms, stems, datasets, samplers, pruners.
 
 Each contract is a small abstract class. A plugin registers *instances* of them through the
 ``iasf_register_*`` hooks (see :mod:`iasf_search.hookspecs`). Every component has a ``name``
@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import optuna
 import torch
@@ -20,6 +20,12 @@ from torch import nn
 
 from iasf_search.params import Param, Range
 from iasf_search.settings import SPLIT_PARAMS
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+    from iasf_search.plugin_manager import Components
+    from iasf_search.space import SearchSpace
 
 Suggest = Callable[[str], Any]
 """``suggest(param_name)`` samples one declared parameter of a component in the current trial."""
@@ -107,6 +113,29 @@ class Fusion(Component):
     @abstractmethod
     def build(self, config: Mapping[str, Any], n_inputs: int, ctx: BuildContext) -> nn.Module:
         """Return a module whose ``forward(inputs: list[Tensor])`` fuses ``n_inputs`` tensors."""
+
+
+class Readout(Component):
+    """How the head reads the output node: normalised tokens ``(B, T, D) -> (B, F)`` features, then
+    ``Linear(F, classes)``. Chosen per architecture from ``manifold.readouts``; ``mean`` when a graph names none.
+    """
+
+    def features(self, config: Mapping[str, Any], ctx: BuildContext) -> int:
+        """``F``, the size of the feature vector the module returns; default ``ctx.width`` (``D``)."""
+        return ctx.width
+
+    @abstractmethod
+    def build(self, config: Mapping[str, Any], ctx: BuildContext) -> nn.Module:
+        """Return a module ``(B, T, D) -> (B, F)``; ``ctx.layout.length`` is ``T``."""
+
+
+class Norm(Component):
+    """The normalisation a residual node applies before its op: ``x + op(norm(x))``. Chosen per node
+    from ``manifold.norms``; ``layer`` when a node names none. Non-residual ops get no norm."""
+
+    @abstractmethod
+    def build(self, config: Mapping[str, Any], ctx: BuildContext) -> nn.Module:
+        """Return a module ``(B, T, D) -> (B, T, D)``."""
 
 
 class Stem(Component):
@@ -250,7 +279,16 @@ class SpaceSection(Component):
 
 
 class SamplerFactory(Component):
-    """Builds an Optuna sampler by name (``search.sampler`` in the space)."""
+    """Builds an Optuna sampler by name (``search.sampler`` in the space).
+
+    Options that constrain each other (e.g. a tournament no larger than the population) are checked
+    when the space is loaded by :meth:`~Component.check_ranges`, given each option as a fixed range.
+    """
+
+    needs_session: ClassVar[bool] = False
+    """Set True for a sampler that needs the space and its plugins (e.g. to build whole architectures
+    itself, as ``evolution`` does): :meth:`create` is then also given ``session=`` (an
+    :class:`iasf_search.session.Session`). Factories without it keep the plain signature."""
 
     @abstractmethod
     def create(self, options: Mapping[str, Any], *, seed: int | None, n_objectives: int) -> optuna.samplers.BaseSampler:
@@ -274,3 +312,16 @@ class PrunerFactory(Component):
     @abstractmethod
     def create(self, options: Mapping[str, Any], *, epochs: int) -> optuna.pruners.BasePruner:
         """Return a fresh pruner; ``epochs`` is the largest step a trial reports."""
+
+
+class BaselineArchitecture(Component):
+    """A hand-designed architecture, sized to a space, that a search can evaluate before its sampler
+    proposes anything (``search.enqueue: [name]``): what a user would try by hand without a search."""
+
+    @abstractmethod
+    def graph(self, space: SearchSpace, components: Components) -> nx.DiGraph:
+        """The architecture for ``space``, built from what it offers (its widths, stem values, ops, node
+        bounds; :mod:`iasf_search.enqueue` checks the result is in the space).
+
+        :raises ValueError: saying what the space lacks (e.g. an op it does not offer).
+        """

@@ -4,8 +4,10 @@ An architecture is a networkx ``DiGraph`` with three kinds of node (attribute ``
 
 * ``input`` — the stem; attributes ``op`` (the modality), ``config`` (sampled stem parameters);
 * ``node`` — a token-mixing node ``n0, n1, ...``; ``op`` and ``config``, and when it reads
-  several inputs ``fusion`` and ``fusion_config``;
-* ``output`` — reads every node that no other node reads (fusing them if several), then the head.
+  several inputs ``fusion`` and ``fusion_config``; ``norm`` and ``norm_config`` when the space offers
+  norms other than the default (absent: ``layer``);
+* ``output`` — reads every node that no other node reads (fusing them if several), then the head;
+  ``readout`` and ``readout_config`` when the space offers readouts other than the default (absent: ``mean``).
 
 Edges carry ``slot``: the position of the source among the destination's inputs (order matters
 to non-commutative fusions). The graph attribute ``width`` is the token width ``D``.
@@ -29,6 +31,10 @@ if TYPE_CHECKING:
 
 INPUT = "input"
 OUTPUT = "output"
+DEFAULT_READOUT = "mean"
+"""The readout of a graph whose output node names none (every graph before readouts were a choice)."""
+DEFAULT_NORM = "layer"
+"""The norm of a node that names none."""
 
 
 class GraphError(ValueError):
@@ -87,8 +93,11 @@ def sample_graph(trial: optuna.Trial, space: SearchSpace, components: Components
 
     Parameter names are stable so that samplers can learn across trials: ``arch.nodes``,
     ``arch.width``, ``stem.<param>``, ``n<i>.op``, ``n<i>.<op>.<param>``, ``n<i>.in0`` (the first
-    input), ``n<i>.in.<src>`` (whether ``src`` is an extra input), ``n<i>.fusion`` and
-    ``output.fusion``. An op's own parameters are sampled only when that op is chosen.
+    input), ``n<i>.in.<src>`` (whether ``src`` is an extra input), ``n<i>.fusion``, ``n<i>.norm``
+    (residual ops only), ``output.fusion`` and ``output.readout``. An op's own parameters are sampled
+    only when that op is chosen; a choice among one option is not a parameter. Norms and readouts are
+    sampled (and stored on the graph) only when the space offers more than the default ``[layer]`` and
+    ``[mean]``, so graphs of such spaces are exactly what they were before these were choices.
     """
     comps = components
     graph = nx.DiGraph(width=space.width.suggest(trial, "arch.width"))
@@ -113,6 +122,8 @@ def sample_graph(trial: optuna.Trial, space: SearchSpace, components: Components
                                  "config": sample_config(trial, op, space.ops[op_name], f"{name}.{op_name}")}
         if len(sources) > 1:
             attrs.update(_sample_fusion(trial, space, comps, name))
+        if op.residual and not _is_default(space.norms, DEFAULT_NORM):
+            attrs.update(_sample_kind(trial, space.norms, comps.norms, name, "norm"))
         graph.add_node(name, **attrs)
         for slot, src in enumerate(sources):
             graph.add_edge(src, name, slot=slot)
@@ -120,6 +131,8 @@ def sample_graph(trial: optuna.Trial, space: SearchSpace, components: Components
     out_attrs: dict[str, Any] = {"role": "output"}
     if len(sinks) > 1:
         out_attrs.update(_sample_fusion(trial, space, comps, OUTPUT))
+    if not _is_default(space.readouts, DEFAULT_READOUT):
+        out_attrs.update(_sample_kind(trial, space.readouts, comps.readouts, OUTPUT, "readout"))
     graph.add_node(OUTPUT, **out_attrs)
     for slot, src in enumerate(sinks):
         graph.add_edge(src, OUTPUT, slot=slot)
@@ -138,6 +151,18 @@ def _sample_fusion(trial: optuna.Trial, space: SearchSpace, components: Componen
             "fusion_config": sample_config(trial, fusion, space.fusions[fusion_name], f"{name}.{fusion_name}")}
 
 
+def _is_default(offered: Mapping[str, Mapping[str, Range]], default: str) -> bool:
+    return list(offered) == [default] and not offered[default]
+
+
+def _sample_kind(trial: optuna.Trial, offered: Mapping[str, Mapping[str, Range]], registry: Any, name: str,
+                 kind: str) -> dict[str, Any]:
+    """``{kind: chosen, kind_config: its parameters}``: one of ``offered`` as ``<name>.<kind>``, its
+    parameters as ``<name>.<chosen>.<param>``."""
+    chosen = _choice(sorted(offered)).suggest(trial, f"{name}.{kind}")
+    return {kind: chosen, f"{kind}_config": sample_config(trial, registry.get(chosen), offered[chosen], f"{name}.{chosen}")}
+
+
 def sample_config(trial: optuna.Trial, component: Component, ranges: Mapping[str, Range], prefix: str) -> dict[str, Any]:
     """``component.sample()`` in ``trial``, each parameter named ``<prefix>.<param>`` in Optuna."""
     return component.sample(ranges, lambda param: ranges[param].suggest(trial, f"{prefix}.{param}"))
@@ -148,7 +173,15 @@ def sample_config(trial: optuna.Trial, component: Component, ranges: Mapping[str
 
 def _label(attrs: Mapping[str, Any]) -> str:
     parts = {k: attrs.get(k) for k in ("role", "op", "config", "fusion", "fusion_config")}
+    for kind, default in (("norm", DEFAULT_NORM), ("readout", DEFAULT_READOUT)):
+        if not is_default(attrs, kind, default):  # the default is left out: hashes from before these choices hold
+            parts[kind], parts[f"{kind}_config"] = attrs.get(kind) or default, attrs.get(f"{kind}_config") or {}
     return json.dumps(parts, sort_keys=True, default=str)
+
+
+def is_default(attrs: Mapping[str, Any], kind: str, default: str) -> bool:
+    """Whether a node's ``kind`` (``norm`` or ``readout``) is ``default`` without parameters, or absent."""
+    return (attrs.get(kind) or default) == default and not attrs.get(f"{kind}_config")
 
 
 def labelled(graph: nx.DiGraph) -> nx.DiGraph:
@@ -203,16 +236,23 @@ def from_json(text: str) -> nx.DiGraph:
     return graph
 
 
-def summary(graph: nx.DiGraph, describe: Any = None) -> str:
-    """A one-line description: width, then each node's op, with ``<-`` inputs where not a chain.
+def summary(graph: nx.DiGraph, describe: Any = None, *, describe_norm: Any = None, describe_readout: Any = None) -> str:
+    """A one-line description: width, then each node's op, with ``<-`` inputs where not a chain; a
+    node's norm other than ``layer`` in brackets after it (``mlp[batch]``), a readout other than
+    ``mean`` at the end (`` head=max``).
 
     :param describe: optional ``(op_name, config) -> str`` giving short op labels.
+    :param describe_norm: the same for norms.
+    :param describe_readout: the same for readouts.
     """
     parts = []
     previous = INPUT
     for n in hidden_nodes(graph):
         attrs = graph.nodes[n]
         text = describe(attrs["op"], attrs["config"]) if describe else attrs["op"]
+        if not is_default(attrs, "norm", DEFAULT_NORM):
+            norm, config = attrs.get("norm") or DEFAULT_NORM, attrs.get("norm_config") or {}
+            text += f"[{describe_norm(norm, config) if describe_norm else norm}]"
         ins = inputs_of(graph, n)
         if ins != [previous]:
             text += "<" + ",".join("in" if i == INPUT else i[1:] for i in ins)
@@ -222,4 +262,8 @@ def summary(graph: nx.DiGraph, describe: Any = None) -> str:
         previous = n
     outs = inputs_of(graph, OUTPUT)
     tail = "" if outs == [previous] else " out<" + ",".join("in" if i == INPUT else i[1:] for i in outs)
+    out = graph.nodes[OUTPUT]
+    if not is_default(out, "readout", DEFAULT_READOUT):
+        readout, config = out.get("readout") or DEFAULT_READOUT, out.get("readout_config") or {}
+        tail += f" head={describe_readout(readout, config) if describe_readout else readout}"
     return f"w{graph.graph['width']} " + " > ".join(parts) + tail

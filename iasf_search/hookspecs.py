@@ -45,11 +45,38 @@ def iasf_register_ops(registry: Registry) -> None:
 
 
 @hookspec
+def iasf_register_architectures(registry: Registry) -> None:
+    """Register baseline architectures that ``search.enqueue`` can name (evaluated before the sampler's trials).
+
+    :param registry: call ``registry.register(architecture)`` with
+        :class:`~iasf_search.components.BaselineArchitecture` instances.
+    """
+
+
+@hookspec
 def iasf_register_fusions(registry: Registry) -> None:
     """Register fusion (cross-domain synthesis) operators for nodes with several inputs.
 
     :param registry: call ``registry.register(fusion)`` with :class:`~iasf_search.components.Fusion`
         instances; names are used in ``manifold.fusions``.
+    """
+
+
+@hookspec
+def iasf_register_readouts(registry: Registry) -> None:
+    """Register readouts (:class:`~iasf_search.components.Readout`): how the head turns the output
+    node's normalised tokens ``(B, T, D)`` into the features ``(B, F)`` its linear layer classifies.
+
+    :param registry: call ``registry.register(readout)``; names are used in ``manifold.readouts``.
+    """
+
+
+@hookspec
+def iasf_register_norms(registry: Registry) -> None:
+    """Register norms (:class:`~iasf_search.components.Norm`): what a residual node applies to its
+    input before its op, ``x + op(norm(x))``.
+
+    :param registry: call ``registry.register(norm)``; names are used in ``manifold.norms``.
     """
 
 
@@ -123,13 +150,15 @@ def iasf_register_pruners(registry: Registry) -> None:
 
 
 @hookspec
-def iasf_study_start(study: optuna.Study, space: SearchSpace, components: Components, target: int) -> None:
+def iasf_study_start(study: optuna.Study, space: SearchSpace, components: Components, target: int,
+                     timeout: float | None) -> None:
     """Called once per search run, after the study is created or loaded and before any trial.
 
     :param study: the Optuna study (may already hold trials when a search resumes).
     :param space: the validated search space (plain data).
     :param components: the loaded plugins' registries (``components.ops.get(name)``, ...).
     :param target: the number of finished (complete or pruned) trials the run aims for.
+    :param timeout: seconds from now after which the run starts no new trial (None: no limit).
     """
 
 

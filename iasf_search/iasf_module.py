@@ -115,10 +115,11 @@ def _positive_int(value: Any, name: str) -> int:
 
 @dataclass(frozen=True)
 class _Registries:
-    """The two registries building blocks needs (a full Components holds the plugin manager, which cannot be copied)."""
+    """The registries building blocks needs (a full Components holds the plugin manager, which cannot be copied)."""
 
     ops: Registry
     fusions: Registry
+    norms: Registry
 
 
 class _GraphBody(nn.Module):
@@ -157,7 +158,8 @@ class IASF(nn.Module):
         :func:`iasf_search.trial_architecture`), the path of an ``arch.json`` file (the JSON of
         :func:`iasf_search.graph.to_json`), or a directory holding ``arch.json`` (an exported model;
         only ``arch.json`` is read, not its weights). The searched graph's stem and head are
-        replaced by the projections; every hidden node keeps its op, configuration and fusions;
+        replaced by the projections (its readout is not used: every token is projected back); every
+        hidden node keeps its op, configuration, norm and fusions;
         the width becomes ``hidden_dim`` (the architecture's attention heads must divide it); ops
         that use the token grid (conv, pool, local attention) see a 1-D sequence.
     :param seq_len: the sequence length the registered blocks are built for (keyword-only).
@@ -188,7 +190,7 @@ class IASF(nn.Module):
             raise ValueError(f"topological_level must be in 0..3 (0 full, 1 local, 2 dilated, 3 top-k attention), "
                              f"got {topological_level}")
         components = components if components is not None else load_components()
-        self._registries = _Registries(components.ops, components.fusions)
+        self._registries = _Registries(components.ops, components.fusions, components.norms)
         if arch is None:
             if hidden_dim % num_heads:
                 raise ValueError(f"num_heads={num_heads} does not divide hidden_dim={hidden_dim}; "
@@ -211,13 +213,15 @@ class IASF(nn.Module):
         self._shells: OrderedDict[tuple, _GraphBody] = OrderedDict()  # not a Module: never registered
 
     def _adapt(self, graph: nx.DiGraph, hidden_dim: int, num_heads: int) -> None:
-        """Check that every op and fusion of ``graph`` is loaded and that its heads divide ``hidden_dim``;
+        """Check that every op, norm and fusion of ``graph`` is loaded and that its heads divide ``hidden_dim``;
         give ``num_heads`` to components that declare ``heads`` but were configured without it."""
         for n in [*hidden_nodes(graph), OUTPUT]:
             attrs = graph.nodes[n]
             parts = []
             if n != OUTPUT:
                 parts.append(("op", attrs.get("op"), self._registries.ops, "config"))
+                if attrs.get("norm"):
+                    parts.append(("norm", attrs["norm"], self._registries.norms, "norm_config"))
             if len(inputs_of(graph, n)) > 1:
                 parts.append(("fusion", attrs.get("fusion"), self._registries.fusions, "fusion_config"))
             for kind, name, registry, key in parts:

@@ -83,6 +83,7 @@ AUX_BATCH = 256
 
 if TYPE_CHECKING:
     from iasf_search.optuna_internals import ArtifactStore
+    from iasf_search.space import SearchSpace
 
 REUSED_ATTRS = (PARAMS, TRAIN_SECONDS, EPOCHS, STEPS, VAL_ACCURACY, VAL_LOSS, TEST_ACCURACY, OOM_RETRIES, MICRO_BATCH_SIZE,
                 GRAD_ACCUMULATION, FOLD_VAL_ACCURACIES, VAL_ACCURACY_STD)
@@ -94,7 +95,30 @@ def describe_graph(graph: nx.DiGraph, comps: Components) -> str:
     """One-line summary of an architecture using each component's ``describe``."""
     stem = graph.nodes[arch.INPUT]
     head = comps.stems.get(stem["op"]).describe(stem["config"])
-    return f"{head} " + arch.summary(graph, lambda op, cfg: comps.ops.get(op).describe(cfg))
+    return f"{head} " + arch.summary(graph, lambda op, cfg: comps.ops.get(op).describe(cfg),
+                                     describe_norm=lambda norm, cfg: comps.norms.get(norm).describe(cfg),
+                                     describe_readout=lambda readout, cfg: comps.readouts.get(readout).describe(cfg))
+
+
+def sample_trial(trial: optuna.Trial | Any, space: SearchSpace,
+                 components: Components) -> tuple[nx.DiGraph, dict[str, Any], dict[str, Any]]:
+    """Everything one trial samples from ``space``: ``(architecture, training settings, auxiliary
+    objectives' settings)``; with auxiliary objectives the training settings hold them too, under
+    ``auxiliary``.
+
+    The one sampling code of the engine: the objective runs it on the Optuna trial, and samplers that
+    build a whole proposal ahead (the ``evolution`` sampler) run it on an object with the trial's
+    ``suggest_categorical``, ``suggest_int`` and ``suggest_float``, so both ask the same parameters
+    (names, distributions, conditions) in the same order. Training settings are ``train.<key>``,
+    auxiliary ones ``aux.<objective>.<param>``; the architecture's: :func:`iasf_search.graph.sample_graph`.
+    """
+    graph = arch.sample_graph(trial, space, components)
+    train_config = {k: r.suggest(trial, f"train.{k}") for k, r in space.training.items()}
+    aux_config = {name: arch.sample_config(trial, components.aux_objectives.get(name), ranges, f"aux.{name}")
+                  for name, ranges in space.auxiliary.items()}
+    if aux_config:
+        train_config["auxiliary"] = aux_config
+    return graph, train_config, aux_config
 
 
 class Surplus(Exception):
@@ -112,7 +136,7 @@ def attach_aux(model: ArchNet, aux_config: Mapping[str, Mapping[str, Any]], comp
     with torch.no_grad():
         forward = model.run(probe)
     objectives = components.aux_objectives
-    terms = [AuxTerm(objectives.get(name), config, objectives.get(name).build(config, forward, model.head.in_features))
+    terms = [AuxTerm(objectives.get(name), config, objectives.get(name).build(config, forward, model.width))
              for name, config in aux_config.items()]
     model.aux_modules = nn.ModuleList(t.module for t in terms).to(device)
     return terms
@@ -173,7 +197,7 @@ class TrialObjective:
                           f"(another worker started at the same moment); not run")
 
     def _run(self, trial: optuna.Trial) -> float | list[float]:
-        graph, train_config, aux_config = self._sample(trial)
+        graph, train_config, aux_config = sample_trial(trial, self.space, self.components)
         key = self._record_architecture(trial, graph, train_config)
         torch.manual_seed(self.seed)
         model = build_model(graph, self.components, self.data.sample_shape, self.data.num_classes).to(self.device)
@@ -184,17 +208,6 @@ class TrialObjective:
         aux = attach_aux(model, aux_config, self.components, self.data.x_train[:2], self.device)
         result = self._train(trial, model, train_config, costs, aux)
         return self._evaluate(trial, model, result, costs, aux)
-
-    def _sample(self, trial: optuna.Trial) -> tuple[nx.DiGraph, dict[str, Any], dict[str, Any]]:
-        """The architecture, the training settings and the auxiliary objectives' settings of ``trial``."""
-        space = self.space
-        graph = arch.sample_graph(trial, space, self.components)
-        train_config = {k: r.suggest(trial, f"train.{k}") for k, r in space.training.items()}
-        aux_config = {name: arch.sample_config(trial, self.components.aux_objectives.get(name), ranges, f"aux.{name}")
-                      for name, ranges in space.auxiliary.items()}
-        if aux_config:
-            train_config["auxiliary"] = aux_config
-        return graph, train_config, aux_config
 
     def _record_architecture(self, trial: optuna.Trial, graph: nx.DiGraph, train_config: Mapping[str, Any]) -> str:
         """Record the architecture, its hash and summary and the training settings; returns the reuse key

@@ -22,7 +22,20 @@ from types import TracebackType
 import pluggy
 
 from iasf_search import hookspecs
-from iasf_search.components import AuxObjective, CostModel, Dataset, Fusion, NodeOp, PrunerFactory, SamplerFactory, SpaceSection, Stem
+from iasf_search.components import (
+    AuxObjective,
+    BaselineArchitecture,
+    CostModel,
+    Dataset,
+    Fusion,
+    NodeOp,
+    Norm,
+    PrunerFactory,
+    Readout,
+    SamplerFactory,
+    SpaceSection,
+    Stem,
+)
 from iasf_search.errors import BadInput
 from iasf_search.registry import Registry
 
@@ -31,6 +44,8 @@ DISABLE_AUTOLOAD_ENV = "IASF_SEARCH_DISABLE_PLUGIN_AUTOLOAD"
 BUILTIN_PLUGINS = (
     "iasf_search.plugins.ops",
     "iasf_search.plugins.fusions",
+    "iasf_search.plugins.readouts",
+    "iasf_search.plugins.norms",
     "iasf_search.plugins.stems",
     "iasf_search.plugins.datasets",
     "iasf_search.plugins.synthetic",
@@ -42,7 +57,9 @@ BUILTIN_PLUGINS = (
     "iasf_search.plugins.costs",
     "iasf_search.plugins.latency_predictor",
     "iasf_search.plugins.optuna_components",
+    "iasf_search.plugins.evolution",
     "iasf_search.plugins.pareto_pruning",
+    "iasf_search.plugins.baseline_architectures",
 )
 
 
@@ -53,6 +70,8 @@ class Components:
     pm: pluggy.PluginManager
     ops: Registry[NodeOp] = field(default_factory=lambda: Registry("op", NodeOp))
     fusions: Registry[Fusion] = field(default_factory=lambda: Registry("fusion", Fusion))
+    readouts: Registry[Readout] = field(default_factory=lambda: Registry("readout", Readout))
+    norms: Registry[Norm] = field(default_factory=lambda: Registry("norm", Norm))
     stems: Registry[Stem] = field(default_factory=lambda: Registry("stem", Stem))
     datasets: Registry[Dataset] = field(default_factory=lambda: Registry("dataset", Dataset))
     aux_objectives: Registry[AuxObjective] = field(default_factory=lambda: Registry("auxiliary objective", AuxObjective))
@@ -60,6 +79,8 @@ class Components:
     space_sections: Registry[SpaceSection] = field(default_factory=lambda: Registry("space section", SpaceSection))
     samplers: Registry[SamplerFactory] = field(default_factory=lambda: Registry("sampler", SamplerFactory))
     pruners: Registry[PrunerFactory] = field(default_factory=lambda: Registry("pruner", PrunerFactory))
+    architectures: Registry[BaselineArchitecture] = field(
+        default_factory=lambda: Registry("baseline architecture", BaselineArchitecture))
     sources: dict[str, str] = field(default_factory=dict)
     """plugin name -> where it came from (``built-in``, ``entry point``, ``--plugin``, ``space file``)."""
 
@@ -96,6 +117,8 @@ def plugin_in_traceback(components: Components, tb: TracebackType | None) -> str
 _REGISTRATION_HOOKS = {
     "iasf_register_ops": "ops",
     "iasf_register_fusions": "fusions",
+    "iasf_register_readouts": "readouts",
+    "iasf_register_norms": "norms",
     "iasf_register_stems": "stems",
     "iasf_register_datasets": "datasets",
     "iasf_register_aux_objectives": "aux_objectives",
@@ -103,6 +126,7 @@ _REGISTRATION_HOOKS = {
     "iasf_register_space_sections": "space_sections",
     "iasf_register_samplers": "samplers",
     "iasf_register_pruners": "pruners",
+    "iasf_register_architectures": "architectures",
 }
 
 

@@ -17,7 +17,10 @@ TRAINING_PARAMS: dict[str, Param] = {
     "optimizer": Param("adamw", str, choices=("adamw", "adam", "sgd"), help="optimiser"),
     "lr": Param(2.0e-3, float, low=0.0, help="peak learning rate"),
     "weight_decay": Param(0.05, float, low=0.0, help="decoupled weight decay (adamw) or L2 (adam, sgd)"),
-    "warmup": Param(0.1, float, low=0.0, high=1.0, help="share of steps with linear warm-up, then cosine decay to 0"),
+    "warmup": Param(0.1, float, low=0.0, high=1.0, help="share of steps warming up to the peak lr (schedule), then decay"),
+    "schedule": Param("cosine", str, choices=("cosine", "one_cycle"),
+                      help="learning-rate schedule: cosine (linear warm-up, cosine decay to 0) or one_cycle (torch's "
+                           "OneCycleLR: cosine rise from lr/25, cosine fall to ~0, momentum/beta1 cycled 0.95-0.85-0.95)"),
     "label_smoothing": Param(0.0, float, low=0.0, high=0.9, help="cross-entropy label smoothing"),
     "grad_clip": Param(1.0, float, low=0.0, help="clip the gradient norm to this (0: off)"),
     "augment": Param(False, bool, help="apply the dataset's training-time augmentation, if it has one"),

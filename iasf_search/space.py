@@ -34,7 +34,11 @@ Every registered cost model is an objective metric too (default ``minimize``).""
 
 _TOP_KEYS = ("name", "description", "plugins", "task", "stem", "manifold", "training", "auxiliary", "costs", "constraints",
              "objectives", "search")
-_MANIFOLD_KEYS = ("nodes", "max_in_degree", "lookback", "width", "ops", "fusions")
+_MANIFOLD_KEYS = ("nodes", "max_in_degree", "lookback", "width", "ops", "fusions", "readouts", "norms")
+DEFAULT_READOUTS = {"mean": {}}
+"""``manifold.readouts`` when a space gives none: every architecture reads its output by the mean over tokens."""
+DEFAULT_NORMS = {"layer": {}}
+"""``manifold.norms`` when a space gives none: every residual node pre-normalises with LayerNorm."""
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -74,6 +78,8 @@ class SearchSettings:
     """Seconds between a running trial's heartbeats (RDB storages: SQLite, PostgreSQL, ...)."""
     grace_period: int
     """A running trial without a heartbeat for this long is failed and retried once."""
+    enqueue: tuple[str, ...] = ()
+    """Architectures evaluated before the sampler's (:mod:`iasf_search.enqueue`): registered baseline names or arch.json paths."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,10 @@ class SearchSpace:
     """Plugin modules given beside the file (``--plugin``, ``plugins=``), loaded before the file's own."""
     autoload: bool = True
     """Whether installed entry-point plugins were loaded when the space was validated."""
+    readouts: Mapping[str, Mapping[str, Range]] = field(default_factory=lambda: dict(DEFAULT_READOUTS))
+    """``manifold.readouts``: the readouts an architecture may use, with their parameter ranges."""
+    norms: Mapping[str, Mapping[str, Range]] = field(default_factory=lambda: dict(DEFAULT_NORMS))
+    """``manifold.norms``: the norms a residual node may use, with their parameter ranges."""
 
     @property
     def directions(self) -> list[str]:
@@ -136,12 +146,16 @@ class SearchSpace:
                 "width": self.width.to_yaml(),
                 "ops": {op: _yaml_ranges(ranges) for op, ranges in self.ops.items()},
                 "fusions": {f: _yaml_ranges(ranges) for f, ranges in self.fusions.items()},
+                # the defaults are left out, so that a study made before these were choices resumes without a warning
+                **({"readouts": {k: _yaml_ranges(v) for k, v in self.readouts.items()}} if self.readouts != DEFAULT_READOUTS else {}),
+                **({"norms": {k: _yaml_ranges(v) for k, v in self.norms.items()}} if self.norms != DEFAULT_NORMS else {}),
             },
             "training": _yaml_ranges(self.training),
             "auxiliary": {a: _yaml_ranges(ranges) for a, ranges in self.auxiliary.items()},
             "costs": {c: dict(options) for c, options in self.costs.items()},
             "objectives": [{"metric": o.metric, "direction": o.direction} for o in self.objectives],
-            "search": {k: dict(v) if isinstance(v, Mapping) else v for k, v in search.items()},
+            "search": {k: dict(v) if isinstance(v, Mapping) else list(v) if isinstance(v, tuple) else v
+                       for k, v in search.items()},
             **{name: dict(values) for name, values in self.sections.items()},
             **({"constraints": {c.cost: {"max": c.max} for c in self.constraints}} if self.constraints else {}),
         }
@@ -254,12 +268,16 @@ def parse_space(doc: Mapping[str, Any], components: Components, *, file: str = "
     _add_implied_costs(costs, objectives, constraints, components)
     sections = _parse_sections(doc, r, components)
     search = _parse_search(doc, r, components, objectives)
-    return SearchSpace(
+    space = SearchSpace(
         file=file, name=name, plugins=tuple(plugin_modules(doc, file)), dataset=dataset.name, dataset_options=options,
         split=split, modality=dataset.modality, stem=stem, **manifold, training=training, auxiliary=auxiliary, costs=costs,
         objectives=objectives, search=search, description=description, sections=sections, constraints=constraints,
         extra_plugins=tuple(extra_plugins), autoload=autoload,
     )
+    from iasf_search.enqueue import resolve  # imported here: it builds models (torch), which a plain space does not need
+
+    resolve(space, components)  # every search.enqueue entry must be in the space (raises BadInput naming it)
+    return space
 
 
 def _parse_name(doc: Mapping[str, Any], r: _Reader) -> tuple[str, str]:
@@ -293,7 +311,7 @@ def _parse_task(doc: Mapping[str, Any], r: _Reader, components: Components) -> t
 
 
 def _parse_manifold(doc: Mapping[str, Any], r: _Reader, components: Components) -> dict[str, Any]:
-    """``manifold:``: graph size, connectivity, widths, ops and fusions (each checked by its component)."""
+    """``manifold:``: graph size, connectivity, widths, ops, fusions, readouts and norms (each checked by its component)."""
     manifold = r.mapping(doc.get("manifold"), "manifold", _MANIFOLD_KEYS)
     out = {
         "nodes": Range.parse(manifold.get("nodes", {"low": 1, "high": 4}), Param(1, int, low=1, high=64), r.file, "manifold.nodes"),
@@ -302,8 +320,11 @@ def _parse_manifold(doc: Mapping[str, Any], r: _Reader, components: Components) 
         "width": Range.parse(manifold.get("width", [64]), Param(64, int, low=4, high=8192), r.file, "manifold.width"),
         "ops": r.components(manifold.get("ops"), "manifold.ops", components.ops),
         "fusions": r.components(manifold.get("fusions", ["sum"]), "manifold.fusions", components.fusions),
+        "readouts": r.components(manifold.get("readouts", list(DEFAULT_READOUTS)), "manifold.readouts", components.readouts),
+        "norms": r.components(manifold.get("norms", list(DEFAULT_NORMS)), "manifold.norms", components.norms),
     }
-    for section, registry in (("ops", components.ops), ("fusions", components.fusions)):
+    for section, registry in (("ops", components.ops), ("fusions", components.fusions), ("readouts", components.readouts),
+                              ("norms", components.norms)):
         for component, ranges in out[section].items():
             r.check_ranges(registry.get(component), ranges, out["width"], f"manifold.{section}.{component}")
     return out
@@ -349,7 +370,7 @@ def _parse_sections(doc: Mapping[str, Any], r: _Reader, components: Components) 
 def _parse_search(doc: Mapping[str, Any], r: _Reader, components: Components, objectives: Sequence[Objective]) -> SearchSettings:
     """``search:``: sampler and pruner (registered, with their options) and the budget keys of
     :data:`~iasf_search.settings.SEARCH_PARAMS`."""
-    s = r.mapping(doc.get("search"), "search", (*SEARCH_PARAMS, "sampler_options", "pruner_options"))
+    s = r.mapping(doc.get("search"), "search", (*SEARCH_PARAMS, "sampler_options", "pruner_options", "enqueue"))
     values = {k: r.value(s, k, p, "search") for k, p in SEARCH_PARAMS.items()}
     sampler = r.known(components.samplers, values["sampler"], "search.sampler").name
     pruner = r.known(components.pruners, values["pruner"] or _default_pruner(objectives, components), "search.pruner").name
@@ -357,7 +378,7 @@ def _parse_search(doc: Mapping[str, Any], r: _Reader, components: Components, ob
         several = [p for p in components.pruners if components.pruners.get(p).multi_objective]
         raise r.fail("search.pruner", f"{pruner!r} prunes studies with one objective only (Optuna's pruners); with "
                                       f"{len(objectives)} objectives use one of: {', '.join(several)}")
-    search = SearchSettings(**{**values, "sampler": sampler, "pruner": pruner,
+    search = SearchSettings(**{**values, "sampler": sampler, "pruner": pruner, "enqueue": _parse_enqueue(s.get("enqueue"), r),
                                "sampler_options": r.options(s.get("sampler_options"), "search.sampler_options",
                                                             components.samplers.get(sampler).params),
                                "pruner_options": r.options(s.get("pruner_options"), "search.pruner_options",
@@ -365,7 +386,22 @@ def _parse_search(doc: Mapping[str, Any], r: _Reader, components: Components, ob
     if search.grace_period <= search.heartbeat_interval:
         raise r.fail("search.grace_period", f"{search.grace_period} s is not longer than search.heartbeat_interval "
                                             f"({search.heartbeat_interval} s); give at least twice the interval")
+    options = {k: Range(fixed=v) for k, v in search.sampler_options.items()}  # options that constrain each other
+    problem = components.samplers.get(sampler).check_ranges(options, widths=None)
+    if problem:
+        raise r.fail(f"search.sampler_options.{problem[0]}", problem[1])
     return search
+
+
+def _parse_enqueue(value: Any, r: _Reader) -> tuple[str, ...]:
+    """``search.enqueue``: a list of baseline architecture names or arch.json paths (checked against the
+    space once it is complete, :func:`iasf_search.enqueue.resolve`)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise r.fail("search.enqueue", f"expected a list of baseline architecture names (such as transformer, cnn) or "
+                                       f"arch.json paths; got {value!r}")
+    return tuple(value)
 
 
 def _default_pruner(objectives: Sequence[Objective], components: Components) -> str:

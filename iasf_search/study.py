@@ -24,6 +24,8 @@ from iasf_search import interrupts
 from iasf_search.components import SplitSpec, TaskData
 from iasf_search.cross_validation import check_folds
 from iasf_search.data import check_task
+from iasf_search.enqueue import check_feasible, enqueue
+from iasf_search.enqueue import resolve as resolve_enqueued
 from iasf_search.errors import BadInput
 from iasf_search.objective import TrialObjective
 from iasf_search.results.access import FINISHED, best_trials, load_results
@@ -125,7 +127,7 @@ def run_search(space: SearchSpace | Session, *, trials: int | None = None, timeo
     run = prepare_search(session, trials=trials, timeout=timeout, storage=storage, study_name=study_name, device=device,
                          seed=seed, artifacts=artifacts, command=command, worker=worker)
     study = run.study
-    hook.iasf_study_start(study=study, space=space, components=session.components, target=run.target)
+    hook.iasf_study_start(study=study, space=space, components=session.components, target=run.target, timeout=run.timeout)
     guard = _FailureGuard()
     before = len(study.trials)
     deadline = None if run.timeout is None else time.perf_counter() + run.timeout  # set-up is not counted
@@ -215,12 +217,15 @@ def prepare_search(space: SearchSpace | Session, *, trials: int | None = None, t
     host_data = load_task(session)
     check_stem_fits(session, host_data.sample_shape)
     data = host_data.to(torch_device)
+    queued = resolve_enqueued(space, comps)
+    check_feasible(space, comps, queued, data, torch_device)
 
     url = storage or default_storage_url(space.name)
     artifact_dir = _artifact_folder(artifacts, url)
     pruner = comps.pruners.get(settings.pruner).create(settings.pruner_options, epochs=_max_epochs(space))
     study = open_study(session, url, study_name or space.name, seed=seed, pruner=pruner, worker=worker)
     store = open_artifact_store(artifact_dir) if artifact_dir is not None else artifacts
+    enqueue(study, queued)  # the baselines of search.enqueue first (once per study)
     fingerprint = data_fingerprint(data, space.split)
     study.set_user_attr("data", fingerprint)
     if not recorded_baselines(study, fingerprint):  # once per study (and again if its data changed): well under a second
@@ -324,8 +329,9 @@ def open_study(session: Session, url: str, name: str, *, seed: int,
     settings = space.search
     storage = open_storage(url, heartbeat=(settings.heartbeat_interval, settings.grace_period))
     existing = _existing_trial_count(storage, name)
-    sampler = session.components.samplers.get(settings.sampler).create(
-        settings.sampler_options, seed=seed + existing + WORKER_SEED_STRIDE * worker, n_objectives=len(space.objectives))
+    factory = session.components.samplers.get(settings.sampler)
+    sampler = factory.create(settings.sampler_options, seed=seed + existing + WORKER_SEED_STRIDE * worker,
+                             n_objectives=len(space.objectives), **({"session": session} if factory.needs_session else {}))
     try:
         study = optuna.create_study(storage=storage, study_name=name, sampler=sampler, pruner=pruner,
                                     directions=space.directions, load_if_exists=True)

@@ -6,7 +6,7 @@ Use them in your own tests, as the built-in plugins' tests do::
     def test_my_op():
         check_op(MyOp())
 
-Checks: :func:`check_op`, :func:`check_fusion`, :func:`check_stem`, :func:`check_dataset`,
+Checks: :func:`check_op`, :func:`check_fusion`, :func:`check_readout`, :func:`check_norm`, :func:`check_stem`, :func:`check_dataset`,
 :func:`check_aux_objective`, :func:`check_cost_model`. Each raises :class:`ContractError` (an ``AssertionError``) naming the component, the
 configuration and the broken rule. Configurations come from the component's own ``sample()``
 driven through its declared parameter defaults, so conditional parameters are exercised too.
@@ -32,6 +32,8 @@ from iasf_search.components import (
     Fusion,
     Measurement,
     NodeOp,
+    Norm,
+    Readout,
     SplitSpec,
     Stem,
     TokenLayout,
@@ -139,6 +141,64 @@ def check_fusion(fusion: Fusion, *, widths: Sequence[int] = (8, 16), n_inputs: S
             raise _fail(fusion, config, "two builds under the same seed give different outputs")
 
 
+def _projected(y: torch.Tensor) -> torch.Tensor:
+    """``y`` times fixed random weights: a loss whose gradient does not vanish after a normalisation
+    (the mean square of a normalised tensor is constant)."""
+    return y * torch.randn(y.shape, generator=torch.Generator().manual_seed(0)).to(y)
+
+
+def check_readout(readout: Readout, *, widths: Sequence[int] = (8, 16), batch_sizes: Sequence[int] = (1, 3),
+                  layouts: Sequence[tuple[int, ...]] = LAYOUTS) -> None:
+    """``readout`` maps ``(B, T, D)`` to the ``(B, F)`` its ``features`` declares, with finite values, for every
+    sampled configuration, width, batch size and token grid; gradients reach its parameters and its input;
+    building it twice under the same seed gives the same output."""
+    for config in sample_configs(readout):
+        for shape in layouts:
+            layout = TokenLayout(shape)
+            for width in widths:
+                ctx = BuildContext(width=width, layout=layout)
+                module = readout.build(config, ctx)
+                features = readout.features(config, ctx)
+                for batch in batch_sizes:
+                    x = torch.randn(batch, layout.length, width, requires_grad=True)
+                    y = module(x)
+                    if y.shape != (batch, features):
+                        raise _fail(readout, config, f"maps {tuple(x.shape)} (grid {shape}) to {tuple(y.shape)}, expected "
+                                                     f"{(batch, features)}: (B, F) with the F its features() declares")
+                    if not torch.isfinite(y).all():
+                        raise _fail(readout, config, "returns NaN or infinite values for finite input")
+                    _check_grads(readout, config, module, _projected(y), [x])
+        x = torch.randn(2, 6, widths[0])
+        if not _same_output(partial(readout.build, config, BuildContext(widths[0], TokenLayout((6,)))), x):
+            raise _fail(readout, config, "two builds under the same seed give different outputs")
+
+
+def check_norm(norm: Norm, *, widths: Sequence[int] = (8, 16), batch_sizes: Sequence[int] = (2, 3),
+               layouts: Sequence[tuple[int, ...]] = LAYOUTS) -> None:
+    """``norm`` maps ``(B, T, D)`` to the same shape with finite values, in training and in eval mode;
+    gradients reach its parameters and its input; deterministic under a seed."""
+    for config in sample_configs(norm):
+        for shape in layouts:
+            layout = TokenLayout(shape)
+            for width in widths:
+                module = norm.build(config, BuildContext(width=width, layout=layout))
+                for batch in batch_sizes:
+                    for training in (True, False):
+                        module.train(training)
+                        x = torch.randn(batch, layout.length, width, requires_grad=True)
+                        y = module(x)
+                        if y.shape != x.shape:
+                            raise _fail(norm, config, f"maps {tuple(x.shape)} to {tuple(y.shape)}; it must keep (B, T, D)")
+                        if not torch.isfinite(y).all():
+                            raise _fail(norm, config, "returns NaN or infinite values for finite input")
+                        if training:
+                            module.zero_grad()
+                            _check_grads(norm, config, module, _projected(y), [x])
+        x = torch.randn(2, 6, widths[0])
+        if not _same_output(partial(norm.build, config, BuildContext(widths[0], TokenLayout((6,)))), x):
+            raise _fail(norm, config, "two builds under the same seed give different outputs")
+
+
 def check_stem(stem: Stem, sample_shape: tuple[int, ...], *, widths: Sequence[int] = (8, 16),
                batch_sizes: Sequence[int] = (1, 3), integer_inputs: int | None = None) -> None:
     """``stem`` turns ``(B, *sample_shape)`` into ``(B, T, D)`` with ``T`` equal to its layout's length.
@@ -193,7 +253,7 @@ def check_aux_objective(objective: AuxObjective, model: nn.Module, x: torch.Tens
     for config in sample_configs(objective):
         with aux_forward_context([objective]):
             forward = model.run(x, capture_fusion_inputs=objective.needs_fusion_inputs)
-        module = objective.build(config, forward, model.head.in_features)
+        module = objective.build(config, forward, model.width)
         loss = objective.loss(module, config, forward, y)
         if loss.dim() != 0 or not torch.isfinite(loss):
             raise _fail(objective, config, f"loss must be a finite scalar, got shape {tuple(loss.shape)} value {loss}")

@@ -1,4 +1,4 @@
-"""The training loop: AdamW/Adam/SGD, warm-up + cosine schedule, bf16 autocast on CUDA, per-epoch reports.
+"""The training loop: AdamW/Adam/SGD, warm-up + cosine or one-cycle schedule, bf16 autocast on CUDA, per-epoch reports.
 
 Data stay on the training device for the whole run; batches are index slices, so there is no
 per-batch host-to-device copy. With the same seed, configuration and device the result is the same.
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from iasf_search.components import AuxObjective, TaskData
+from iasf_search.settings import TRAINING_PARAMS
 
 
 class Diverged(RuntimeError):
@@ -93,6 +94,42 @@ def make_optimizer(model: nn.Module, config: Mapping[str, Any]) -> torch.optim.O
     if name == "adam":
         return torch.optim.Adam(groups, lr=lr)
     return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
+
+
+SCHEDULES: tuple[str, ...] = TRAINING_PARAMS["schedule"].choices
+"""The values of the ``schedule`` training setting (:func:`make_schedule`)."""
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, config: Mapping[str, Any], epochs: int,
+                  per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """The learning-rate schedule of ``config["schedule"]`` (default ``cosine``) over ``epochs * per_epoch``
+    optimiser steps, stepped once after each of them.
+
+    Both warm up for ``warm = max(1, int(warmup * epochs * per_epoch))`` steps, so the peak ``lr`` falls on
+    the same step (``warm - 1``) in both:
+
+    * ``cosine``: linear warm-up to ``lr``, then cosine decay to 0 (``LambdaLR``).
+    * ``one_cycle``: ``OneCycleLR`` (Smith & Topin 2019) with ``max_lr = lr``: cosine rise from ``lr / 25``
+      to ``lr``, then cosine decay to ``lr / 2.5e5``; ``pct_start = warm / total``. OneCycleLR cannot rise
+      over a single step (0/0) nor fall over none, so ``warm`` is at most ``total - 1`` and one warm-up
+      step means none (``pct_start = 0``: the first step is ``1/total`` of the way down the fall; a run of
+      one step takes it at the final rate). Momentum cycles as in the
+      published policy and torch's default, in the opposite direction to the rate: from 0.95 down to 0.85
+      at the peak and back to 0.95 (AdamW's and Adam's ``beta1``, SGD's momentum), a range centred on
+      the 0.9 that the cosine schedule keeps fixed.
+    """
+    total = epochs * per_epoch
+    warm = max(1, int(config["warmup"] * epochs * per_epoch))
+    schedule = config.get("schedule", "cosine")  # a train_config recorded before the setting existed: cosine
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+    if schedule == "one_cycle":
+        warm = min(warm, total - 1)
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config["lr"], total_steps=total,
+                                                   pct_start=warm / total if warm > 1 else 0.0, anneal_strategy="cos",
+                                                   cycle_momentum=True, base_momentum=0.85, max_momentum=0.95)
+    raise ValueError(f"unknown learning-rate schedule {schedule!r}; use one of {', '.join(SCHEDULES)}")
 
 
 def measure_aux(model: nn.Module, aux: Sequence[AuxTerm], x: torch.Tensor, y: torch.Tensor,
@@ -172,10 +209,7 @@ class _EpochLoop:
         self.optimizer = make_optimizer(run.model, config)
         self.n = len(run.data.x_train)
         self.batch, self.per_epoch = steps_per_epoch(self.n, config)
-        total = config["epochs"] * self.per_epoch
-        warm = max(1, int(config["warmup"] * config["epochs"] * self.per_epoch))
-        self.schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+        self.schedule = make_schedule(self.optimizer, config, config["epochs"], self.per_epoch)
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
         self.augment = run.data.augment if config["augment"] else None
         self.micro_batch_size = micro_batch_size

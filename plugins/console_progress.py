@@ -80,9 +80,11 @@ def terminal_size(stream: TextIO) -> tuple[int, int]:
     return size.columns, size.lines
 
 
-def eta_seconds(elapsed: float, ran: int, remaining: int) -> float:
-    """Seconds left at the average pace of the ``ran`` trials of this run (at least one counted)."""
-    return elapsed / max(1, ran) * max(0, remaining)
+def eta_seconds(elapsed: float, ran: int, remaining: int, timeout: float | None = None) -> float:
+    """Seconds left at the average pace of the ``ran`` trials of this run (at least one counted), and at
+    most the ``timeout`` seconds of the run not yet elapsed (no trial starts after it)."""
+    pace = elapsed / max(1, ran) * max(0, remaining)
+    return pace if timeout is None else min(pace, max(0.0, timeout - elapsed))
 
 
 def best_so_far(study: optuna.Study) -> str:
@@ -111,6 +113,7 @@ class ConsoleProgress:
         self.start = time.perf_counter()
         self.target = 0
         self.done_at_start = 0
+        self.timeout: float | None = None
 
     def _print(self, text: str) -> None:
         if self.bar is not None:
@@ -137,9 +140,9 @@ class ConsoleProgress:
             self.bar = None
 
     @hookimpl
-    def iasf_study_start(self, study: optuna.Study, space: SearchSpace, target: int) -> None:
+    def iasf_study_start(self, study: optuna.Study, space: SearchSpace, target: int, timeout: float | None) -> None:
         self.start = time.perf_counter()
-        self.target = target
+        self.target, self.timeout = target, timeout
         self.done_at_start = len(finished_trials(study))
         if self.done_at_start >= target:
             self._print(f"study '{study.study_name}' already holds {self.done_at_start} finished trials "
@@ -161,7 +164,7 @@ class ConsoleProgress:
     def iasf_trial_end(self, study: optuna.Study, trial: FrozenTrial) -> None:
         done = len(finished_trials(study))
         elapsed = time.perf_counter() - self.start
-        eta = eta_seconds(elapsed, done - self.done_at_start, self.target - done)
+        eta = eta_seconds(elapsed, done - self.done_at_start, self.target - done, self.timeout)
         best = best_so_far(study) if len(study.directions) == 1 else ""
         took = training_length(trial)
         self._print(f"[{done:>3}/{self.target}] #{trial.number:<3} {trial_outcome(trial):<28} {best:<18} {took}  "

@@ -1,8 +1,17 @@
-"""Built-in node operations: self-attention with connectivity patterns, convolution, MLP, pooling, identity.
+"""Built-in node operations: self-attention with connectivity patterns, convolution, MLP, token-mixing MLPs
+(MLP-Mixer's token MLP, gMLP), pooling, identity.
 
 Every op maps tokens ``(B, T, D) -> (B, T, D)``. Ops that care about locality read the token grid
 from ``ctx.layout`` (``(T,)`` for sequences, ``(H, W)`` for image patches), so "local" means a
 neighbourhood in the grid, not in the flattened order.
+
+The token-mixing MLPs (``token_mlp``, ``gmlp``) hold weights over all ``T = ctx.layout.length``
+tokens in token order, so a model built for one input shape takes inputs of that shape only (as
+learned position encodings already do); ``gmlp``'s ``T x T`` matrix grows with the square of the
+token count (a larger patch keeps it small). No op masks padding, and ops are given no padding
+mask: the image and sequence stems pad by less than one patch, so no token is padding alone, and
+the padding ids of a text sample are ordinary tokens (the zero pad embedding plus its position),
+seen by attention, pooling and these MLPs alike.
 """
 
 from __future__ import annotations
@@ -184,6 +193,84 @@ class MLP(NodeOp):
         return f"mlp{config['expansion']}"
 
 
+TOKEN_MLP_MAX_HIDDEN = 512
+"""The token-mixing MLP's hidden token count is ``min(expansion * T, TOKEN_MLP_MAX_HIDDEN)``: its two
+``T x hidden`` matrices then grow linearly, not quadratically, with the token count (MLP-Mixer's
+own token-mixing widths are 256 to 640 at 196 to 256 tokens)."""
+
+
+class TokenMLP(nn.Module):
+    """MLP-Mixer's token-mixing MLP (Tolstikhin et al. 2021): ``T -> hidden -> T`` along the token
+    axis, one MLP shared by every channel: (B, T, D) -> (B, D, T) -> MLP -> (B, T, D)."""
+
+    def __init__(self, tokens: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1, self.act, self.fc2 = nn.Linear(tokens, hidden), nn.GELU(), nn.Linear(hidden, tokens)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x.transpose(1, 2)))).transpose(1, 2)
+
+
+class TokenMLPOp(NodeOp):
+    name = "token_mlp"
+    description = (f"MLP-Mixer token mixing: an MLP along the token axis, T -> min(expansion*T, {TOKEN_MLP_MAX_HIDDEN}) -> T, "
+                   "shared by all channels")
+    params = {"expansion": Param(2, int, low=1, help=f"hidden token count as a multiple of T (at most {TOKEN_MLP_MAX_HIDDEN})")}
+
+    def build(self, config: Mapping[str, Any], ctx: BuildContext) -> nn.Module:
+        tokens = ctx.layout.length
+        return TokenMLP(tokens, min(config["expansion"] * tokens, TOKEN_MLP_MAX_HIDDEN))
+
+    def describe(self, config: Mapping[str, Any]) -> str:
+        return f"tmlp{config['expansion']}"
+
+
+class SpatialGatingUnit(nn.Module):
+    """gMLP's spatial gating unit: ``u * (W @ LayerNorm(v) + b)`` with ``u, v`` the two halves of the
+    channels and ``W`` a ``T x T`` projection along the token axis. ``W`` starts near zero and ``b``
+    at one, so the unit starts close to ``u`` (per token) and learns its token mixing (Liu et al. 2021)."""
+
+    def __init__(self, tokens: int, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+        self.spatial = nn.Linear(tokens, tokens)
+        eps = 1e-3 / tokens
+        nn.init.uniform_(self.spatial.weight, -eps, eps)
+        nn.init.ones_(self.spatial.bias)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        u, v = z.chunk(2, dim=-1)  # (B, T, C) each
+        v = self.spatial(self.norm(v).transpose(1, 2)).transpose(1, 2)
+        return u * v
+
+
+class GatedMLP(nn.Module):
+    """gMLP's block without its norm and shortcut (the engine adds both):
+    ``D -> 2*e*D``, GELU, spatial gating (``e*D`` channels), ``e*D -> D``."""
+
+    def __init__(self, tokens: int, width: int, expansion: int) -> None:
+        super().__init__()
+        hidden = expansion * width
+        self.proj_in, self.act = nn.Linear(width, 2 * hidden), nn.GELU()
+        self.gate = SpatialGatingUnit(tokens, hidden)
+        self.proj_out = nn.Linear(hidden, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj_out(self.gate(self.act(self.proj_in(x))))
+
+
+class GMLP(NodeOp):
+    name = "gmlp"
+    description = "gMLP block: channel MLP whose hidden half is gated by a T x T projection of the other half along the tokens"
+    params = {"expansion": Param(2, int, low=1, help="width of each gated half as a multiple of D")}
+
+    def build(self, config: Mapping[str, Any], ctx: BuildContext) -> nn.Module:
+        return GatedMLP(ctx.layout.length, ctx.width, config["expansion"])
+
+    def describe(self, config: Mapping[str, Any]) -> str:
+        return f"gmlp{config['expansion']}"
+
+
 class PoolMix(nn.Module):
     """PoolFormer-style token mixer: pool(x) - x over the token grid."""
 
@@ -231,5 +318,5 @@ class Identity(NodeOp):
 
 @hookimpl
 def iasf_register_ops(registry) -> None:
-    for op in (Attention(), Conv(), MLP(), Pool(), Identity()):
+    for op in (Attention(), Conv(), MLP(), TokenMLPOp(), GMLP(), Pool(), Identity()):
         registry.register(op)

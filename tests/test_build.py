@@ -192,3 +192,74 @@ def test_architectures_sampled_from_a_shipped_space_build(path):
         assert model(torch.zeros(1, *sample_shape)).shape == (1, 10)
         ops_seen |= {graph.nodes[n]["op"] for n in arch.hidden_nodes(graph)}
     assert ops_seen == set(space.ops)
+
+
+# -- readouts and norms: old graphs build the model they always did -----------------------------------
+
+OLD_GRAPH_JSON = (
+    '{"directed": true, "edges": [{"slot": 0, "source": "input", "target": "n0"}, {"slot": 0, "source": "input", "target": "n1"}, '
+    '{"slot": 0, "source": "n0", "target": "n2"}, {"slot": 1, "source": "n1", "target": "n2"}, {"slot": 0, "source": "n2", '
+    '"target": "output"}], "graph": {"width": 16}, "multigraph": false, "nodes": [{"config": {"overlap": false, "patch": 2, '
+    '"position": "learned"}, "id": "input", "op": "image", "role": "input"}, {"config": {"expansion": 2}, "id": "n0", "op": "mlp", '
+    '"role": "node"}, {"config": {"dilation": 1, "kernel": 3}, "id": "n1", "op": "conv", "role": "node"}, {"config": {"heads": 2, '
+    '"pattern": "full"}, "fusion": "concat", "fusion_config": {}, "id": "n2", "op": "attention", "role": "node"}, {"id": "output", '
+    '"role": "output"}]}'
+)
+"""An arch.json written before readouts and norms were choices (no ``readout``, no ``norm``)."""
+OLD_PARAMETERS = 3754
+"""Its model's parameter count, as the code of that time built it."""
+
+
+def _seeded(graph, components=COMPONENTS):
+    torch.manual_seed(0)
+    return build_model(graph, components, (1, 8, 8), CLASSES)
+
+
+def test_an_old_graph_builds_the_model_it_always_did():
+    """Same parameters (count, names, initial values from the same seed) and the same output as the old head,
+    ``Linear(LayerNorm(tokens).mean(over tokens))``; naming the defaults (mean, layer) changes nothing."""
+    old = arch.from_json(OLD_GRAPH_JSON)
+    model = _seeded(old)
+    assert count_parameters(model) == OLD_PARAMETERS and model.head.in_features == 16
+    x = torch.linspace(-1, 1, 3 * 64).reshape(3, 1, 8, 8)
+    forward = model.run(x)
+    torch.testing.assert_close(forward.logits, model.head(model.norm(forward.values[arch.OUTPUT]).mean(dim=1)), rtol=0, atol=0)
+    named = arch.from_json(OLD_GRAPH_JSON)
+    named.nodes[arch.OUTPUT].update(readout="mean", readout_config={})
+    for n in ("n0", "n1", "n2"):
+        named.nodes[n].update(norm="layer", norm_config={})
+    again = _seeded(named)
+    assert again.state_dict().keys() == model.state_dict().keys()
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())
+    assert torch.equal(again(x), model(x))
+    assert arch.canonical_hash(named) == arch.canonical_hash(old) and arch.same_architecture(named, old)
+
+
+def test_a_readout_that_returns_other_features_than_it_declares_is_named(make_graph):
+    from iasf_search.components import Readout
+
+    class Twice(Readout):
+        name = "twice"
+
+        def build(self, config, ctx):
+            return torch.nn.Flatten(1)  # (B, T * D), declared D
+
+    comps = load_components(autoload=False)
+    comps.readouts.register(Twice())
+    graph = make_graph([{"op": "mlp", "config": {"expansion": 1}}], width=WIDTH)
+    graph.nodes[arch.OUTPUT].update(readout="twice", readout_config={})
+    with pytest.raises(OpContractError, match=r"readout 'twice' returned shape \(2, 128\), expected \(2, 8\)"):
+        build_model(graph, comps, (1, 8, 8), CLASSES)
+
+
+def test_an_unknown_readout_or_norm_is_named(make_graph):
+    from iasf_search.errors import BadInput
+
+    graph = make_graph([{"op": "mlp", "config": {"expansion": 1}}], width=WIDTH)
+    graph.nodes[arch.OUTPUT]["readout"] = "maxx"
+    with pytest.raises(BadInput, match=r"unknown readout 'maxx' \(did you mean 'max'\?\)"):
+        build_model(graph, COMPONENTS, (1, 8, 8), CLASSES)
+    graph.nodes[arch.OUTPUT]["readout"] = "max"
+    graph.nodes["n0"]["norm"] = "bach"
+    with pytest.raises(BadInput, match=r"unknown norm 'bach' \(did you mean 'batch'\?\)"):
+        build_model(graph, COMPONENTS, (1, 8, 8), CLASSES)

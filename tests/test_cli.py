@@ -198,7 +198,7 @@ def test_plugins_lists_sources_and_contributions(capsys, write_space):
     assert rc == 0, err
     lines = out.splitlines()
     assert "iasf_search.plugins.ops (built-in)" in lines
-    assert "  ops: attention, conv, mlp, pool, identity" in lines
+    assert "  ops: attention, conv, mlp, token_mlp, gmlp, pool, identity" in lines
     assert "  fusions: sum, concat, gated, beta_softmax, cross_attention, alpha_product" in lines
     assert "plugin_samples.scale_op (space file)" in lines
     assert lines[lines.index("plugin_samples.scale_op (space file)") + 1] == "  ops: scaled_linear"

@@ -19,7 +19,9 @@ from iasf_search.components import (
     Fusion,
     Measurement,
     NodeOp,
+    Norm,
     PrunerFactory,
+    Readout,
     SamplerFactory,
     SpaceSection,
     SplitSpec,
@@ -60,11 +62,22 @@ def test_component_defaults_sample_every_parameter_and_describe_values():
     assert _Op.residual is True and Component.params == {} and Component.description == ""
 
 
-@pytest.mark.parametrize("contract", [NodeOp, Fusion, Stem, Dataset, CostModel, SamplerFactory, PrunerFactory, AuxObjective])
+@pytest.mark.parametrize("contract", [NodeOp, Fusion, Readout, Norm, Stem, Dataset, CostModel, SamplerFactory, PrunerFactory,
+                                      AuxObjective])
 def test_contracts_without_their_methods_cannot_be_instantiated(contract):
     incomplete = type("Incomplete", (contract,), {"name": "incomplete"})
     with pytest.raises(TypeError, match="abstract"):
         incomplete()
+
+
+def test_a_readout_declares_the_width_as_its_features_by_default():
+    class Pool(Readout):
+        name = "pool"
+
+        def build(self, config, ctx):
+            return nn.Identity()
+
+    assert Pool().features({}, BuildContext(width=12, layout=TokenLayout((3, 5)))) == 12
 
 
 def test_a_space_section_needs_only_a_name_and_params():

@@ -257,3 +257,55 @@ def test_hash_sees_which_input_is_first(make_graph):
     assert arch.canonical_hash(a) != arch.canonical_hash(b)
     assert not arch.same_architecture(a, b)
     assert arch.canonical_hash(a) == arch.canonical_hash(two_branches(("n0", "n1")))
+
+
+# -- readouts and norms -----------------------------------------------------------------------------
+
+
+def _with(g: nx.DiGraph, node: str, kind: str, name: str, config: dict | None = None) -> nx.DiGraph:
+    g.nodes[node].update({kind: name, f"{kind}_config": dict(config or {})})
+    return g
+
+
+def test_the_default_readout_and_norm_leave_the_hash_and_the_labels_as_they_were(make_graph):
+    """Old studies' hashes and reuse keys hold: ``mean`` and ``layer`` (or no attribute) hash as before."""
+    g = _diamond(make_graph)
+    assert arch.labelled(g).nodes[OUTPUT]["label"] == (
+        '{"config": null, "fusion": "sum", "fusion_config": {}, "op": null, "role": "output"}')  # the label before readouts
+    named = _with(_with(_diamond(make_graph), OUTPUT, "readout", "mean"), "n0", "norm", "layer")
+    assert arch.labelled(named).nodes[OUTPUT]["label"] == arch.labelled(g).nodes[OUTPUT]["label"]
+    assert arch.canonical_hash(named) == arch.canonical_hash(g) and arch.same_architecture(named, g)
+
+
+def test_hash_distinguishes_readouts_and_their_parameters(make_graph):
+    hashes = {arch.canonical_hash(_diamond(make_graph))}
+    for name, config in (("max", {}), ("mean_max", {}), ("flatten", {}), ("class_token", {"heads": 1}), ("class_token", {"heads": 2})):
+        hashes.add(arch.canonical_hash(_with(_diamond(make_graph), OUTPUT, "readout", name, config)))
+    assert len(hashes) == 6
+    g = _with(_diamond(make_graph), OUTPUT, "readout", "max")
+    assert not arch.same_architecture(g, _diamond(make_graph))
+    assert arch.canonical_hash(_relabel_hidden(g, seed=3)) == arch.canonical_hash(g)
+
+
+def test_hash_distinguishes_norms_and_the_node_they_are_on(make_graph):
+    plain = arch.canonical_hash(_diamond(make_graph))
+    on_n0 = arch.canonical_hash(_with(_diamond(make_graph), "n0", "norm", "batch"))
+    on_n1 = arch.canonical_hash(_with(_diamond(make_graph), "n1", "norm", "batch"))
+    assert len({plain, on_n0, on_n1}) == 3
+
+
+def test_readout_and_norms_survive_json(make_graph):
+    g = _with(_with(_diamond(make_graph), OUTPUT, "readout", "class_token", {"heads": 2}), "n1", "norm", "batch")
+    back = arch.from_json(arch.to_json(g))
+    assert back.nodes[OUTPUT]["readout"] == "class_token" and back.nodes[OUTPUT]["readout_config"] == {"heads": 2}
+    assert back.nodes["n1"]["norm"] == "batch" and "norm" not in back.nodes["n0"]
+    assert arch.canonical_hash(back) == arch.canonical_hash(g)
+
+
+def test_summary_line_names_a_norm_and_a_readout_other_than_the_defaults(make_graph):
+    g = _with(_with(_diamond(make_graph), OUTPUT, "readout", "class_token", {"heads": 2}), "n1", "norm", "batch")
+    assert arch.summary(g) == "w16 mlp > conv[batch] > attention<0,1|gated > pool<in out<2,3 head=class_token"
+    labels = {"class_token": lambda c: f"cls/h{c['heads']}", "batch": lambda c: "bn"}
+    assert arch.summary(g, describe_norm=lambda n, c: labels[n](c), describe_readout=lambda r, c: labels[r](c)) == (
+        "w16 mlp > conv[bn] > attention<0,1|gated > pool<in out<2,3 head=cls/h2")
+    assert arch.summary(_with(_diamond(make_graph), OUTPUT, "readout", "mean")) == arch.summary(_diamond(make_graph))

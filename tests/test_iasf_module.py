@@ -183,6 +183,24 @@ def test_arch_from_a_json_file_or_an_exported_directory(make_graph, tmp_path):
             torch.testing.assert_close(module(x), reference(x))
 
 
+def test_arch_keeps_each_nodes_norm_and_ignores_the_readout(make_graph):
+    """A node's norm is part of the block; the readout is the searched head's, which IASF replaces."""
+    graph = make_graph([{"op": "mlp", "config": {"expansion": 2}}, {"op": "conv", "config": {"kernel": 3, "dilation": 1}}])
+    graph.nodes["n0"].update(norm="batch", norm_config={})
+    graph.nodes[arch_graph.OUTPUT].update(readout="class_token", readout_config={"heads": 2})
+    torch.manual_seed(0)
+    module = IASF(5, 12, 2, 0, arch=graph)
+    assert type(module.blocks["n0"].norm).__name__ == "TokenBatchNorm" and isinstance(module.blocks["n1"].norm, nn.LayerNorm)
+    assert not any("readout" in name for name in module.state_dict())
+    module.train()
+    for length in (module.seq_len, 10):  # another length shares the batch norm's running statistics
+        assert module(torch.randn(3, length, 5)).shape == (3, length, 5)
+    assert int(module.blocks["n0"].norm.num_batches_tracked) == 2
+    graph.nodes["n0"]["norm"] = "bach"
+    with pytest.raises(ValueError, match=r"arch: node n0 uses norm 'bach'"):
+        IASF(5, 12, 2, 0, arch=graph)
+
+
 def test_num_heads_fills_components_configured_without_heads(make_graph):
     graph = make_graph([{"op": "attention", "config": {"pattern": "full"}}], width=16)
     module = IASF(4, 12, 3, 0, arch=graph)

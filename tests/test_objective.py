@@ -149,3 +149,15 @@ def test_out_of_memory_even_at_one_sample_fails_after_the_retries(write_space, c
     t = load().trials[0]  # (the study goes on with other trials, which fail the same way)
     assert t.state == TrialState.FAIL and t.user_attrs["failure_reason"].startswith("out of memory: CUDA out of memory")
     assert [r["micro_batch_size"] for r in t.user_attrs["oom_retries"]] == [4, 2, 1]
+
+
+def test_auxiliary_objectives_read_the_token_width_whatever_the_readout(write_space, capsys):
+    """The helpers of an auxiliary objective are sized on the nodes' width D, not on the readout's features F
+    (mean_max: 2D, flatten: T * D)."""
+    write_space({"manifold.readouts": ["mean_max", "flatten"], "auxiliary": {"reconstruction": {}, "consistency": {}}})
+    rc, _, err = run(capsys, "--space", "tiny.yaml", "--trials", "3", "-q")
+    assert rc == 0, err
+    trials = load().trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    assert all(t.user_attrs["aux.reconstruction"]["loss"] >= 0 for t in trials)
+    assert {json.loads(t.system_attrs["architecture"])["nodes"][-1].get("readout") for t in trials} <= {"mean_max", "flatten"}

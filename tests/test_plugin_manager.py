@@ -32,7 +32,7 @@ BUILTIN_NAMES = {
     "fusions": {"sum", "concat", "gated", "beta_softmax"},
     "stems": {"image", "sequence"},
     "datasets": {"digits", "mnist1d"},
-    "samplers": {"tpe", "random", "nsga2"},
+    "samplers": {"tpe", "random", "nsga2", "evolution"},
     "pruners": {"median", "hyperband", "successive_halving", "pareto_halving", "none"},
 }
 
@@ -116,10 +116,10 @@ def test_contributions_list_registered_names_and_life_cycle_hooks():
                                  autoload=False)
     listed = contributions(components)
     assert list(listed) == [*BUILTIN_PLUGINS, "plugin_samples.scale_op", "plugin_samples.every_hook"]
-    assert listed["iasf_search.plugins.ops"] == {"op": ["attention", "conv", "mlp", "pool", "identity"]}
+    assert listed["iasf_search.plugins.ops"] == {"op": ["attention", "conv", "mlp", "token_mlp", "gmlp", "pool", "identity"]}
     assert listed["plugin_samples.scale_op"] == {"op": ["scaled_linear"]}
     assert listed["plugin_samples.every_hook"] == {
-        "op": ["negate"], "fusion": ["maximum"], "stem": ["flat"], "dataset": ["flat_digits"],
+        "op": ["negate"], "fusion": ["maximum"], "readout": ["first_token"], "norm": ["rms"], "stem": ["flat"], "dataset": ["flat_digits"],
         "auxiliary objective": ["smoothness"], "cost model": ["tokens"], "space section": ["flat_logger"],
         "sampler": ["seeded_random"], "pruner": ["never"]}
     assert listed["iasf_search.plugins.trial_records"]["hooks"] == sorted(listed["iasf_search.plugins.trial_records"]["hooks"])
@@ -203,23 +203,27 @@ def test_plugins_listed_in_the_space_file(capsys, tmp_path, write_space):
 
 
 def test_a_plugin_using_every_registration_hook_runs_a_search(tmp_path, write_space, capsys):
-    """A new modality from a third-party plugin: its stem, dataset, op, fusion, sampler and pruner all take part."""
-    from iasf_search.testing import check_dataset, check_fusion, check_op, check_stem
+    """A new modality from a third-party plugin: its stem, dataset, op, fusion, readout, norm, sampler and pruner all take part."""
+    from iasf_search.testing import check_dataset, check_fusion, check_norm, check_op, check_readout, check_stem
 
     comps = load_components([("plugin_samples.every_hook", "--plugin")], autoload=False)
     owners = {kind: getattr(comps, attr).owner(name) for kind, attr, name in [
-        ("op", "ops", "negate"), ("fusion", "fusions", "maximum"), ("stem", "stems", "flat"),
+        ("op", "ops", "negate"), ("fusion", "fusions", "maximum"), ("readout", "readouts", "first_token"),
+        ("norm", "norms", "rms"), ("stem", "stems", "flat"),
         ("dataset", "datasets", "flat_digits"), ("sampler", "samplers", "seeded_random"), ("pruner", "pruners", "never"),
         ("auxiliary objective", "aux_objectives", "smoothness"), ("cost model", "cost_models", "tokens"),
         ("space section", "space_sections", "flat_logger")]}
     assert set(owners.values()) == {"plugin_samples.every_hook"}
     check_op(comps.ops.get("negate"))
     check_fusion(comps.fusions.get("maximum"))
+    check_readout(comps.readouts.get("first_token"))
+    check_norm(comps.norms.get("rms"))
     check_stem(comps.stems.get("flat"), (64,))
     check_dataset(comps.datasets.get("flat_digits"))
 
     write_space(doc={"name": "flat", "plugins": ["plugin_samples.every_hook"], "task": {"dataset": "flat_digits"},
-                     "manifold": {"nodes": 2, "max_in_degree": 2, "width": 8, "ops": ["negate", "mlp"], "fusions": ["maximum"]},
+                     "manifold": {"nodes": 2, "max_in_degree": 2, "width": 8, "ops": ["negate", "mlp"], "fusions": ["maximum"],
+                                  "readouts": ["first_token"], "norms": ["rms"]},
                      "training": {"epochs": 1}, "auxiliary": {"smoothness": {}},
                      "costs": {"tokens": {"scale": 2}}, "flat_logger": {"prefix": "x"},
                      "search": {"sampler": "seeded_random", "pruner": "never", "trials": 3}})
@@ -231,6 +235,8 @@ def test_a_plugin_using_every_registration_hook_runs_a_search(tmp_path, write_sp
     assert all(a["nodes"][0]["op"] == "flat" for a in archs)  # the plugin's stem
     assert any(n.get("op") == "negate" for a in archs for n in a["nodes"])
     assert any(n.get("fusion") == "maximum" for a in archs for n in a["nodes"])
+    assert all(n.get("readout") == "first_token" for a in archs for n in a["nodes"] if n["id"] == "output")
+    assert all(n.get("norm") == "rms" for a in archs for n in a["nodes"] if n["id"].startswith("n"))
     assert all(t.system_attrs["train_config"]["auxiliary"] == {"smoothness": {"weight": 0.05}} for t in trials)
     assert all(t.user_attrs["aux.smoothness"]["loss"] >= 0 for t in trials)
     assert all(t.user_attrs["cost.tokens"] == 128.0 for t in trials)  # 64 feature tokens x scale 2

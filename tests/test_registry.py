@@ -30,7 +30,7 @@ def test_get_unknown_name_suggests_the_close_one(components):
     message = str(info.value)
     assert "unknown op 'atention'" in message
     assert "did you mean 'attention'" in message
-    assert "allowed: attention, conv, identity, mlp, pool" in message
+    assert "allowed: attention, conv, gmlp, identity, mlp, pool, token_mlp" in message
     with pytest.raises(BadInput, match="did you mean 'beta_softmax'"):
         components.fusions.get("beta_sofmax")
     with pytest.raises(BadInput) as info:

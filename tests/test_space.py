@@ -84,6 +84,31 @@ def test_defaults_are_filled(write_space):
     assert space.objectives[0].metric == "accuracy" and space.directions == ["maximize"]
     # an op's undeclared parameters take the op's defaults
     assert space.ops["conv"]["dilation"].fixed == 1
+    assert space.readouts == {"mean": {}} and space.norms == {"layer": {}}  # as before they were choices
+
+
+def test_readouts_and_norms_parse_like_fusions(write_space):
+    """A list, or a mapping with each one's parameter ranges (null: its defaults); a readout's declared
+    defaults fill what the space leaves out."""
+    space = iasf_search.load_space(write_space({"manifold.readouts": ["mean", "max", "mean_max", "class_token", "flatten"],
+                                                "manifold.norms": ["layer", "batch"]}))
+    assert list(space.readouts) == ["mean", "max", "mean_max", "class_token", "flatten"]
+    assert space.readouts["class_token"]["heads"].choices == (1, 2) and space.readouts["mean"] == {}
+    assert space.norms == {"layer": {}, "batch": {}}
+    space = iasf_search.load_space(write_space({"manifold.readouts": {"class_token": {"heads": 2}, "max": None}}))
+    assert space.readouts["class_token"]["heads"].fixed == 2 and space.readouts["max"] == {}
+
+
+def test_resolved_leaves_out_the_default_readouts_and_norms(write_space):
+    """A study made before readouts and norms were choices stored a space without them: the same space
+    must resolve to the same document, or resuming it would warn of a different space."""
+    default = iasf_search.load_space(write_space()).resolved()["manifold"]
+    assert "readouts" not in default and "norms" not in default
+    chosen = iasf_search.load_space(write_space({"manifold.readouts": {"mean": None, "class_token": {"heads": 2}},
+                                                 "manifold.norms": ["batch"]}))
+    assert chosen.resolved()["manifold"]["readouts"] == {"mean": {}, "class_token": {"heads": 2}}
+    assert chosen.resolved()["manifold"]["norms"] == {"batch": {}}
+    _roundtrip(chosen)
 
 
 # Each case: (id, set, drop, raw text, expected key path, fragments the message must contain).
@@ -122,6 +147,14 @@ BAD_FILES = [
     ("heads-do-not-divide-width-interval", {"manifold.width": {"low": 8, "high": 12, "step": 2},
                                             "manifold.ops": {"attention": {"heads": 4}}}, [], None,
      "manifold.ops.attention.heads", ["4 heads do not divide width 10"]),
+    ("unknown-readout", {"manifold.readouts": ["mean", "maxx"]}, [], None, "manifold.readouts.maxx", ["did you mean 'max'"]),
+    ("unknown-norm", {"manifold.norms": ["layer", "bach"]}, [], None, "manifold.norms.bach", ["did you mean 'batch'"]),
+    ("repeated-readout", {"manifold.readouts": ["max", "max"]}, [], None, "manifold.readouts", ["repeat"]),
+    ("no-readouts", {"manifold.readouts": []}, [], None, "manifold.readouts", ["non-empty list of readout names"]),
+    ("unknown-readout-parameter", {"manifold.readouts": {"class_token": {"head": 2}}}, [], None,
+     "manifold.readouts.class_token.head", ["did you mean 'heads'"]),
+    ("class-token-heads-do-not-divide-width", {"manifold.width": [8, 12], "manifold.readouts": {"class_token": {"heads": [1, 8]}}},
+     [], None, "manifold.readouts.class_token.heads", ["8 heads do not divide width 12"]),
 ]
 
 
@@ -173,7 +206,7 @@ def _roundtrip(space: SearchSpace) -> None:
     again = parse_space(resolved, session_for(space).components, file="resolved.yaml")
     assert again.resolved() == resolved
     for field in ("name", "dataset", "dataset_options", "split", "stem", "nodes", "max_in_degree", "lookback", "width",
-                  "ops", "fusions", "training", "objectives", "search"):
+                  "ops", "fusions", "readouts", "norms", "training", "objectives", "search"):
         assert getattr(again, field) == getattr(space, field), field
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from iasf_search.components import BuildContext, Fusion, NodeOp
+from iasf_search.components import BuildContext, Fusion, NodeOp, Norm, Readout
 from iasf_search.plugin_manager import load_components
 from iasf_search.testing import (
     ContractError,
@@ -14,7 +14,9 @@ from iasf_search.testing import (
     check_cost_model,
     check_dataset,
     check_fusion,
+    check_norm,
     check_op,
+    check_readout,
     check_stem,
     sample_configs,
 )
@@ -31,6 +33,16 @@ def test_builtin_ops_pass_the_kit(name):
 @pytest.mark.parametrize("name", COMPONENTS.fusions.names())
 def test_builtin_fusions_pass_the_kit(name):
     check_fusion(COMPONENTS.fusions.get(name))
+
+
+@pytest.mark.parametrize("name", COMPONENTS.readouts.names())
+def test_builtin_readouts_pass_the_kit(name):
+    check_readout(COMPONENTS.readouts.get(name))
+
+
+@pytest.mark.parametrize("name", COMPONENTS.norms.names())
+def test_builtin_norms_pass_the_kit(name):
+    check_norm(COMPONENTS.norms.get(name))
 
 
 @pytest.mark.parametrize("name", COMPONENTS.stems.names())
@@ -111,6 +123,43 @@ def test_kit_names_an_op_that_cuts_the_gradient_or_is_random():
 def test_kit_names_a_fusion_that_changes_the_shape():
     with pytest.raises(ContractError, match="'first_only'.*must keep"):
         check_fusion(_FirstOnly())
+
+
+class _Undeclared(Readout):
+    """Returns the mean and the max but declares the default F = D."""
+
+    name = "undeclared"
+
+    def build(self, config, ctx):
+        class Both(nn.Module):
+            def forward(self, x):
+                return torch.cat([x.mean(1), x.amax(1)], dim=-1)
+
+        return Both()
+
+
+class _Pooling(Norm):
+    """Pools the tokens away: not a norm."""
+
+    name = "pooling"
+
+    def build(self, config, ctx):
+        class Pool(nn.Module):
+            def forward(self, x):
+                return x.mean(1, keepdim=True)
+
+        return Pool()
+
+
+def test_kit_names_a_readout_whose_features_are_not_what_it_declares():
+    with pytest.raises(ContractError, match=r"_Undeclared 'undeclared' with \{\}: maps \(1, 16, 8\) \(grid \(4, 4\)\) to \(1, 16\), "
+                                            r"expected \(1, 8\)"):
+        check_readout(_Undeclared())
+
+
+def test_kit_names_a_norm_that_changes_the_shape():
+    with pytest.raises(ContractError, match="'pooling'.*must keep"):
+        check_norm(_Pooling())
 
 
 def test_kit_catches_a_cost_model_that_trains_the_model(fused_model):

@@ -1,11 +1,13 @@
-"""The training loop on digits: learning, determinism, per-epoch reports, divergence, devices."""
+"""The training loop on digits: learning, determinism, per-epoch reports, divergence, devices, learning-rate schedules."""
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from iasf_search.build import build_model
 from iasf_search.components import SplitSpec
@@ -13,7 +15,18 @@ from iasf_search.cross_validation import fold_tasks
 from iasf_search.plugin_manager import load_components
 from iasf_search.plugins.datasets import random_shift
 from iasf_search.settings import TRAINING_PARAMS
-from iasf_search.train import AuxTerm, Diverged, Run, evaluate, make_optimizer, resolve_device, train, train_together
+from iasf_search.train import (
+    AuxTerm,
+    Diverged,
+    Run,
+    evaluate,
+    make_optimizer,
+    make_schedule,
+    resolve_device,
+    steps_per_epoch,
+    train,
+    train_together,
+)
 
 CPU = torch.device("cpu")
 
@@ -214,3 +227,113 @@ def test_training_without_validation_reports_nothing(small_graph, components, di
     assert reports == [] and result.history == []
     assert result.val_accuracy != result.val_accuracy  # NaN
     assert result.steps == train_config["epochs"] * -(-len(digits.x_train) // train_config["batch_size"])
+
+
+# -- learning-rate schedules ------------------------------------------------------------------------
+
+
+def schedule_trace(config, epochs, per_epoch):
+    """``(lr, momentum)`` of each param group at every optimiser step of the schedule training builds for
+    ``config`` (momentum: beta1 for adam/adamw), the scheduler stepped after each step as training does."""
+    optimizer = make_optimizer(torch.nn.Linear(2, 2), config)
+    schedule = make_schedule(optimizer, config, epochs, per_epoch)
+    trace = []
+    for _ in range(epochs * per_epoch):
+        trace.append([(g["lr"], g["betas"][0] if "betas" in g else g["momentum"]) for g in optimizer.param_groups])
+        optimizer.step()
+        schedule.step()
+    assert all(len({step[i] for i in range(len(step))}) == 1 for step in trace)  # every group alike
+    return [step[0] for step in trace]
+
+
+def test_cosine_schedule_is_unchanged_warm_up_then_cosine(train_config):
+    """The default schedule, bit for bit: linear warm-up over max(1, int(warmup * steps)) steps, then cosine to 0."""
+    for warmup, epochs, per_epoch in [(0.1, 2, 10), (0.0, 3, 7), (1.0, 1, 5), (0.25, 4, 9), (0.1, 1, 1)]:
+        config = {**train_config, "warmup": warmup}
+        total, warm = epochs * per_epoch, max(1, int(warmup * epochs * per_epoch))
+        expected = [config["lr"] * ((s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+                    for s in range(total)]
+        assert [lr for lr, _ in schedule_trace(config, epochs, per_epoch)] == expected
+        assert {m for _, m in schedule_trace(config, epochs, per_epoch)} == {0.9}  # beta1 untouched
+        without = {k: v for k, v in config.items() if k != "schedule"}  # a config recorded before the setting
+        assert schedule_trace(without, epochs, per_epoch) == schedule_trace(config, epochs, per_epoch)
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adam", "sgd"])
+def test_one_cycle_rises_to_the_peak_then_falls_near_zero_and_cycles_momentum(train_config, optimizer):
+    config = {**train_config, "schedule": "one_cycle", "lr": 0.01, "warmup": 0.3, "optimizer": optimizer}
+    trace = schedule_trace(config, 2, 10)  # 20 steps, int(0.3 * 20) = 6 warm-up steps: the peak at step 5
+    lrs, momenta = [lr for lr, _ in trace], [m for _, m in trace]
+    assert lrs[0] == pytest.approx(0.01 / 25)
+    assert max(lrs) == lrs[5] == pytest.approx(0.01)
+    assert all(a < b for a, b in zip(lrs[:5], lrs[1:6], strict=True))
+    assert all(a > b for a, b in zip(lrs[5:], lrs[6:], strict=False))
+    assert lrs[-1] == pytest.approx(0.01 / 25 / 1e4) and lrs[-1] < 1e-6 * 0.01 * 10
+    assert momenta[0] == pytest.approx(0.95) and momenta[5] == pytest.approx(0.85) and momenta[-1] == pytest.approx(0.95)
+    assert min(momenta) == momenta[5]
+
+
+@pytest.mark.parametrize("warmup", [0.0, 0.05, 0.5, 1.0])
+@pytest.mark.parametrize(("epochs", "per_epoch"), [(1, 1), (1, 2), (1, 3), (2, 10)])
+def test_one_cycle_takes_any_warm_up_and_any_number_of_steps(train_config, warmup, epochs, per_epoch):
+    """OneCycleLR divides by zero for a one-step rise or a zero-step fall: the warm-up is clamped so it never does."""
+    lr, total = 0.01, epochs * per_epoch
+    lrs = [x for x, _ in schedule_trace({**train_config, "schedule": "one_cycle", "lr": lr, "warmup": warmup}, epochs, per_epoch)]
+    assert len(lrs) == total and all(0 < x <= lr * (1 + 1e-9) for x in lrs)
+    if total > 1:
+        assert lrs[-1] == pytest.approx(lr / 25 / 1e4)
+        warm = min(max(1, int(warmup * total)), total - 1)
+        assert lrs.index(max(lrs)) == max(warm - 1, 0)
+        if warm > 1:  # the peak on the step the cosine schedule peaks
+            assert max(lrs) == pytest.approx(lr)
+        else:  # no rise: the first step is 1/total of the way down the fall
+            low = lr / 25 / 1e4
+            assert lrs[0] == pytest.approx(low + (lr - low) / 2 * (1 + math.cos(math.pi / total)))
+
+
+def test_unknown_schedule_is_refused(train_config):
+    optimizer = make_optimizer(torch.nn.Linear(2, 2), train_config)
+    with pytest.raises(ValueError, match="unknown learning-rate schedule 'step'; use one of cosine, one_cycle"):
+        make_schedule(optimizer, {**train_config, "schedule": "step"}, 2, 3)
+    assert TRAINING_PARAMS["schedule"].choices == ("cosine", "one_cycle") and TRAINING_PARAMS["schedule"].default == "cosine"
+
+
+def lrs_per_step(fn):
+    """``(fn(), [the lr of each optimiser step, per optimiser])``, read by a global optimiser step hook."""
+    seen: dict[int, list[float]] = {}
+
+    def hook(optimizer, args, kwargs):
+        seen.setdefault(id(optimizer), []).append(optimizer.param_groups[0]["lr"])
+
+    handle = register_optimizer_step_pre_hook(hook)
+    try:
+        result = fn()
+    finally:
+        handle.remove()
+    return result, list(seen.values())
+
+
+def test_one_cycle_in_training_with_accumulation_and_runs_together(small_graph, components, digits, train_config):
+    config = {**train_config, "schedule": "one_cycle", "epochs": 2, "batch_size": 64, "warmup": 0.25}
+    whole, split = fresh_model(small_graph, components, digits), fresh_model(small_graph, components, digits)
+    a, (lrs,) = lrs_per_step(lambda: train(whole, digits, config, device=CPU, seed=0))
+    per_epoch = steps_per_epoch(len(digits.x_train), config)[1]
+    assert len(lrs) == a.steps == 2 * per_epoch
+    peak = int(0.25 * 2 * per_epoch) - 1
+    assert max(lrs) == lrs[peak] == pytest.approx(config["lr"]) and lrs[-1] < config["lr"] * 1e-4
+    # micro-batches: one scheduler step per optimiser step, not per micro-batch; the same optimisation
+    b, (micro_lrs,) = lrs_per_step(lambda: train(split, digits, config, device=CPU, seed=0, micro_batch_size=16))
+    assert micro_lrs == lrs and b.val_loss == pytest.approx(a.val_loss, abs=1e-3)
+    # runs trained together: each has its own scheduler over its own steps, and trains as it would alone
+    tasks = fold_tasks(digits, SplitSpec(folds=2))
+    models = [fresh_model(small_graph, components, digits) for _ in tasks]
+    together, fold_lrs = lrs_per_step(lambda: train_together([Run(m, t) for m, t in zip(models, tasks, strict=True)], config,
+                                                             device=CPU, seed=0))
+    assert len(fold_lrs) == 2
+    for task, model, run_lrs in zip(tasks, models, fold_lrs, strict=True):
+        assert len(run_lrs) == 2 * steps_per_epoch(len(task.x_train), config)[1]
+        assert max(run_lrs) == pytest.approx(config["lr"]) and run_lrs[-1] < config["lr"] * 1e-4
+        alone = fresh_model(small_graph, components, digits)
+        _, (alone_lrs,) = lrs_per_step(lambda alone=alone, task=task: train(alone, task, config, device=CPU, seed=0))
+        assert alone_lrs == run_lrs
+        assert all(torch.equal(x, y) for x, y in zip(alone.state_dict().values(), model.state_dict().values(), strict=True))

@@ -21,7 +21,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from matplotlib.path import Path as MplPath
 from matplotlib.textpath import TextToPath
 
-from iasf_search.graph import INPUT, OUTPUT, hidden_nodes, inputs_of
+from iasf_search.graph import DEFAULT_NORM, DEFAULT_READOUT, INPUT, OUTPUT, hidden_nodes, inputs_of, is_default
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -55,8 +55,14 @@ def node_labels(graph: nx.DiGraph, components: Components) -> dict[str, str]:
 
     stem = graph.nodes[INPUT]
     labels = {INPUT: describe(components.stems, stem.get("op", ""), stem.get("config", {})), OUTPUT: "head"}
+    out = graph.nodes[OUTPUT]
+    if not is_default(out, "readout", DEFAULT_READOUT):
+        labels[OUTPUT] += " " + describe(components.readouts, out.get("readout") or DEFAULT_READOUT, out.get("readout_config") or {})
     for n in hidden_nodes(graph):
-        labels[n] = describe(components.ops, graph.nodes[n].get("op", ""), graph.nodes[n].get("config", {}))
+        attrs = graph.nodes[n]
+        labels[n] = describe(components.ops, attrs.get("op", ""), attrs.get("config", {}))
+        if not is_default(attrs, "norm", DEFAULT_NORM):
+            labels[n] += f"[{describe(components.norms, attrs.get('norm') or DEFAULT_NORM, attrs.get('norm_config') or {})}]"
     return labels
 
 

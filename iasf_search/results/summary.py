@@ -12,7 +12,7 @@ import networkx as nx
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from iasf_search.graph import INPUT, OUTPUT, hidden_nodes, inputs_of
+from iasf_search.graph import DEFAULT_NORM, DEFAULT_READOUT, INPUT, OUTPUT, hidden_nodes, inputs_of, is_default
 from iasf_search.results.access import finished_trials, trial_architecture
 from iasf_search.results.baselines import comparison
 from iasf_search.results.records import (
@@ -120,11 +120,17 @@ def print_architecture(graph: nx.DiGraph) -> None:
     """One line per node, input to output: name, op, settings, and the nodes it reads (with their fusion)."""
     rows = [(INPUT, graph.nodes[INPUT]["op"], graph.nodes[INPUT]["config"], [])]
     rows += [(n, graph.nodes[n]["op"], graph.nodes[n]["config"], inputs_of(graph, n)) for n in hidden_nodes(graph)]
-    rows.append((OUTPUT, "head", {}, inputs_of(graph, OUTPUT)))
+    out = graph.nodes[OUTPUT]
+    readout = {} if is_default(out, "readout", DEFAULT_READOUT) else {"readout": out.get("readout") or DEFAULT_READOUT,
+                                                                       **(out.get("readout_config") or {})}
+    rows.append((OUTPUT, "head", readout, inputs_of(graph, OUTPUT)))
     for name, op, config, ins in rows:
         node = graph.nodes[name]
         fusion = f" fused by {node['fusion']}" if node.get("fusion") else ""
         src = f"  <- {', '.join(ins)}{fusion}" if ins else ""
+        if node.get("role") == "node" and not is_default(node, "norm", DEFAULT_NORM):
+            src += f"  norm {node.get('norm') or DEFAULT_NORM}" + (f" {json.dumps(node['norm_config'], sort_keys=True)}"
+                                                                   if node.get("norm_config") else "")
         print(f"    {name:<7}{op:<10}{json.dumps(config, sort_keys=True):<48}{src}")
 
 

@@ -2,8 +2,9 @@
 
 ``flat`` inputs are feature vectors ``(F,)``: the stem makes one token per feature. The dataset
 ``flat_digits`` serves digits as 64-vectors; ``negate`` is an op, ``maximum`` a fusion,
-``seeded_random`` a sampler, ``never`` a pruner, ``smoothness`` an auxiliary objective,
-``tokens`` a cost model and ``flat_logger`` a section of the space file.
+``first_token`` a readout, ``rms`` a norm (with a parameter), ``seeded_random`` a sampler, ``never``
+a pruner, ``smoothness`` an auxiliary objective, ``tokens`` a cost model and ``flat_logger`` a
+section of the space file.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from iasf_search.components import (
     Dataset,
     Fusion,
     NodeOp,
+    Norm,
     PrunerFactory,
+    Readout,
     SamplerFactory,
     SpaceSection,
     Stem,
@@ -84,6 +87,30 @@ class _Max(nn.Module):
         return torch.stack(xs).amax(0)
 
 
+class FirstToken(Readout):
+    """The head reads the first token only (F = D)."""
+
+    name = "first_token"
+
+    def build(self, config, ctx):
+        return _First()
+
+
+class _First(nn.Module):
+    def forward(self, x):  # (B, T, D) -> (B, D)
+        return x[:, 0]
+
+
+class RMS(Norm):
+    """Root-mean-square norm over each token's channels, with or without a learned gain."""
+
+    name = "rms"
+    params = {"learned": Param([True, False], bool)}
+
+    def build(self, config, ctx):
+        return nn.RMSNorm(ctx.width, elementwise_affine=config["learned"])
+
+
 class Smoothness(AuxObjective):
     """Neighbouring tokens of the last node should be similar (a toy auxiliary objective)."""
 
@@ -133,6 +160,16 @@ def iasf_register_ops(registry):
 @hookimpl
 def iasf_register_fusions(registry):
     registry.register(Maximum())
+
+
+@hookimpl
+def iasf_register_readouts(registry):
+    registry.register(FirstToken())
+
+
+@hookimpl
+def iasf_register_norms(registry):
+    registry.register(RMS())
 
 
 @hookimpl

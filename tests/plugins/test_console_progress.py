@@ -93,7 +93,7 @@ def test_console_progress_bar_lifecycle_and_pareto_size(make_space):
     terminal = FakeTerminal()
     progress = ConsoleProgress(terminal)
     assert progress.use_bar
-    progress.iasf_study_start(study=study, space=space, target=3)
+    progress.iasf_study_start(study=study, space=space, target=3, timeout=None)
     assert progress.bar is not None
     for values in ([0.5, 100.0], [0.6, 200.0]):  # both Pareto-optimal
         trial = add_trial(study, values, val_accuracy=values[0], summary="w8 mlp1")
@@ -112,7 +112,7 @@ def test_nothing_to_train_draws_no_bar(make_space):
     add_trial(study, [0.5], val_accuracy=0.5)
     terminal = FakeTerminal()
     progress = ConsoleProgress(terminal)
-    progress.iasf_study_start(study=study, space=make_space(), target=1)
+    progress.iasf_study_start(study=study, space=make_space(), target=1, timeout=None)
     progress.iasf_study_end(study=study, space=make_space())
     assert terminal.getvalue() == "study 'done' already holds 1 finished trials (target 1): nothing to train\n"
 
@@ -122,7 +122,7 @@ def test_plain_stream_gets_plain_lines(make_space):
     stream = io.StringIO()
     progress = ConsoleProgress(stream)
     assert not progress.use_bar
-    progress.iasf_study_start(study=study, space=make_space(), target=2)
+    progress.iasf_study_start(study=study, space=make_space(), target=2, timeout=None)
     for value in (0.25, 0.5):
         progress.iasf_trial_end(study=study, trial=add_trial(study, [value], val_accuracy=value, train_seconds=1.0, summary="w8"))
     progress.iasf_study_end(study=study, space=make_space())
@@ -160,3 +160,21 @@ def test_trial_outcome():
     assert trial_outcome(make(TrialState.PRUNED, failure_reason="diverged: nan")) == "pruned: diverged: nan"
     assert trial_outcome(make(TrialState.FAIL, failure_reason="RuntimeError: x")) == "FAIL: RuntimeError: x"
     assert trial_outcome(make(TrialState.FAIL)) == "FAIL: no reason recorded"
+
+
+def test_eta_is_the_pace_capped_by_the_time_the_timeout_leaves():
+    from iasf_search.plugins.console_progress import eta_seconds
+
+    assert eta_seconds(60.0, 2, 10) == 300.0  # 30 s a trial, 10 to go
+    assert eta_seconds(60.0, 2, 10, timeout=900.0) == 300.0  # the pace ends first
+    assert eta_seconds(60.0, 2, 1000, timeout=900.0) == 840.0  # a 15-minute run ends at its timeout, not in 8 hours
+    assert eta_seconds(950.0, 2, 10, timeout=900.0) == 0.0  # past the timeout: the last trials are finishing
+    assert eta_seconds(0.0, 0, 5) == 0.0
+
+
+def test_the_progress_line_s_eta_honours_the_timeout(capsys, tmp_path, write_space):
+    write_space({"manifold.nodes": 1, "manifold.width": 8})
+    rc, out, err = run(capsys, "--space", "tiny.yaml", "--trials", "1000", "--timeout", "2")
+    assert rc == 0, err
+    etas = re.findall(r" ETA (\d+):(\d\d) ", out)
+    assert etas and all(int(m) * 60 + int(s) <= 2 for m, s in etas)

@@ -1,18 +1,31 @@
 """The built-in node operations (plugins/ops.py): attention patterns and their connectivity masks, convolution,
-MLP, pooling and identity, each on its own. (Every registered op inside a built model: tests/test_build.py;
-the conformance kit on every op: tests/test_testing.py.)"""
+MLP, the token-mixing MLPs (token_mlp, gmlp), pooling and identity, each on its own. (Every registered op inside a
+built model: tests/test_build.py; the conformance kit on every op: tests/test_testing.py.)"""
 
 from __future__ import annotations
 
+import optuna
 import pytest
 import torch
+from conftest import finished, run
+from optuna.trial import TrialState
 from torch import nn
 
+from iasf_search import graph as arch
 from iasf_search.build import ArchNet, build_model
 from iasf_search.components import BuildContext, TokenLayout
 from iasf_search.params import parse_params
 from iasf_search.plugin_manager import load_components
-from iasf_search.plugins.ops import PATTERNS, PoolMix, SelfAttention, connectivity_mask, heads_fit_widths
+from iasf_search.plugins.ops import (
+    PATTERNS,
+    TOKEN_MLP_MAX_HIDDEN,
+    GatedMLP,
+    PoolMix,
+    SelfAttention,
+    TokenMLP,
+    connectivity_mask,
+    heads_fit_widths,
+)
 
 COMPONENTS = load_components(autoload=False)
 OPS = COMPONENTS.ops
@@ -245,3 +258,150 @@ def test_describe_labels():
 def test_pool_kernel_rule_names_even_kernels():
     rule = OPS.get("pool").params["kernel"].rule
     assert rule(3) is None and "is even" in rule(4)
+
+
+# -- token-mixing MLPs: token_mlp (MLP-Mixer), gmlp (gMLP) ------------------------------------------------
+
+TOKEN_MIXERS = ("token_mlp", "gmlp")
+ODD_INPUTS = {
+    "image-9x7-p2": ("image", (1, 9, 7), {"patch": 2, "overlap": True, "position": "learned"}, (5, 4)),
+    "image-5x5-p1": ("image", (3, 5, 5), {"patch": 1, "overlap": False, "position": "sinusoidal"}, (5, 5)),
+    "sequence-41-p2": ("sequence", (41, 1), {"patch": 2, "overlap": False, "position": "sinusoidal"}, (21,)),
+    "sequence-13-p1": ("sequence", (13, 3), {"patch": 1, "overlap": True, "position": "none"}, (13,)),
+    "text-17": ("text", (17,), {"vocabulary": 50, "position": "learned"}, (17,)),
+}
+"""id -> (modality, sample shape, stem config, token grid): sizes a patch does not divide, prime lengths, text."""
+
+
+def _inputs(modality: str, sample_shape: tuple[int, ...], batch: int) -> torch.Tensor:
+    return torch.randint(0, 50, (batch, *sample_shape)) if modality == "text" else torch.randn(batch, *sample_shape)
+
+
+@pytest.mark.parametrize("input_id", ODD_INPUTS)
+@pytest.mark.parametrize("op", TOKEN_MIXERS)
+def test_token_mixers_build_run_and_learn_on_every_stem_layout(make_graph, op, input_id):
+    """T comes from the stem's layout (padded sizes included): logits of the right shape, each sample's
+    own, and gradients reach every parameter of the op and the stem."""
+    modality, sample_shape, stem, grid = ODD_INPUTS[input_id]
+    torch.manual_seed(0)
+    graph = make_graph([{"op": op, "config": {"expansion": 2}}], width=WIDTH, modality=modality, stem=stem)
+    model = build_model(graph, COMPONENTS, sample_shape, CLASSES)
+    assert model.layout.shape == grid
+    x = _inputs(modality, sample_shape, 3)
+    out = model(x)
+    assert out.shape == (3, CLASSES) and torch.isfinite(out).all()
+    model.eval()
+    torch.testing.assert_close(model(x)[1:2], model(x[1:2]), rtol=1e-4, atol=1e-5)
+    model.train()
+    torch.nn.functional.cross_entropy(model(x), torch.tensor([0, 1, 2])).backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []
+    op_grads = {n: p.grad for n, p in model.named_parameters() if n.startswith("blocks.n0.op.")}
+    assert op_grads and all(g.abs().sum() > 0 for g in op_grads.values())
+
+
+@pytest.mark.parametrize("grid", [(21,), (5, 4), (1,)])
+@pytest.mark.parametrize("op", TOKEN_MIXERS)
+def test_token_mixers_keep_btd_for_odd_grids(op, grid):
+    module = build(op, {"expansion": 3}, grid)
+    T = TokenLayout(grid).length
+    for batch in (1, 4):
+        assert module(torch.randn(batch, T, WIDTH)).shape == (batch, T, WIDTH)
+
+
+@pytest.mark.parametrize("grid", [(21,), (5, 4)])
+@pytest.mark.parametrize("op", TOKEN_MIXERS)
+def test_token_mixers_mix_every_token_into_every_other(op, grid):
+    """Perturbing one token changes the output of every token (the per-token mlp changes only its own);
+    gmlp does so from its near-zero initial spatial weights already."""
+    torch.manual_seed(0)
+    module, mlp = build(op, {"expansion": 2}, grid), build("mlp", {"expansion": 2}, grid)
+    T = TokenLayout(grid).length
+    x = torch.randn(2, T, WIDTH)
+    for token in (0, T // 2, T - 1):  # T - 1: the last token, the one a stem pads
+        x2 = x.clone()
+        x2[0, token] += 3.0
+        changed = (module(x) - module(x2)).abs().sum(-1) > 0
+        assert bool(changed[0].all()), (token, changed[0].nonzero().flatten().tolist())
+        assert not bool(changed[1].any())  # other samples are untouched
+        assert ((mlp(x) - mlp(x2)).abs().sum(-1)[0] > 0).nonzero().flatten().tolist() == [token]
+
+
+def test_token_mlp_is_mixer_token_mixing_shared_by_every_channel():
+    torch.manual_seed(0)
+    module = build("token_mlp", {"expansion": 2}, (4, 4))
+    assert isinstance(module, TokenMLP)
+    assert (module.fc1.in_features, module.fc1.out_features, module.fc2.out_features) == (16, 32, 16)
+    x = torch.randn(2, 16, WIDTH)
+    expected = module.fc2(torch.nn.functional.gelu(module.fc1(x.transpose(1, 2)))).transpose(1, 2)
+    torch.testing.assert_close(module(x), expected)
+    x2 = x.clone()
+    x2[0, 3, 5] += 2.0  # one channel of one token: only that channel changes, at every token
+    diff = (module(x) - module(x2)).abs()[0].detach()
+    assert bool((diff[:, 5] > 0).all()) and float(diff[:, [c for c in range(WIDTH) if c != 5]].max()) == 0.0
+    # the hidden token count is capped: linear, not quadratic, in T
+    long = build("token_mlp", {"expansion": 2}, (400,))
+    assert (long.fc1.in_features, long.fc1.out_features) == (400, TOKEN_MLP_MAX_HIDDEN)
+
+
+def test_gmlp_is_a_gated_channel_mlp_with_a_near_identity_spatial_gate_at_start():
+    torch.manual_seed(0)
+    module = build("gmlp", {"expansion": 3}, (5, 4))
+    assert isinstance(module, GatedMLP)
+    assert (module.proj_in.in_features, module.proj_in.out_features) == (WIDTH, 2 * 3 * WIDTH)
+    assert (module.proj_out.in_features, module.proj_out.out_features) == (3 * WIDTH, WIDTH)
+    spatial = module.gate.spatial
+    assert (spatial.in_features, spatial.out_features) == (20, 20)
+    assert float(spatial.weight.detach().abs().max()) <= 1e-3 / 20 and torch.equal(spatial.bias, torch.ones(20))
+    assert module.gate.norm.normalized_shape == (3 * WIDTH,)
+    x = torch.randn(2, 20, WIDTH)
+    u, v = torch.nn.functional.gelu(module.proj_in(x)).chunk(2, dim=-1)
+    gate = module.gate.spatial(module.gate.norm(v).transpose(1, 2)).transpose(1, 2)
+    torch.testing.assert_close(module(x), module.proj_out(u * gate))
+    with torch.no_grad():
+        spatial.weight.zero_()  # the gate is then exactly 1: the block is a per-token channel MLP on u
+    torch.testing.assert_close(module(x), module.proj_out(u))
+
+
+def test_token_mixer_labels():
+    assert OPS.get("token_mlp").describe({"expansion": 2}) == "tmlp2"
+    assert OPS.get("gmlp").describe({"expansion": 3}) == "gmlp3"
+    assert OPS.get("token_mlp").residual and OPS.get("gmlp").residual
+    assert {n: OPS.get(n).params["expansion"].default for n in TOKEN_MIXERS} == {"token_mlp": 2, "gmlp": 2}
+
+
+def test_a_space_offering_the_token_mixers_samples_builds_and_trains_them(make_space, components, digits, train_config):
+    from iasf_search.train import train
+
+    space = make_space({"manifold.ops": {"token_mlp": None, "gmlp": {"expansion": [1, 2]}}})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen: dict[str, ArchNet] = {}
+    for _ in range(12):
+        graph = arch.sample_graph(study.ask(), space, components)
+        model = build_model(graph, components, digits.sample_shape, digits.num_classes)
+        assert model(digits.x_val[:2]).shape == (2, digits.num_classes)
+        for node in arch.hidden_nodes(graph):
+            seen.setdefault(graph.nodes[node]["op"], model)
+    assert set(seen) == {"token_mlp", "gmlp"}
+    for op, model in seen.items():  # one optimiser step over the whole training split
+        before = [p.detach().clone() for p in model.parameters()]
+        config = {**train_config, "epochs": 1, "batch_size": len(digits.x_train)}
+        result = train(model, digits, config, device=torch.device("cpu"), seed=0)
+        assert result.steps == 1 and 0.0 <= result.val_accuracy <= 1.0, op
+        assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True)), op
+
+
+def test_a_search_offering_the_token_mixers_completes_through_the_cli(capsys, tmp_path, write_space):
+    write_space({"manifold.ops": {"token_mlp": None, "gmlp": None}, "training.schedule": "one_cycle"})
+    url = f"sqlite:///{tmp_path / 'mixers.db'}"
+    rc, out, err = run(capsys, "--space", "tiny.yaml", "--storage", url, "--trials", "3")
+    assert rc == 0, err
+    study = optuna.load_study(study_name="tiny", storage=url)
+    assert len(finished(study)) == 3 and all(t.state == TrialState.COMPLETE for t in study.trials)
+    ops = set()
+    for t in study.trials:
+        graph = arch.from_json(t.system_attrs["architecture"])
+        ops |= {graph.nodes[n]["op"] for n in arch.hidden_nodes(graph)}
+        assert t.system_attrs["train_config"]["schedule"] == "one_cycle"
+        assert 0.0 <= t.user_attrs["val_accuracy"] <= 1.0
+    assert ops and ops <= {"token_mlp", "gmlp"}
+    assert any(label in out for label in ("tmlp2", "gmlp2"))

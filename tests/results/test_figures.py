@@ -66,6 +66,15 @@ def test_unknown_ops_are_labelled_by_name(components, make_graph):
     assert node_labels(graph, components)["n0"] == "from_a_missing_plugin"
 
 
+def test_diagram_labels_name_a_readout_and_norms_other_than_the_defaults(components, make_graph):
+    graph = make_graph([{"op": "mlp", "config": {"expansion": 2}}, {"op": "conv", "config": {"kernel": 3, "dilation": 1}}])
+    graph.nodes["n0"].update(norm="batch", norm_config={})
+    graph.nodes["n1"].update(norm="layer", norm_config={})
+    graph.nodes["output"].update(readout="class_token", readout_config={"heads": 2})
+    labels = node_labels(graph, components)
+    assert (labels["n0"], labels["n1"], labels["output"]) == ("mlp2[bn]", "conv3", "head cls/h2")
+
+
 def test_heatmap_png_has_one_panel_per_node():
     maps = {"n0": torch.eye(4), "n2": torch.ones(4, 4)}
     png = save(heatmap_figure(maps, {"n0": "attn-loc3/h2"}, title="t"), "png")

@@ -75,6 +75,18 @@ def test_print_architecture_aligns_its_columns(capsys, make_graph):
     assert lines[1].index("<- input") == 4 + 7 + 10 + 48 + 2
 
 
+def test_print_architecture_shows_a_readout_and_norms_other_than_the_defaults(capsys, make_graph):
+    graph = make_graph([{"op": "mlp", "config": {"expansion": 2}}, {"op": "conv", "config": {"kernel": 3}}], width=8)
+    graph.nodes["n0"].update(norm="batch", norm_config={})
+    graph.nodes["n1"].update(norm="layer", norm_config={})
+    graph.nodes["output"].update(readout="class_token", readout_config={"heads": 2})
+    print_architecture(graph)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].endswith("<- input  norm batch") and lines[2].endswith("<- n0")
+    assert lines[3].split(maxsplit=2)[:2] == ["output", "head"]
+    assert json.dumps({"heads": 2, "readout": "class_token"}) in lines[3]
+
+
 def test_print_pareto_is_a_table_named_by_the_spaces_objectives(capsys):
     study = optuna.create_study(directions=["maximize", "minimize"])
     study.set_user_attr("space", {"objectives": [{"metric": "accuracy"}, {"metric": "params"}]})
