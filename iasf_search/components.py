@@ -270,6 +270,27 @@ class CostModel(Component):
         """
 
 
+class ZeroCostProxy(Component):
+    """A training-free score of an untrained model: higher means predicted better after training.
+
+    Proxies named in ``search.proxies`` are recorded on every trial as ``proxy.<name>``; the one named
+    in ``search.prescreen`` ranks sampled candidates so that only the best are trained (see
+    :mod:`iasf_search.prescreen`). Contract of :meth:`score`:
+
+    * ``model`` is freshly initialised, on ``device``, in train mode;
+    * the proxy must not change it: no weight, buffer (BatchNorm statistics) or mode change and no
+      gradient left behind. Work on ``copy.deepcopy(model)`` (or restore what you change);
+    * ``x`` is a batch of real training samples in the dataset's layout (``(B, C, H, W)`` images,
+      ``(B, T, F)`` sequences, ``(B, T)`` int64 token ids for text), ``y`` their int64 labels;
+      a proxy that builds other inputs (synflow's all-ones input) must keep token ids valid ids;
+    * return a finite float; the global random state is saved and restored by the engine.
+    """
+
+    @abstractmethod
+    def score(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> float:
+        """The proxy's value for ``model`` (higher: predicted better) on the batch ``(x, y)``."""
+
+
 class SpaceSection(Component):
     """A top-level section of the space file owned by a plugin (e.g. a logger's settings).
 

@@ -146,6 +146,16 @@ def iasf_register_pruners(registry: Registry) -> None:
     """
 
 
+@hookspec
+def iasf_register_proxies(registry: Registry) -> None:
+    """Register zero-cost proxies (:class:`~iasf_search.components.ZeroCostProxy`): training-free
+    scores of an untrained model, higher meaning predicted better.
+
+    :param registry: call ``registry.register(proxy)``; names are used in ``search.proxies``
+        (recorded on every trial as ``proxy.<name>``) and ``search.prescreen.proxy``.
+    """
+
+
 # -- study life cycle -----------------------------------------------------------------------------
 
 

@@ -6,6 +6,8 @@ User attributes written on every trial (the dashboard shows them):
 ``train_config``, ``reuse_key``; after training ``params``, ``train_seconds``, ``epochs``,
 ``val_accuracy``, ``val_loss``, ``test_accuracy`` (with cross-validation, ``val_accuracy`` and
 ``val_loss`` are the folds' means, and ``fold_val_accuracies`` and ``val_accuracy_std`` are added);
+``proxy.<name>`` for every zero-cost proxy the space records (``search.proxies``, ``search.prescreen``;
+scored on the untrained model, :mod:`iasf_search.prescreen`), ``prescreen`` on a trial a prescreen queued;
 ``cost.<name>`` for every cost the space measures (and ``cost_details.<name>`` when the cost model
 returned details, e.g. the spread of a timing); ``constraints`` (``{cost: {value, max, feasible}}``) when the space has constraints, and
 ``infeasible`` (the violated costs) when it broke one; ``aux.<objective>`` (a mapping of what each
@@ -42,6 +44,7 @@ from iasf_search.cross_validation import fold_tasks, pooled
 from iasf_search.interrupts import interruptible, reason
 from iasf_search.optuna_internals import trial_id
 from iasf_search.plugin_manager import Components, plugin_in_traceback
+from iasf_search.prescreen import proxies_to_record, proxy_batch, record_proxies
 from iasf_search.results.records import (
     ARCH_HASH,
     ARCHITECTURE,
@@ -147,6 +150,7 @@ class TrialObjective:
 
     def __init__(self, session: Session, data: TaskData, device: torch.device, seed: int,
                  artifacts: ArtifactStore | None = None, target: int | None = None) -> None:
+        self.session = session
         self.space, self.components = session.space, session.components
         self.hook = session.components.pm.hook
         self.data, self.device, self.seed = data, device, seed
@@ -158,6 +162,8 @@ class TrialObjective:
         self.folds = fold_tasks(data, space.split) if space.split.folds else []
         """With cross-validation, one task per fold; the kept model then trains on ``self.pool``."""
         self.pool = pooled(data) if self.folds else data
+        self.proxy_batch = proxy_batch(data, seed) if proxies_to_record(space) else None
+        """The training samples the zero-cost proxies score every trial's model on (:mod:`iasf_search.prescreen`)."""
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         try:
@@ -201,6 +207,8 @@ class TrialObjective:
         key = self._record_architecture(trial, graph, train_config)
         torch.manual_seed(self.seed)
         model = build_model(graph, self.components, self.data.sample_shape, self.data.num_classes).to(self.device)
+        if self.proxy_batch is not None:  # the untrained model, before anything else (reused trials too)
+            record_proxies(trial, model, self.session, self.proxy_batch, self.device)
         previous = self._finished_twin(trial.study, key, graph)
         if previous is not None:
             return self._reuse(trial, previous, graph, model)

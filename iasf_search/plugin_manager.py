@@ -35,6 +35,7 @@ from iasf_search.components import (
     SamplerFactory,
     SpaceSection,
     Stem,
+    ZeroCostProxy,
 )
 from iasf_search.errors import BadInput
 from iasf_search.registry import Registry
@@ -55,6 +56,7 @@ BUILTIN_PLUGINS = (
     "iasf_search.plugins.meta_representation",
     "iasf_search.plugins.cds",
     "iasf_search.plugins.costs",
+    "iasf_search.plugins.zero_cost",
     "iasf_search.plugins.latency_predictor",
     "iasf_search.plugins.optuna_components",
     "iasf_search.plugins.evolution",
@@ -81,6 +83,7 @@ class Components:
     pruners: Registry[PrunerFactory] = field(default_factory=lambda: Registry("pruner", PrunerFactory))
     architectures: Registry[BaselineArchitecture] = field(
         default_factory=lambda: Registry("baseline architecture", BaselineArchitecture))
+    proxies: Registry[ZeroCostProxy] = field(default_factory=lambda: Registry("zero-cost proxy", ZeroCostProxy))
     sources: dict[str, str] = field(default_factory=dict)
     """plugin name -> where it came from (``built-in``, ``entry point``, ``--plugin``, ``space file``)."""
 
@@ -127,6 +130,7 @@ _REGISTRATION_HOOKS = {
     "iasf_register_samplers": "samplers",
     "iasf_register_pruners": "pruners",
     "iasf_register_architectures": "architectures",
+    "iasf_register_proxies": "proxies",
 }
 
 

@@ -80,6 +80,10 @@ class SearchSettings:
     """A running trial without a heartbeat for this long is failed and retried once."""
     enqueue: tuple[str, ...] = ()
     """Architectures evaluated before the sampler's (:mod:`iasf_search.enqueue`): registered baseline names or arch.json paths."""
+    proxies: tuple[str, ...] = ()
+    """Zero-cost proxies recorded on every trial as ``proxy.<name>`` (:mod:`iasf_search.prescreen`)."""
+    prescreen: Mapping[str, Any] | None = None
+    """``{proxy, candidates, keep}``: score ``candidates`` sampled architectures with ``proxy``, train the best ``keep``."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,9 @@ class SearchSpace:
     def resolved(self) -> dict[str, Any]:
         """The space with every default filled in, in space-file syntax (saved with the study)."""
         search = asdict(self.search)
+        for key, default in (("proxies", ()), ("prescreen", None)):  # left out when unused: older studies resume without a warning
+            if search[key] == default:
+                del search[key]
         return {
             "name": self.name,
             "plugins": list(self.plugins),
@@ -370,7 +377,8 @@ def _parse_sections(doc: Mapping[str, Any], r: _Reader, components: Components) 
 def _parse_search(doc: Mapping[str, Any], r: _Reader, components: Components, objectives: Sequence[Objective]) -> SearchSettings:
     """``search:``: sampler and pruner (registered, with their options) and the budget keys of
     :data:`~iasf_search.settings.SEARCH_PARAMS`."""
-    s = r.mapping(doc.get("search"), "search", (*SEARCH_PARAMS, "sampler_options", "pruner_options", "enqueue"))
+    s = r.mapping(doc.get("search"), "search", (*SEARCH_PARAMS, "sampler_options", "pruner_options", "enqueue", "proxies",
+                                                "prescreen"))
     values = {k: r.value(s, k, p, "search") for k, p in SEARCH_PARAMS.items()}
     sampler = r.known(components.samplers, values["sampler"], "search.sampler").name
     pruner = r.known(components.pruners, values["pruner"] or _default_pruner(objectives, components), "search.pruner").name
@@ -379,6 +387,8 @@ def _parse_search(doc: Mapping[str, Any], r: _Reader, components: Components, ob
         raise r.fail("search.pruner", f"{pruner!r} prunes studies with one objective only (Optuna's pruners); with "
                                       f"{len(objectives)} objectives use one of: {', '.join(several)}")
     search = SearchSettings(**{**values, "sampler": sampler, "pruner": pruner, "enqueue": _parse_enqueue(s.get("enqueue"), r),
+                               "proxies": _parse_proxies(s.get("proxies"), r, components),
+                               "prescreen": _parse_prescreen(s.get("prescreen"), r, components),
                                "sampler_options": r.options(s.get("sampler_options"), "search.sampler_options",
                                                             components.samplers.get(sampler).params),
                                "pruner_options": r.options(s.get("pruner_options"), "search.pruner_options",
@@ -402,6 +412,48 @@ def _parse_enqueue(value: Any, r: _Reader) -> tuple[str, ...]:
         raise r.fail("search.enqueue", f"expected a list of baseline architecture names (such as transformer, cnn) or "
                                        f"arch.json paths; got {value!r}")
     return tuple(value)
+
+
+def _parse_proxies(value: Any, r: _Reader, components: Components) -> tuple[str, ...]:
+    """``search.proxies``: registered zero-cost proxy names, each once."""
+    proxies = components.proxies
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise r.fail("search.proxies", f"expected a list of zero-cost proxy names such as [zico, synflow, params]; "
+                                       f"got {value!r}; {allowed(proxies)}")
+    for i, name in enumerate(value):
+        if name not in proxies:
+            raise r.fail(f"search.proxies[{i}]", f"unknown zero-cost proxy {name!r}{did_you_mean(name, proxies)}; {allowed(proxies)}")
+    if len(set(value)) != len(value):
+        raise r.fail("search.proxies", f"names repeat in {value!r}; list each once")
+    return tuple(value)
+
+
+PRESCREEN_PARAMS = {
+    "candidates": Param(16, int, low=1, help="architectures sampled and scored by the proxy before each training"),
+    "keep": Param(1, int, low=1, help="the best-scored of them that are trained (at most candidates)"),
+}
+"""Keys of ``search.prescreen`` besides ``proxy`` (required)."""
+
+
+def _parse_prescreen(value: Any, r: _Reader, components: Components) -> dict[str, Any] | None:
+    """``search.prescreen: {proxy, candidates, keep}``: a registered proxy, ``candidates >= keep >= 1``."""
+    if value is None:
+        return None
+    key = "search.prescreen"
+    given = r.mapping(value, key, ("proxy", *PRESCREEN_PARAMS))
+    if not given or "proxy" not in given:
+        raise r.fail(f"{key}.proxy", f"missing; name the zero-cost proxy that ranks the candidates, e.g. "
+                                     f"{{proxy: zico, candidates: 16, keep: 1}}; {allowed(components.proxies)}")
+    proxy = given["proxy"]
+    if not isinstance(proxy, str) or proxy not in components.proxies:
+        raise r.fail(f"{key}.proxy", f"unknown zero-cost proxy {proxy!r}{did_you_mean(str(proxy), components.proxies)}; "
+                                     f"{allowed(components.proxies)}")
+    out = {"proxy": proxy, **{k: r.value(given, k, p, key) for k, p in PRESCREEN_PARAMS.items()}}
+    if out["keep"] > out["candidates"]:
+        raise r.fail(f"{key}.keep", f"{out['keep']} is more than the {out['candidates']} candidates; give keep <= candidates")
+    return out
 
 
 def _default_pruner(objectives: Sequence[Objective], components: Components) -> str:

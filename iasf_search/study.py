@@ -28,6 +28,7 @@ from iasf_search.enqueue import check_feasible, enqueue
 from iasf_search.enqueue import resolve as resolve_enqueued
 from iasf_search.errors import BadInput
 from iasf_search.objective import TrialObjective
+from iasf_search.prescreen import new_sampler, prescreen
 from iasf_search.results.access import FINISHED, best_trials, load_results
 from iasf_search.results.artifacts import check_artifact_dir, default_artifact_dir, open_artifact_store
 from iasf_search.results.baselines import SEARCH_FIT_LIMIT, fit_baselines, fit_work, record_baselines, recorded_baselines
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 
 MAX_CONSECUTIVE_FAILURES = 10
 WORKER_SEED_STRIDE = 7919
-BUDGET_KEYS = ("trials", "timeout", "max_trial_seconds", "heartbeat_interval", "grace_period")
+BUDGET_KEYS = ("trials", "timeout", "max_trial_seconds", "heartbeat_interval", "grace_period", "proxies")
 """``search`` keys a resumed study may change without changing what its trials mean."""
 
 
@@ -144,6 +145,9 @@ def run_search(space: SearchSpace | Session, *, trials: int | None = None, timeo
                 if not wait_for_others(study, space.search.heartbeat_interval, running, left):
                     break
                 continue
+            if space.search.prescreen and not _waiting(study):  # queue the best-scored of many candidates
+                prescreen(study, session, run.data, run.device, seed=run.seed + WORKER_SEED_STRIDE * worker,
+                          batch=objective.proxy_batch, limit=run.target - finished - running)
             # one trial per call: the target is checked right before each new trial is created
             with interrupts.deferred():  # a stop signal during Optuna's bookkeeping waits for it to finish
                 study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks, gc_after_trial=False)
@@ -285,6 +289,11 @@ def _counts(study: optuna.Study) -> tuple[int, int]:
     return sum(s in FINISHED for s in states), sum(s == TrialState.RUNNING for s in states)
 
 
+def _waiting(study: optuna.Study) -> bool:
+    """Whether a trial waits in the study's queue (``search.enqueue``, a prescreen, a retried trial)."""
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
 def _artifact_folder(artifacts: str | Path | ArtifactStore | None, url: str) -> Path | None:
     """The artifact folder a run will use (checked, not yet created), or None for a given store or none."""
     if not isinstance(artifacts, (str, Path)):
@@ -329,9 +338,7 @@ def open_study(session: Session, url: str, name: str, *, seed: int,
     settings = space.search
     storage = open_storage(url, heartbeat=(settings.heartbeat_interval, settings.grace_period))
     existing = _existing_trial_count(storage, name)
-    factory = session.components.samplers.get(settings.sampler)
-    sampler = factory.create(settings.sampler_options, seed=seed + existing + WORKER_SEED_STRIDE * worker,
-                             n_objectives=len(space.objectives), **({"session": session} if factory.needs_session else {}))
+    sampler = new_sampler(session, seed + existing + WORKER_SEED_STRIDE * worker)
     try:
         study = optuna.create_study(storage=storage, study_name=name, sampler=sampler, pruner=pruner,
                                     directions=space.directions, load_if_exists=True)

@@ -121,7 +121,7 @@ def test_contributions_list_registered_names_and_life_cycle_hooks():
     assert listed["plugin_samples.every_hook"] == {
         "op": ["negate"], "fusion": ["maximum"], "readout": ["first_token"], "norm": ["rms"], "stem": ["flat"], "dataset": ["flat_digits"],
         "auxiliary objective": ["smoothness"], "cost model": ["tokens"], "space section": ["flat_logger"],
-        "sampler": ["seeded_random"], "pruner": ["never"]}
+        "sampler": ["seeded_random"], "pruner": ["never"], "zero-cost proxy": ["output_spread"]}
     assert listed["iasf_search.plugins.trial_records"]["hooks"] == sorted(listed["iasf_search.plugins.trial_records"]["hooks"])
     assert all(h.startswith("iasf_") and "register" not in h for p in listed.values() for h in p.get("hooks", []))
 
@@ -212,7 +212,7 @@ def test_a_plugin_using_every_registration_hook_runs_a_search(tmp_path, write_sp
         ("norm", "norms", "rms"), ("stem", "stems", "flat"),
         ("dataset", "datasets", "flat_digits"), ("sampler", "samplers", "seeded_random"), ("pruner", "pruners", "never"),
         ("auxiliary objective", "aux_objectives", "smoothness"), ("cost model", "cost_models", "tokens"),
-        ("space section", "space_sections", "flat_logger")]}
+        ("space section", "space_sections", "flat_logger"), ("zero-cost proxy", "proxies", "output_spread")]}
     assert set(owners.values()) == {"plugin_samples.every_hook"}
     check_op(comps.ops.get("negate"))
     check_fusion(comps.fusions.get("maximum"))
@@ -226,7 +226,8 @@ def test_a_plugin_using_every_registration_hook_runs_a_search(tmp_path, write_sp
                                   "readouts": ["first_token"], "norms": ["rms"]},
                      "training": {"epochs": 1}, "auxiliary": {"smoothness": {}},
                      "costs": {"tokens": {"scale": 2}}, "flat_logger": {"prefix": "x"},
-                     "search": {"sampler": "seeded_random", "pruner": "never", "trials": 3}})
+                     "search": {"sampler": "seeded_random", "pruner": "never", "trials": 3,
+                                "proxies": ["output_spread", "zico", "synflow"]}})
     url = f"sqlite:///{tmp_path / 'flat.db'}"
     assert main(["--space", "tiny.yaml", "--storage", url]) == 0, capsys.readouterr().err
     trials = optuna.load_study(study_name="flat", storage=url).trials
@@ -240,6 +241,7 @@ def test_a_plugin_using_every_registration_hook_runs_a_search(tmp_path, write_sp
     assert all(t.system_attrs["train_config"]["auxiliary"] == {"smoothness": {"weight": 0.05}} for t in trials)
     assert all(t.user_attrs["aux.smoothness"]["loss"] >= 0 for t in trials)
     assert all(t.user_attrs["cost.tokens"] == 128.0 for t in trials)  # 64 feature tokens x scale 2
+    assert all(t.user_attrs["proxy.output_spread"] > 0 and "proxy.zico" in t.user_attrs for t in trials)  # the built-in proxies too
     space = iasf_search.load_space("tiny.yaml")
     assert space.sections["flat_logger"] == {"prefix": "x", "every": 1}
     write_space(doc={"name": "flat", "plugins": ["plugin_samples.every_hook"], "task": {"dataset": "flat_digits"},

@@ -63,6 +63,11 @@ COST_DETAILS_PREFIX = "cost_details."
 """``cost_details.<name>``: what a cost model reported beside the value."""
 AUX_PREFIX = "aux."
 """``aux.<objective>``: what an auxiliary objective measured after training."""
+PROXY_PREFIX = "proxy."
+"""``proxy.<name>``: a zero-cost proxy's score of the untrained model (``search.proxies``, ``search.prescreen``)."""
+PRESCREEN = "prescreen"
+"""``{proxy, score, rank, candidates}``: the trial was the ``rank``-th best (1: best) of ``candidates`` sampled
+architectures scored by ``proxy`` without training (``search.prescreen``)."""
 
 
 def set_record(trial: optuna.Trial, name: str, value: Any) -> None:

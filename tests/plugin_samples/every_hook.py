@@ -3,8 +3,8 @@
 ``flat`` inputs are feature vectors ``(F,)``: the stem makes one token per feature. The dataset
 ``flat_digits`` serves digits as 64-vectors; ``negate`` is an op, ``maximum`` a fusion,
 ``first_token`` a readout, ``rms`` a norm (with a parameter), ``seeded_random`` a sampler, ``never``
-a pruner, ``smoothness`` an auxiliary objective, ``tokens`` a cost model and ``flat_logger`` a
-section of the space file.
+a pruner, ``smoothness`` an auxiliary objective, ``tokens`` a cost model, ``output_spread`` a zero-cost
+proxy and ``flat_logger`` a section of the space file.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from iasf_search.components import (
     SpaceSection,
     Stem,
     TokenLayout,
+    ZeroCostProxy,
 )
 from iasf_search.data import split_arrays
 from iasf_search.params import Param
@@ -131,6 +132,16 @@ class TokenCount(CostModel):
     params = {"scale": Param(1, int, low=1)}
 
 
+class OutputSpread(ZeroCostProxy):
+    """The spread of the untrained model's logits over the batch (a toy proxy)."""
+
+    name = "output_spread"
+
+    def score(self, model, x, y, device):
+        with torch.no_grad():
+            return float(model(x.to(device)).std())
+
+
 class FlatLogger(SpaceSection):
     """A plugin-owned top-level section of the space file."""
 
@@ -205,3 +216,8 @@ def iasf_register_samplers(registry):
 @hookimpl
 def iasf_register_pruners(registry):
     registry.register(Never())
+
+
+@hookimpl
+def iasf_register_proxies(registry):
+    registry.register(OutputSpread())
