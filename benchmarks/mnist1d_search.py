@@ -64,10 +64,7 @@ import hashlib
 import json
 import os
 import platform
-import signal
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -75,6 +72,7 @@ from typing import Any
 import optuna
 import torch
 import yaml
+from small_data import search as cli_search  # benchmarks/ is on sys.path when a script in it runs
 from torch import nn
 
 from iasf_search.components import TaskData
@@ -114,18 +112,9 @@ def fingerprint(data: TaskData) -> str:
 
 
 def search(space: Path, storage: str, seconds: float) -> tuple[datetime.datetime, float]:
-    """Run ``iasf-search`` on ``space`` for at most ``seconds`` of wall time; returns its launch time and the seconds it ran."""
-    launched, start = datetime.datetime.now(), time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "iasf_search", "--space", str(space), "--storage", storage, "-q"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        _, err = process.communicate(timeout=seconds)
-    except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGTERM)  # the running trial is stopped, finished trials are kept
-        _, err = process.communicate()
-    if process.returncode not in (0, 143):
-        raise RuntimeError(f"iasf-search on {space} exited {process.returncode}: {err[-2000:]}")
-    return launched, time.perf_counter() - start
+    """:func:`small_data.search` (the CLI for at most ``seconds``, then SIGTERM), with its launch time."""
+    launched = datetime.datetime.now()
+    return launched, cli_search(space, storage, seconds)
 
 
 def engine_run(work: Path, arm: str, seed: int, seconds: float) -> dict[str, Any]:

@@ -31,6 +31,7 @@ import optuna
 import torch
 
 from iasf_search.build import build_model
+from iasf_search.cost_measurement import violations
 from iasf_search.errors import BadInput
 from iasf_search.graph import (
     DEFAULT_NORM,
@@ -229,8 +230,6 @@ def check_feasible(space: SearchSpace, components: Components, entries: Sequence
 
     :raises BadInput: naming the entry, when its model does not build for the data or breaks a constraint.
     """
-    from iasf_search.objective import COST_BATCH  # the objective imports the session machinery
-
     for i, entry in enumerate(entries):
         key = f"{space.file}: search.enqueue[{i}]"
         try:
@@ -238,12 +237,10 @@ def check_feasible(space: SearchSpace, components: Components, entries: Sequence
             model = build_model(entry.graph, components, data.sample_shape, data.num_classes).to(device).eval()
         except (ValueError, RuntimeError) as exc:
             raise BadInput(f"{key}: {entry.label} does not build for the data ({type(exc).__name__}: {exc})") from None
-        for c in space.constraints:
-            result = components.cost_models.get(c.cost).measure(model, data.x_val[:COST_BATCH], device, space.costs[c.cost])
-            value = float(getattr(result, "value", result))
-            if value > c.max:
-                raise BadInput(f"{key}: {entry.label} is infeasible: {c.cost} {value:.6g} > max {c.max:g} (constraints); "
-                               f"remove it from search.enqueue or relax the constraint")
+        broken = violations(model, space, components, data.x_val, device)
+        if broken:
+            raise BadInput(f"{key}: {entry.label} is infeasible: {'; '.join(broken)} (constraints); "
+                           f"remove it from search.enqueue or relax the constraint")
 
 
 def enqueue(study: optuna.Study, entries: Sequence[Enqueued]) -> None:

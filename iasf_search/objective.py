@@ -39,7 +39,8 @@ from torch import nn
 
 from iasf_search import graph as arch
 from iasf_search.build import ArchNet, build_model, count_parameters
-from iasf_search.components import Measurement, TaskData
+from iasf_search.components import TaskData
+from iasf_search.cost_measurement import measure_costs
 from iasf_search.cross_validation import fold_tasks, pooled
 from iasf_search.interrupts import interruptible, reason
 from iasf_search.optuna_internals import trial_id
@@ -79,8 +80,6 @@ from iasf_search.results.records import (
 from iasf_search.session import Session
 from iasf_search.train import AuxTerm, Diverged, Run, TimeLimit, TrainResult, evaluate, measure_aux, train_together
 
-COST_BATCH = 32
-"""Validation samples on which cost models measure a model."""
 AUX_BATCH = 256
 """Validation samples on which auxiliary objectives are measured after training."""
 
@@ -376,21 +375,14 @@ class TrialObjective:
                     run.model.load_state_dict(weights)
 
     def _measure_costs(self, trial: optuna.Trial, model: nn.Module, names: list[str]) -> dict[str, float]:
-        """The costs ``names`` (of the space's), on ``COST_BATCH`` validation samples, before training;
+        """The costs ``names`` (of the space's), before training (:func:`~iasf_search.cost_measurement.measure_costs`);
         each recorded as ``cost.<name>`` (and ``cost_details.<name>``)."""
-        if not names:
-            return {}
-        model.eval()
-        example = self.data.x_val[:COST_BATCH]
         costs = {}
-        for name in names:
-            options = self.space.costs[name]
-            result = self.components.cost_models.get(name).measure(model, example, self.device, options)
-            value = float(result.value if isinstance(result, Measurement) else result)
-            trial.set_user_attr(COST_PREFIX + name, value)
-            if isinstance(result, Measurement) and result.details:
+        for name, result in measure_costs(model, names, self.space, self.components, self.data.x_val, self.device).items():
+            costs[name] = float(result.value)
+            trial.set_user_attr(COST_PREFIX + name, costs[name])
+            if result.details:
                 trial.set_user_attr(COST_DETAILS_PREFIX + name, dict(result.details))
-            costs[name] = value
         return costs
 
     def _set_constraints(self, trial: optuna.Trial, costs: Mapping[str, float]) -> list[str]:

@@ -34,7 +34,8 @@ from torch import nn
 
 from iasf_search import graph as arch
 from iasf_search.build import build_model
-from iasf_search.components import Measurement, TaskData, ZeroCostProxy
+from iasf_search.components import TaskData, ZeroCostProxy
+from iasf_search.cost_measurement import violations
 from iasf_search.optuna_internals import storage_of, trial_id
 from iasf_search.results.records import ARCH_HASH, PRESCREEN, PROXY_PREFIX
 
@@ -44,8 +45,6 @@ if TYPE_CHECKING:
 
 PROXY_BATCH = 64
 """Training samples every proxy scores a model on (the same ones for every trial of a search)."""
-COST_BATCH = 32
-"""Validation samples the constraints' costs of a candidate are measured on (as a trial's)."""
 
 
 def proxy_batch(data: TaskData, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,18 +100,7 @@ def new_sampler(session: Session, seed: int) -> optuna.samplers.BaseSampler:
 
 def _feasible(model: nn.Module, session: Session, data: TaskData, device: torch.device) -> bool:
     """Whether the candidate's model meets every constraint of the space (True without constraints)."""
-    space, costs = session.space, session.components.cost_models
-    if not space.constraints:
-        return True
-    model.eval()
-    try:
-        for c in space.constraints:
-            result = costs.get(c.cost).measure(model, data.x_val[:COST_BATCH], device, space.costs[c.cost])
-            if float(result.value if isinstance(result, Measurement) else result) > c.max:
-                return False
-        return True
-    finally:
-        model.train()
+    return not violations(model, session.space, session.components, data.x_val, device)
 
 
 def prescreen(study: optuna.Study, session: Session, data: TaskData, device: torch.device, *, seed: int,
