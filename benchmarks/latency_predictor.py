@@ -20,6 +20,11 @@ predictions too, to separate ranking from bias. Everything is computed against t
 (the protocol) and, in a second table, against each architecture's fastest sample (what the machine
 does when no other process takes the cores).
 
+``--device cuda`` measures on the GPU as the ``latency_ms`` cost model does there (bf16 autocast),
+predicts with ``dtype: bfloat16`` from a profile calibrated on that GPU, and compares with the
+built-in ``h100`` profile instead of ``cpu``. ``--quick`` (a few architectures, a quick calibration)
+only checks that the script runs.
+
 Runs on the CPU with ``--threads`` intra-op threads (default 1: on a shared 2-core machine, two
 OpenMP threads spin-wait whenever another process holds a core, and medians then measure the
 neighbours). The calibration runs with the same thread count. Prints a markdown table; ``--out``
@@ -53,10 +58,13 @@ from iasf_search.hardware.calibration import calibrate
 from iasf_search.hardware.profiles import write_profile
 from iasf_search.hardware.timing import batch_of, time_call
 from iasf_search.session import open_session
+from iasf_search.train import autocast, resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = (ROOT / "search_spaces" / "vision.yaml", ROOT / "search_spaces" / "sequence.yaml")
 CPU = torch.device("cpu")
+DEVICE = CPU
+"""Where models are measured (``--device``)."""
 
 
 @dataclass
@@ -109,6 +117,10 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({cpu_model()})"
+
+
 def cpu_busy_s() -> float:
     """CPU seconds the whole machine has spent busy since boot (all cores)."""
     fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -126,7 +138,7 @@ def sample_architectures(path: Path, n: int, seed: int, calibrated: str) -> tupl
     session = open_session(path)
     space, comps = session.space, session.components
     data = comps.datasets.get(space.dataset).load(space.dataset_options, space.split)
-    x = batch_of(data.x_val, 32)
+    x = batch_of(data.x_val, 32).to(DEVICE)
     predicted_cost, flops_cost = comps.cost_models.get("predicted_latency_ms"), comps.cost_models.get("flops")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     rows, models, seen = [], [], set()
@@ -137,14 +149,14 @@ def sample_architectures(path: Path, n: int, seed: int, calibrated: str) -> tupl
             continue
         seen.add(arch)
         torch.manual_seed(seed + len(rows))
-        model = build_model(graph, comps, data.sample_shape, data.num_classes).eval()
-        with torch.inference_mode():
-            timing = time_call(lambda model=model: model(x), CPU, warmup=5, repeats=20)
-        options = {"batch_size": 32, "dtype": "float32"}
-        mine = predicted_cost.measure(model, x, CPU, {**options, "target": calibrated})
-        generic = predicted_cost.measure(model, x, CPU, {**options, "target": "cpu"})
+        model = build_model(graph, comps, data.sample_shape, data.num_classes).eval().to(DEVICE)
+        with torch.inference_mode(), autocast(DEVICE):
+            timing = time_call(lambda model=model: model(x), DEVICE, warmup=5, repeats=20)
+        options = {"batch_size": 32, "dtype": "bfloat16" if DEVICE.type == "cuda" else "float32"}
+        mine = predicted_cost.measure(model, x, DEVICE, {**options, "target": calibrated})
+        generic = predicted_cost.measure(model, x, DEVICE, {**options, "target": "h100" if DEVICE.type == "cuda" else "cpu"})
         rows.append(Row(space=space.name, arch=arch[:12], summary=describe(graph), params=sum(p.numel() for p in model.parameters()),
-                        kernels=mine.details["kernels"], flops=flops_cost.measure(model, x, CPU, {}) * len(x),
+                        kernels=mine.details["kernels"], flops=flops_cost.measure(model, x, DEVICE, {}) * len(x),
                         measured_ms=timing.median_ms, fastest_ms=min(timing.samples_ms), cov=timing.cov, repeat_ms=float("nan"),
                         repeat_fastest_ms=float("nan"), predicted_ms=mine.value, generic_cpu_ms=generic.value))
         models.append((model, x))
@@ -194,14 +206,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--out", help="write the figures and every architecture's row as JSON")
     parser.add_argument("--profile-out", help="also keep the calibrated profile at this path")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--quick", action="store_true", help="3 architectures per space and a quick calibration (a smoke run)")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = resolve_device(args.device)
+    if args.quick:
+        args.per_space = min(args.per_space, 3)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     torch.set_num_threads(args.threads)
     started = time.time()
     load_before, busy0, own0 = os.getloadavg()[0], cpu_busy_s(), own_cpu_s()
 
     t0 = time.perf_counter()
-    profile = calibrate(CPU, name="this-machine")
+    profile = calibrate(DEVICE, name="this-machine", quick=args.quick)
     calibrate_s = time.perf_counter() - t0
     folder = Path(tempfile.mkdtemp(prefix="latency-bench-"))
     profile_path = write_profile(profile, Path(args.profile_out) if args.profile_out else folder / "this-machine.yaml")
@@ -214,13 +232,13 @@ def main() -> None:
         models += m
     print("repeating every measurement ...", flush=True)
     for row, (model, x) in reversed(list(zip(rows, models, strict=True))):
-        with torch.inference_mode():
-            timing = time_call(lambda model=model, x=x: model(x), CPU, warmup=5, repeats=20)
+        with torch.inference_mode(), autocast(DEVICE):
+            timing = time_call(lambda model=model, x=x: model(x), DEVICE, warmup=5, repeats=20)
         row.repeat_ms, row.repeat_fastest_ms = timing.median_ms, min(timing.samples_ms)
     wall = time.time() - started
     others = max(0.0, ((cpu_busy_s() - busy0) - (own_cpu_s() - own0)) / (wall * (os.cpu_count() or 1)))
 
-    peak = profile.peak_flops["float32"]
+    peak = profile.peak_flops["bfloat16" if DEVICE.type == "cuda" else "float32"]
     sets = {"all": rows, **{name: [r for r in rows if r.space == name] for name in dict.fromkeys(r.space for r in rows)}}
     results = {against: {name: figures(subset, peak, against) for name, subset in sets.items()}
                for against in ("measured_ms", "fastest_ms")}
@@ -233,13 +251,15 @@ def main() -> None:
         "predicted_vs_repeat_spearman": spearman(np.array([r.predicted_ms for r in rows]), np.array([r.repeat_ms for r in rows])),
         "predicted_vs_repeat_within_25": within(np.array([r.predicted_ms for r in rows]), np.array([r.repeat_ms for r in rows]), 0.25),
     }
-    machine = {"nproc": os.cpu_count(), "cpu": cpu_model(), "threads": args.threads, "torch": torch.__version__,
+    machine = {"nproc": os.cpu_count(), "cpu": cpu_model(), "threads": args.threads, "device": device_name(DEVICE),
+               "torch": torch.__version__,
                "python": platform.python_version(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
                "load_before": load_before, "load_after": os.getloadavg()[0], "others_cpu_share": others,
                "wall_s": wall, "calibrate_s": calibrate_s}
 
     print()
-    print(f"{len(rows)} architectures ({', '.join(f'{len(s)} {n}' for n, s in sets.items() if n != 'all')}), batch 32, "
+    counts = ", ".join(f"{len(s)} {n}" for n, s in sets.items() if n != "all")
+    print(f"{machine['device']}: {len(rows)} architectures ({counts}), batch 32, "
           f"{args.threads} thread(s); {machine['nproc']} cores ({machine['cpu']}), torch {torch.__version__}; "
           f"{machine['date']}; run {wall:.0f} s, calibration {calibrate_s:.1f} s; load {load_before:.2f} -> "
           f"{machine['load_after']:.2f}, others' CPU {others:.0%}")

@@ -39,7 +39,7 @@ from iasf_search.study import (
     run_search,
     run_with_workers,
 )
-from iasf_search.workers import WORKER_FLAG, use_worker_threads, worker_index
+from iasf_search.workers import AUTO, WORKER_FLAG, use_worker_threads, worker_index
 
 COMMANDS = ("search", "best", "baseline", "plugins", "dashboard", "export", "train", "report", "calibrate")
 
@@ -91,8 +91,12 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     search.add_argument("--seed", type=int, help="sampler and training seed (default: search.seed)")
     _artifacts_flag(search)
-    search.add_argument("--workers", type=int, default=1, metavar="N",
-                        help="run N worker processes on this machine against the study (each takes its own GPU where there are several)")
+    search.add_argument("--workers", type=_workers, default=1, metavar="N|auto",
+                        help="run N worker processes on this machine against the study (each takes its own GPU where there "
+                             "are several); auto: one per core on the CPU, --trials-per-gpu per GPU")
+    search.add_argument("--trials-per-gpu", type=int, metavar="K",
+                        help="K workers per visible GPU, each training its own trial (small models leave a GPU idle); "
+                             "implies --workers auto")
     search.add_argument(WORKER_FLAG, help=argparse.SUPPRESS)  # i/N: set by --workers for each worker process
     search.add_argument("--no-artifacts", action="store_true", help="attach no files to trials (notes and attributes only)")
     search.add_argument("-q", "--quiet", action="store_true", help="no per-trial lines or progress bar, only the summary")
@@ -175,13 +179,28 @@ def _load(args: argparse.Namespace, observers: Sequence[tuple[object, str]] = ()
     return open_session(args.space, plugins=args.plugin, observers=observers)
 
 
+def _workers(value: str) -> int | str:
+    """``--workers``: a number or ``auto``."""
+    if value == AUTO:
+        return AUTO
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or auto, got {value!r}") from None
+
+
 def _check_search_flags(args: argparse.Namespace) -> None:
     if args.trials is not None and args.trials < 1:
         raise BadInput(f"--trials must be at least 1, got {args.trials}")
     if args.timeout is not None and args.timeout <= 0:
         raise BadInput(f"--timeout must be positive, got {args.timeout}")
-    if args.workers < 1:
-        raise BadInput(f"--workers must be at least 1, got {args.workers}")
+    if args.workers != AUTO and args.workers < 1:
+        raise BadInput(f"--workers must be at least 1 or auto, got {args.workers}")
+    if args.trials_per_gpu is not None:
+        if args.trials_per_gpu < 1:
+            raise BadInput(f"--trials-per-gpu must be at least 1, got {args.trials_per_gpu}")
+        if args.workers == 1 and not any(w == "--workers" or w.startswith("--workers=") for w in args.argv):
+            args.workers = AUTO  # --trials-per-gpu alone: K per GPU
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -217,7 +236,8 @@ def _search(session: Session, args: argparse.Namespace) -> SearchResult | None:
         return None
     if args.workers == 1:
         return run_search(session, **settings)
-    return run_with_workers(session, args.argv, args.workers, json_lines=args.log_format == "json", **settings)
+    return run_with_workers(session, args.argv, args.workers, trials_per_gpu=args.trials_per_gpu,
+                            json_lines=args.log_format == "json", **settings)
 
 
 def _search_json(args: argparse.Namespace) -> int:

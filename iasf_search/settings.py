@@ -24,6 +24,8 @@ TRAINING_PARAMS: dict[str, Param] = {
     "label_smoothing": Param(0.0, float, low=0.0, high=0.9, help="cross-entropy label smoothing"),
     "grad_clip": Param(1.0, float, low=0.0, help="clip the gradient norm to this (0: off)"),
     "augment": Param(False, bool, help="apply the dataset's training-time augmentation, if it has one"),
+    "compile": Param(False, bool, help="train through torch.compile (the first step of every trial compiles for "
+                                       "seconds; pays off only for long trials, see benchmarks/RESULTS.md)"),
 }
 """Keys of the space file's ``training:`` section; each may be a fixed value, a list or a range."""
 

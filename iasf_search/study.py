@@ -9,6 +9,7 @@ same call after an interruption continues and after completion does nothing.
 from __future__ import annotations
 
 import itertools
+import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -36,7 +37,7 @@ from iasf_search.session import Session, session_for
 from iasf_search.space import SearchSpace
 from iasf_search.storage import absolute_url, checkpoint, default_storage_url, open_storage, safe_url
 from iasf_search.train import resolve_device
-from iasf_search.workers import run_workers, wait_for_others
+from iasf_search.workers import run_workers, visible_gpus, wait_for_others, worker_count
 
 if TYPE_CHECKING:
     from iasf_search.optuna_internals import ArtifactStore
@@ -161,20 +162,30 @@ def run_search(space: SearchSpace | Session, *, trials: int | None = None, timeo
     return SearchResult(study, run.url, run.target, len(study.trials) - before, time.perf_counter() - start, run.artifact_dir)
 
 
-def run_with_workers(space: SearchSpace | Session, argv: Sequence[str], count: int, *, json_lines: bool = False,
-                     **settings: Any) -> SearchResult:
+def run_with_workers(space: SearchSpace | Session, argv: Sequence[str], count: int | str, *, trials_per_gpu: int | None = None,
+                     json_lines: bool = False, **settings: Any) -> SearchResult:
     """``--workers N``: check everything and create the study in this process (workers started
     together on a fresh database would race on its schema), then run ``count`` worker processes of
     the command line ``argv`` (:func:`iasf_search.workers.run_workers`) and gather what they did.
 
+    :param count: a number of workers, or ``"auto"`` (:func:`iasf_search.workers.worker_count`).
+    :param trials_per_gpu: with ``auto``, workers per GPU.
     :param settings: keyword arguments of :func:`run_search` (``trials``, ``storage``, ``device``, ...).
+    :raises BadInput: ``trials_per_gpu`` without a GPU in use, or with a number of workers.
     :raises KeyboardInterrupt: (:class:`~iasf_search.interrupts.Terminated` for SIGTERM) when this
         process or a worker was stopped; RuntimeError when a worker failed.
     """
     start = time.perf_counter()
+    device, gpus, cores = settings.get("device", "auto"), visible_gpus(), os.cpu_count() or 1
+    try:  # checked before anything is stored
+        worker_count(count, device, trials_per_gpu=trials_per_gpu, gpus=gpus, cores=cores, trials_left=1)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
     run = prepare_search(space, **settings)
     before = len(run.study.trials)
-    status = run_workers(argv, count, settings.get("device", "auto"), json_lines=json_lines)
+    count = worker_count(count, device, trials_per_gpu=trials_per_gpu, gpus=gpus, cores=cores,
+                         trials_left=run.target - _counts(run.study)[0])
+    status = run_workers(argv, count, device, json_lines=json_lines)
     if status in (interrupts.INTERRUPTED_STATUS, interrupts.TERMINATED_STATUS):
         raise interrupts.Terminated() if status == interrupts.TERMINATED_STATUS else KeyboardInterrupt()
     if status:

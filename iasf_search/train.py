@@ -2,6 +2,12 @@
 
 Data stay on the training device for the whole run; batches are index slices, so there is no
 per-batch host-to-device copy. With the same seed, configuration and device the result is the same.
+
+On CUDA the step loop never waits for the GPU: the divergence check keeps each step's loss on the
+device and reads them back once, at the end of the epoch (:class:`DivergenceWatch`); evaluation reads
+its counts back once per split; AdamW and Adam use their fused CUDA kernels; cuDNN picks its fastest
+convolution algorithms (``cudnn.benchmark``) and float32 matrix products may use TF32
+(:func:`prepare_device`). ``training.compile`` trains through ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ def epoch_batches(n: int, bs: int, steps: int, generator: torch.Generator, devic
     (a pass's last batch may be smaller), as many passes as ``steps`` batches need."""
     batches: list[torch.Tensor] = []
     while len(batches) < steps:
-        batches += torch.randperm(n, generator=generator).to(device).split(bs)
+        batches += torch.randperm(n, generator=generator).to(device, non_blocking=True).split(bs)
     return batches[:steps]
 
 
@@ -77,22 +83,33 @@ def resolve_device(spec: str) -> torch.device:
     return device
 
 
+def prepare_device(device: torch.device) -> None:
+    """Process-wide speed settings for training on ``device``: on CUDA, cuDNN benchmarks and caches
+    the fastest convolution algorithm per shape (``cudnn.benchmark``) and float32 matrix products
+    may use TF32 (most products already run in bf16 under :func:`autocast`). Nothing on CPU."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision("high")
+
+
 def autocast(device: torch.device):
     """bf16 autocast on CUDA; nothing on CPU (keeps CPU results exact and reproducible)."""
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
 
 def make_optimizer(model: nn.Module, config: Mapping[str, Any]) -> torch.optim.Optimizer:
-    """Weight decay on matrices and conv kernels only; biases, norms, position tables excluded."""
+    """Weight decay on matrices and conv kernels only; biases, norms, position tables excluded.
+    AdamW and Adam use their fused kernel (one launch for all parameters) when the model is on CUDA."""
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2 and p.shape[0] != 1]
     ids = {id(p) for p in decay}
     no_decay = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
     groups = [{"params": decay, "weight_decay": config["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
     name, lr = config["optimizer"], config["lr"]
+    fused = all(p.is_cuda and p.is_floating_point() for p in model.parameters())
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr)
+        return torch.optim.AdamW(groups, lr=lr, fused=fused or None)
     if name == "adam":
-        return torch.optim.Adam(groups, lr=lr)
+        return torch.optim.Adam(groups, lr=lr, fused=fused or None)
     return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
 
 
@@ -147,14 +164,15 @@ def measure_aux(model: nn.Module, aux: Sequence[AuxTerm], x: torch.Tensor, y: to
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch_size: int = 1024) -> tuple[float, float]:
     """``(accuracy, mean cross-entropy)`` of ``model`` on ``(x, y)``."""
     model.eval()
-    correct, loss = 0, 0.0
+    correct = torch.zeros((), dtype=torch.long, device=x.device)
+    loss = torch.zeros((), dtype=torch.float64, device=x.device)
     for i in range(0, len(x), batch_size):
         with autocast(device):
             logits = model(x[i : i + batch_size]).float()
         yb = y[i : i + batch_size]
-        correct += int((logits.argmax(1) == yb).sum())
-        loss += float(F.cross_entropy(logits, yb, reduction="sum"))
-    return correct / len(x), loss / len(x)
+        correct += (logits.argmax(1) == yb).sum()
+        loss += F.cross_entropy(logits, yb, reduction="sum").double()
+    return int(correct) / len(x), float(loss) / len(x)  # the only reads from the device
 
 
 @dataclass(frozen=True)
@@ -199,6 +217,36 @@ class Run:
     aux: Sequence[AuxTerm] = ()
 
 
+class DivergenceWatch:
+    """Finds the first NaN or infinite training loss of an epoch and raises :class:`Diverged` naming it
+    and the epoch. Without ``defer`` each loss is checked as it is added (on the CPU reading a value
+    costs nothing). With ``defer`` (on CUDA) the losses stay on the device and :meth:`check` reads them
+    back in one transfer at the end of the epoch, so the step loop never waits for the GPU; a trial
+    that diverges then trains on to the end of that epoch before it is stopped."""
+
+    def __init__(self, *, defer: bool, label: str = "") -> None:
+        self.defer, self.label = defer, label
+        self._losses: list[torch.Tensor] = []
+
+    def add(self, loss: torch.Tensor, epoch: int) -> None:
+        if self.defer:
+            self._losses.append(loss.detach())
+        elif not torch.isfinite(loss):
+            self._raise(loss.item(), epoch)
+
+    def check(self, epoch: int) -> None:
+        """Raise :class:`Diverged` if a loss added since the last check was not finite."""
+        if not self._losses:
+            return
+        losses, self._losses = torch.stack(self._losses).float().cpu(), []
+        bad = (~torch.isfinite(losses)).nonzero()
+        if len(bad):
+            self._raise(losses[int(bad[0, 0])].item(), epoch)
+
+    def _raise(self, value: float, epoch: int) -> None:
+        raise Diverged(f"training loss became {value} at epoch {epoch}{self.label}")
+
+
 class _EpochLoop:
     """One run's optimiser, learning-rate schedule and batch order; trains it an epoch at a time."""
 
@@ -213,9 +261,18 @@ class _EpochLoop:
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
         self.augment = run.data.augment if config["augment"] else None
         self.micro_batch_size = micro_batch_size
+        self.forward = torch.compile(run.model) if config.get("compile") else run.model
+        """What the step loop calls: the model, or its ``torch.compile`` wrapper (same parameters)."""
+        self.watch = DivergenceWatch(defer=device.type == "cuda", label=label)
 
     def epoch(self, epoch: int, check_time: Callable[[int], None]) -> None:
-        """Train one epoch (:func:`steps_per_epoch` steps); ``check_time(epoch)`` after every step may raise."""
+        """Train one epoch (:func:`steps_per_epoch` steps), then check its losses were finite
+        (:class:`DivergenceWatch`); ``check_time(epoch)`` after every step may raise."""
+        self.steps(epoch, check_time)
+        self.watch.check(epoch)
+
+    def steps(self, epoch: int, check_time: Callable[[int], None]) -> None:
+        """The optimiser steps of one epoch; on CUDA nothing here reads from the device."""
         model, data, config = self.run.model, self.run.data, self.config
         model.train()
         for idx in epoch_batches(self.n, self.batch, self.per_epoch, self.generator, self.device):
@@ -225,9 +282,8 @@ class _EpochLoop:
                 if self.augment is not None:
                     xb = self.augment(xb, self.generator)
                 with autocast(self.device):
-                    loss = training_loss(model, xb, yb, config["label_smoothing"], self.run.aux)
-                if not torch.isfinite(loss):
-                    raise Diverged(f"training loss became {loss.item()} at epoch {epoch}{self.label}")
+                    loss = training_loss(self.forward, xb, yb, config["label_smoothing"], self.run.aux)
+                self.watch.add(loss, epoch)
                 (loss * (len(micro) / len(idx)) if len(micro) < len(idx) else loss).backward()
             if config["grad_clip"] > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), config["grad_clip"])
@@ -274,6 +330,7 @@ def train_together(runs: Sequence[Run], config: Mapping[str, Any], *, device: to
         in ``fold_val_accuracies`` (with more than one run), and the most optimiser steps of any run.
     """
     start = time.perf_counter()
+    prepare_device(device)
 
     def check_time(epoch: int) -> None:
         if max_seconds is not None and time.perf_counter() - start > max_seconds:

@@ -6,6 +6,11 @@ N times. Each worker is an ordinary search process: Optuna's storage hands out t
 queued retries, and :func:`iasf_search.study.run_search` makes the workers together finish exactly
 the target. Workers on other machines join by running the same command with the same
 ``--storage postgresql://...``. Output lines are prefixed with the worker's index.
+
+``--workers auto`` (:func:`worker_count`) fills the machine: on GPUs, ``--trials-per-gpu K`` workers
+per visible GPU (default 1: small models leave a large GPU idle, so several trials can share it); on
+the CPU, one single-threaded worker per core, the arrangement that trained the default spaces'
+trials fastest on 2 cores (``benchmarks/fill_machine.py``). Never more workers than trials left.
 """
 
 from __future__ import annotations
@@ -27,6 +32,11 @@ from iasf_search.interrupts import INTERRUPTED_STATUS, TERMINATED_STATUS, Termin
 from iasf_search.optuna_internals import heartbeat_enabled
 
 WORKER_FLAG = "--worker"
+OWN_FLAGS = ("--workers", "--trials-per-gpu")
+"""Flags of the parent process only: a worker's command line leaves them out."""
+AUTO = "auto"
+CPU_THREADS_PER_WORKER = 1
+"""``--workers auto`` on the CPU: one worker per this many cores (``benchmarks/fill_machine.py``)."""
 THREADS_ENV = "IASF_SEARCH_THREADS"
 """The CPU threads a worker process uses (set by :func:`worker_env`)."""
 STOP_GRACE_SECONDS = 30
@@ -40,10 +50,10 @@ def worker_argv(typed: Sequence[str], index: int, count: int) -> list[str]:
         if skip:
             skip = False
             continue
-        if word == "--workers":
+        if word in OWN_FLAGS:
             skip = True
             continue
-        if word.startswith("--workers="):
+        if word.startswith(tuple(f"{flag}=" for flag in OWN_FLAGS)):
             continue
         args.append(word)
     if args and args[0] == "search":
@@ -74,6 +84,38 @@ def visible_gpus() -> list[str]:
         return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
     except Exception:
         return []
+
+
+def uses_gpus(device: str, gpus: Sequence[str]) -> int:
+    """How many GPUs workers of ``--device device`` spread over: every visible one for ``auto`` and
+    ``cuda``, the named one for ``cuda:N``, none for ``cpu`` or without CUDA."""
+    if not gpus or device == "cpu":
+        return 0
+    return len(gpus) if device in ("auto", "cuda") else 1
+
+
+def worker_count(requested: str | int, device: str, *, trials_per_gpu: int | None, gpus: Sequence[str], cores: int,
+                 trials_left: int) -> int:
+    """The number of worker processes for ``--workers requested`` (an int, or ``auto``).
+
+    ``auto``: with GPUs (:func:`uses_gpus`), ``trials_per_gpu`` (default 1) per GPU; on the CPU,
+    ``cores // CPU_THREADS_PER_WORKER``; in both cases at most ``trials_left`` and at least 1.
+    A number is taken as given.
+
+    :raises ValueError: ``trials_per_gpu`` without a GPU to use, or with a number of workers.
+    """
+    used = uses_gpus(device, gpus)
+    if trials_per_gpu is not None:
+        if requested != AUTO:
+            raise ValueError("--trials-per-gpu sets the number of workers (K per GPU); leave out --workers "
+                             "or give --workers auto")
+        if not used:
+            raise ValueError(f"--trials-per-gpu needs a CUDA GPU, and none is in use (--device {device}, "
+                             f"{len(gpus)} visible); use --workers N on the CPU")
+    if requested != AUTO:
+        return int(requested)
+    count = used * (trials_per_gpu or 1) if used else cores // CPU_THREADS_PER_WORKER
+    return max(1, min(count, trials_left))
 
 
 def worker_env(index: int, count: int, device: str, gpus: Sequence[str]) -> dict[str, str]:

@@ -177,7 +177,7 @@ def make_graph():
 
 TRAIN_CONFIG: dict[str, Any] = {
     "epochs": 2, "batch_size": 128, "optimizer": "adamw", "lr": 3.0e-3, "weight_decay": 0.05, "warmup": 0.1,
-    "label_smoothing": 0.0, "grad_clip": 1.0, "augment": False, "min_steps": 0, "schedule": "cosine",
+    "label_smoothing": 0.0, "grad_clip": 1.0, "augment": False, "min_steps": 0, "schedule": "cosine", "compile": False,
 }
 
 

@@ -1,4 +1,5 @@
-"""GPU paths: bf16 autocast training with the data resident on the device. Skipped without CUDA."""
+"""GPU paths: bf16 autocast training with the data resident on the device, no host synchronisation
+in the step loop, fused optimisers, ``torch.compile``. Skipped without CUDA."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 import iasf_search
 from iasf_search.build import build_model
 from iasf_search.cli import main
-from iasf_search.train import autocast, resolve_device, train
+from iasf_search.train import Diverged, Run, _EpochLoop, autocast, make_optimizer, resolve_device, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none visible)")
 
@@ -55,3 +56,50 @@ def test_search_with_costs_and_auxiliary_objectives_on_cuda(tmp_path, write_spac
     trials = optuna.load_study(study_name="tiny", storage=url).trials
     assert all(t.state.name == "COMPLETE" and t.user_attrs["cost.flops"] > 0 for t in trials)
     assert all("loss" in t.user_attrs["aux.reconstruction"] for t in trials)
+
+
+def test_the_step_loop_never_waits_for_the_gpu(make_graph, components, digits, train_config):
+    """No operation in an epoch's optimiser steps reads from the device (``set_sync_debug_mode("error")``
+    raises on any that would block the host): the divergence check and evaluation read back once per epoch."""
+    graph = make_graph([{"op": "attention", "config": {"heads": 2, "pattern": "local", "window": 3}},
+                        {"op": "conv", "config": {"kernel": 3, "dilation": 1}}, {"op": "mlp", "config": {"expansion": 2}}],
+                       width=16)
+    data = digits.to("cuda")
+    torch.manual_seed(0)
+    model = build_model(graph, components, data.sample_shape, data.num_classes)
+    loop = _EpochLoop(Run(model, data), {**train_config, "epochs": 2}, device=torch.device("cuda"), seed=0,
+                      micro_batch_size=None, label="")
+    loop.steps(1, lambda epoch: None)  # first calls set up cuBLAS and benchmark cuDNN, which may synchronise
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        loop.steps(2, lambda epoch: None)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    loop.watch.check(2)
+
+
+def test_adamw_and_adam_use_the_fused_kernel_on_cuda(make_graph, components, digits, train_config):
+    graph = make_graph([{"op": "mlp", "config": {"expansion": 2}}], width=8)
+    model = build_model(graph, components, digits.sample_shape, digits.num_classes).cuda()
+    for name in ("adamw", "adam"):
+        assert make_optimizer(model, {**train_config, "optimizer": name}).defaults["fused"] is True
+    assert not make_optimizer(model.cpu(), train_config).defaults["fused"]
+
+
+def test_divergence_on_cuda_fails_with_its_epoch(make_graph, components, digits, train_config):
+    graph = make_graph([{"op": "mlp", "config": {"expansion": 2}}], width=8)
+    torch.manual_seed(0)
+    model = build_model(graph, components, digits.sample_shape, digits.num_classes)
+    config = {**train_config, "optimizer": "sgd", "lr": 1.0e12, "grad_clip": 0.0, "warmup": 0.0, "epochs": 3}
+    with pytest.raises(Diverged, match="at epoch 1"):
+        train(model, digits.to("cuda"), config, device=torch.device("cuda"), seed=0)
+
+
+def test_compiled_training_on_cuda_learns(make_graph, components, digits, train_config):
+    graph = make_graph([{"op": "attention", "config": {"heads": 2, "pattern": "full"}},
+                        {"op": "conv", "config": {"kernel": 3, "dilation": 1}}], width=16)
+    torch.manual_seed(0)
+    model = build_model(graph, components, digits.sample_shape, digits.num_classes)
+    result = train(model, digits.to("cuda"), {**train_config, "epochs": 4, "lr": 1.0e-2, "warmup": 0.0, "compile": True},
+                   device=torch.device("cuda"), seed=0)
+    assert result.val_accuracy > 0.3

@@ -18,6 +18,7 @@ from iasf_search.settings import TRAINING_PARAMS
 from iasf_search.train import (
     AuxTerm,
     Diverged,
+    DivergenceWatch,
     Run,
     evaluate,
     make_optimizer,
@@ -139,6 +140,63 @@ def test_huge_learning_rate_diverges(make_graph, components, digits, train_confi
     config = {**train_config, "optimizer": "sgd", "lr": 1.0e12, "grad_clip": 0.0, "warmup": 0.0, "epochs": 3}
     with pytest.raises(Diverged):
         train(fresh_model(graph, components, digits), digits, config, device=CPU, seed=0)
+
+
+def test_deferred_divergence_watch_names_the_first_bad_loss_at_the_epochs_end():
+    watch = DivergenceWatch(defer=True, label=" (fold 2 of 3)")
+    for value in (1.0, 0.9, float("inf"), float("nan")):
+        watch.add(torch.tensor(value), epoch=4)  # nothing is read yet: no raise
+    with pytest.raises(Diverged, match=r"became inf at epoch 4 \(fold 2 of 3\)"):
+        watch.check(epoch=4)
+    watch.check(epoch=5)  # the losses were consumed
+    for value in (0.5, 0.4):
+        watch.add(torch.tensor(value, dtype=torch.bfloat16), epoch=5)
+    watch.check(epoch=5)
+
+
+def test_eager_divergence_watch_raises_at_the_step():
+    watch = DivergenceWatch(defer=False)
+    watch.add(torch.tensor(2.0), epoch=1)
+    with pytest.raises(Diverged, match="became nan at epoch 3"):
+        watch.add(torch.tensor(float("nan")), epoch=3)
+
+
+def test_training_with_the_deferred_check_diverges_at_the_same_epoch(make_graph, digits, train_config, monkeypatch):
+    """What CUDA does (losses read back once per epoch), forced on the CPU: the trial still fails as
+    diverged, in the epoch where the loss went bad."""
+    comps = load_components([("plugin_samples.nan_op", "--plugin")], autoload=False)
+    model = fresh_model(make_graph([{"op": "nan_op", "config": {}}], width=8), comps, digits)
+    original = DivergenceWatch.__init__
+    monkeypatch.setattr(DivergenceWatch, "__init__", lambda self, *, defer, label="": original(self, defer=True, label=label))
+    with pytest.raises(Diverged, match="became nan at epoch 1"):
+        train(model, digits, train_config, device=CPU, seed=0)
+
+
+def test_compile_setting_trains_through_torch_compile(small_graph, components, digits, train_config, monkeypatch):
+    """``training.compile`` hands the model to ``torch.compile`` and trains through what it returns
+    (a real compile takes tens of seconds: the benchmarks and the GPU check run it)."""
+    compiled = []
+
+    def fake_compile(model):
+        compiled.append(model)
+        return model
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    model = fresh_model(small_graph, components, digits)
+    train(model, digits, {**train_config, "epochs": 1, "compile": True}, device=CPU, seed=0, validate=False)
+    assert compiled == [model]
+    compiled.clear()
+    train(model, digits, {**train_config, "epochs": 1}, device=CPU, seed=0, validate=False)
+    assert compiled == []
+
+
+def test_evaluate_counts_on_the_device(small_graph, components, digits):
+    model = fresh_model(small_graph, components, digits)
+    acc, loss = evaluate(model, digits.x_val, digits.y_val, CPU, batch_size=7)
+    with torch.no_grad():
+        logits = model(digits.x_val)
+    assert acc == int((logits.argmax(1) == digits.y_val).sum()) / len(digits.y_val)
+    assert loss == pytest.approx(float(torch.nn.functional.cross_entropy(logits, digits.y_val)), rel=1e-5)
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "adam", "sgd"])

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 import iasf_search
 from iasf_search.cli import main
 from iasf_search.results.summary import stop_reasons
-from iasf_search.workers import worker_argv, worker_env
+from iasf_search.workers import worker_argv, worker_count, worker_env
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -66,6 +66,47 @@ def test_worker_command_lines_and_environment(monkeypatch):
     assert "CUDA_VISIBLE_DEVICES" not in worker_env(1, 2, "cpu", ["0", "1"])  # --device cpu: no GPU pinned
     assert worker_env(1, 2, "cuda:0", ["0", "1"]).get("CUDA_VISIBLE_DEVICES") is None  # a named GPU: all on it
     assert int(env["IASF_SEARCH_THREADS"]) >= 1
+
+
+def test_worker_command_lines_leave_out_the_parents_flags():
+    argv = worker_argv(["--space", "s.yaml", "--trials-per-gpu", "3", "--workers=auto", "--device", "cuda"], 1, 3)
+    assert argv[3:] == ["search", "--space", "s.yaml", "--device", "cuda", "--worker", "1/3"]
+    assert worker_argv(["--trials-per-gpu=2", "--space", "s.yaml"], 0, 2)[3:] == ["search", "--space", "s.yaml", "--worker", "0/2"]
+
+
+@pytest.mark.parametrize(("requested", "device", "per_gpu", "gpus", "cores", "left", "expected"), [
+    (3, "auto", None, [], 2, 10, 3),  # a number is taken as given
+    (3, "auto", None, [], 2, 1, 3),
+    ("auto", "auto", None, [], 2, 10, 2),  # CPU: one worker per core
+    ("auto", "cpu", None, ["0", "1"], 16, 10, 10),  # never more than the trials left
+    ("auto", "cpu", None, [], 16, 0, 1),  # at least one
+    ("auto", "auto", None, ["0", "1"], 16, 10, 2),  # GPUs: one per GPU by default
+    ("auto", "cuda", 3, ["0", "1"], 16, 10, 6),  # K per GPU
+    ("auto", "cuda:1", 4, ["0", "1"], 16, 10, 4),  # a named GPU: K on it
+    ("auto", "auto", 4, ["0"], 16, 3, 3),
+])
+def test_worker_count(requested, device, per_gpu, gpus, cores, left, expected):
+    assert worker_count(requested, device, trials_per_gpu=per_gpu, gpus=gpus, cores=cores, trials_left=left) == expected
+
+
+def test_trials_per_gpu_needs_a_gpu_and_no_number_of_workers():
+    with pytest.raises(ValueError, match="needs a CUDA GPU"):
+        worker_count("auto", "auto", trials_per_gpu=2, gpus=[], cores=2, trials_left=5)
+    with pytest.raises(ValueError, match="needs a CUDA GPU"):
+        worker_count("auto", "cpu", trials_per_gpu=2, gpus=["0"], cores=2, trials_left=5)
+    with pytest.raises(ValueError, match="leave out --workers"):
+        worker_count(2, "cuda", trials_per_gpu=2, gpus=["0"], cores=2, trials_left=5)
+
+
+def test_workers_auto_fills_the_cpu_with_one_worker_per_core(tmp_path, write_space, capsys, monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    write_space({"manifold.width": 8})
+    url = f"sqlite:///{tmp_path / 'auto.db'}"
+    assert main(["--space", "tiny.yaml", "--storage", url, "--trials", "4", "--workers", "auto", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert {line.split()[0] for line in out.splitlines() if line.startswith("w") and "] #" in line} <= {"w0", "w1"}
+    assert any(line.startswith("w1 ") for line in out.splitlines())
+    assert len([t for t in load(url).trials if t.state in FINISHED]) == 4
 
 
 def slow_space(tmp_path):
