@@ -334,6 +334,12 @@ class PrunerFactory(Component):
     def create(self, options: Mapping[str, Any], *, epochs: int) -> optuna.pruners.BasePruner:
         """Return a fresh pruner; ``epochs`` is the largest step a trial reports."""
 
+    def may_prune(self, options: Mapping[str, Any], *, epochs: int, epoch: int, completed: int) -> bool:
+        """False when the pruner cannot prune at ``epoch`` of a trial that started while the study held
+        ``completed`` COMPLETE trials (its warm-up epochs, its start-up trials): the engine then does not
+        ask it, since every question reads the study from the storage. The default: it may."""
+        return True
+
 
 class BaselineArchitecture(Component):
     """A hand-designed architecture, sized to a space, that a search can evaluate before its sampler

@@ -322,7 +322,8 @@ class TrialObjective:
         """The per-epoch report: Optuna's ``trial.report`` / ``should_prune`` with one objective;
         with several, the epoch's objective vector (:func:`~iasf_search.results.records.set_epoch_values`)
         and the pruner asked directly, when it handles several objectives (``PrunerFactory.multi_objective``).
-        A fully trained trial is never pruned; a cost does not change per epoch, so a cost as the
+        The pruner is asked only at epochs where its factory says it may prune (``PrunerFactory.may_prune``,
+        given the COMPLETE trials when this trial started). A fully trained trial is never pruned; a cost does not change per epoch, so a cost as the
         only objective is not pruned."""
         objectives = self.space.objectives
         several = len(objectives) > 1
@@ -330,14 +331,22 @@ class TrialObjective:
                 several and not self.components.pruners.get(self.space.search.pruner).multi_objective):
             return lambda epoch, val_acc, val_loss: None
 
+        settings = self.space.search
+        factory = self.components.pruners.get(settings.pruner)
+        completed = len(trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+        def may_prune(epoch: int) -> bool:
+            return epoch < epochs and factory.may_prune(settings.pruner_options, epochs=self.space.max_epochs, epoch=epoch,
+                                                        completed=completed)
+
         def report(epoch: int, val_acc: float, val_loss: float) -> None:
             measured = {"accuracy": val_acc, "loss": val_loss, **costs}
             if several:
                 set_epoch_values(trial, epoch, [measured[o.metric] for o in objectives])
-                prune = epoch < epochs and trial.study.pruner.prune(trial.study, trial.storage.get_trial(trial_id(trial)))
+                prune = may_prune(epoch) and trial.study.pruner.prune(trial.study, trial.storage.get_trial(trial_id(trial)))
             else:
                 trial.report(measured[objectives[0].metric], epoch)
-                prune = epoch < epochs and trial.should_prune()
+                prune = may_prune(epoch) and trial.should_prune()
             if prune:
                 trial.set_user_attr(VAL_ACCURACY, val_acc)
                 trial.set_user_attr(PRUNED_AT_EPOCH, epoch)

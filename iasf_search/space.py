@@ -124,6 +124,12 @@ class SearchSpace:
     """``manifold.norms``: the norms a residual node may use, with their parameter ranges."""
 
     @property
+    def max_epochs(self) -> int:
+        """The most epochs a trial can train: the largest step a pruner sees."""
+        r = self.training["epochs"]
+        return int(r.high) if r.high is not None else int(max(r.values()))
+
+    @property
     def directions(self) -> list[str]:
         return [o.direction for o in self.objectives]
 

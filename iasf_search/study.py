@@ -237,7 +237,7 @@ def prepare_search(space: SearchSpace | Session, *, trials: int | None = None, t
 
     url = storage or default_storage_url(space.name)
     artifact_dir = _artifact_folder(artifacts, url)
-    pruner = comps.pruners.get(settings.pruner).create(settings.pruner_options, epochs=_max_epochs(space))
+    pruner = comps.pruners.get(settings.pruner).create(settings.pruner_options, epochs=space.max_epochs)
     study = open_study(session, url, study_name or space.name, seed=seed, pruner=pruner, worker=worker)
     store = open_artifact_store(artifact_dir) if artifact_dir is not None else artifacts
     enqueue(study, queued)  # the baselines of search.enqueue first (once per study)
@@ -330,11 +330,6 @@ def check_stem_fits(session: Session, sample_shape: tuple[int, ...]) -> None:
         except ValueError as exc:
             raise BadInput(f"{space.file}: stem: {exc} (dataset '{space.dataset}' samples have shape {sample_shape}); "
                            f"narrow the stem's values") from None
-
-
-def _max_epochs(space: SearchSpace) -> int:
-    r = space.training["epochs"]
-    return int(r.high) if r.high is not None else int(max(r.values()))
 
 
 def open_study(session: Session, url: str, name: str, *, seed: int,

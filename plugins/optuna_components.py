@@ -57,6 +57,9 @@ class Median(PrunerFactory):
         return optuna.pruners.MedianPruner(n_startup_trials=options["n_startup_trials"],
                                            n_warmup_steps=int(epochs * options["warmup_fraction"]))
 
+    def may_prune(self, options: Mapping[str, Any], *, epochs: int, epoch: int, completed: int) -> bool:
+        return completed >= max(1, options["n_startup_trials"]) and epoch >= int(epochs * options["warmup_fraction"])
+
 
 class Hyperband(PrunerFactory):
     name = "hyperband"
@@ -76,6 +79,9 @@ class SuccessiveHalving(PrunerFactory):
     def create(self, options: Mapping[str, Any], *, epochs: int) -> optuna.pruners.BasePruner:
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=options["min_resource"])
 
+    def may_prune(self, options: Mapping[str, Any], *, epochs: int, epoch: int, completed: int) -> bool:
+        return epoch >= options["min_resource"]  # the first rung
+
 
 class NoPruner(PrunerFactory):
     name = "none"
@@ -84,6 +90,9 @@ class NoPruner(PrunerFactory):
 
     def create(self, options: Mapping[str, Any], *, epochs: int) -> optuna.pruners.BasePruner:
         return optuna.pruners.NopPruner()
+
+    def may_prune(self, options: Mapping[str, Any], *, epochs: int, epoch: int, completed: int) -> bool:
+        return False
 
 
 @hookimpl

@@ -161,3 +161,21 @@ def test_auxiliary_objectives_read_the_token_width_whatever_the_readout(write_sp
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
     assert all(t.user_attrs["aux.reconstruction"]["loss"] >= 0 for t in trials)
     assert {json.loads(t.system_attrs["architecture"])["nodes"][-1].get("readout") for t in trials} <= {"mean_max", "flatten"}
+
+
+def test_the_pruner_is_asked_only_where_it_may_prune(write_space, capsys, monkeypatch):
+    """Each question to the pruner reads the study from the storage: none in the median pruner's start-up
+    trials or warm-up epochs, nor at the last epoch."""
+    asked = []
+
+    def spy(self, study, trial):
+        asked.append((trial.number, trial.last_step))
+        return False
+
+    monkeypatch.setattr(optuna.pruners.MedianPruner, "prune", spy)
+    write_space({"training.epochs": 4, "search.pruner": "median",
+                 "search.pruner_options": {"n_startup_trials": 1, "warmup_fraction": 0.5}})
+    rc, _, _ = run(capsys, "--space", "tiny.yaml", "--trials", "3", "-q")
+    assert rc == 0
+    assert asked == [(1, 2), (1, 3), (2, 2), (2, 3)]
+    assert [t.state for t in load().trials] == [TrialState.COMPLETE] * 3

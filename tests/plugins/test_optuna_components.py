@@ -100,3 +100,41 @@ def test_other_pruners():
     none = PRUNERS.get("none").create({}, epochs=9)
     assert isinstance(none, optuna.pruners.NopPruner)
     assert _pruned_at(none, [0.0] * 5, others=[[1.0] * 5] * 3) == [False] * 5
+
+
+def _decisions_by_epoch(pruner, epochs: int, completed: int) -> list[bool]:
+    """The pruner's answer at epochs 1..epochs (reported 1-based, as the engine does) for a trial far below
+    ``completed`` finished trials: it prunes wherever it may."""
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    for _ in range(completed):
+        study.add_trial(optuna.trial.create_trial(state=TrialState.COMPLETE, value=0.9,
+                                                  intermediate_values={e: 0.9 for e in range(1, epochs + 1)}))
+    trial = study.ask()
+    decisions = []
+    for epoch in range(1, epochs + 1):
+        trial.report(0.1, epoch)
+        decisions.append(trial.should_prune())
+    return decisions
+
+
+@pytest.mark.parametrize("name, options", [
+    ("median", {"n_startup_trials": 0, "warmup_fraction": 0.0}),
+    ("median", {"n_startup_trials": 2, "warmup_fraction": 0.25}),
+    ("median", {"n_startup_trials": 3, "warmup_fraction": 0.5}),
+    ("successive_halving", {"min_resource": 3}),
+    ("none", {}),
+])
+@pytest.mark.parametrize("completed", [1, 2, 4])
+def test_may_prune_is_false_exactly_where_the_pruner_cannot_prune(name, options, completed):
+    """The engine skips asking the pruner (a storage read) where ``may_prune`` is False: there the pruner
+    never prunes; the median pruner and no pruner say it exactly."""
+    factory, epochs = PRUNERS.get(name), 8
+    decisions = _decisions_by_epoch(factory.create(options, epochs=epochs), epochs, completed)
+    allowed = [factory.may_prune(options, epochs=epochs, epoch=e, completed=completed) for e in range(1, epochs + 1)]
+    assert not any(d and not a for d, a in zip(decisions, allowed, strict=True))
+    if name in ("median", "none"):
+        assert decisions == allowed
+
+
+def test_hyperband_may_always_prune():
+    assert PRUNERS.get("hyperband").may_prune({"reduction_factor": 3}, epochs=9, epoch=1, completed=0)
