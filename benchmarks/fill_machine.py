@@ -8,7 +8,9 @@ trials through the CLI in each arrangement, on a fresh SQLite study where they a
 * ``1x2``: ``iasf-search --workers 1`` with torch's default threads (2 on this machine: one process
   using both cores for each operation);
 * ``2x1``: ``iasf-search --workers 2`` (two processes, one thread each: what ``--workers`` gives);
-* ``1x1`` (with ``--arms 1x1 1x2 2x1``): one process, one thread, for what the second thread brings.
+* ``1x1`` (with ``--arms 1x1 1x2 2x1``): one process, one thread, for what the second thread brings;
+* ``gpu:K`` (on a GPU machine): ``iasf-search --device cuda --trials-per-gpu K``, K trials sharing
+  each GPU (``--arms gpu:1 gpu:4``).
 
 The copy of the space differs from the shipped one only in ``search:`` (random sampler, no pruner,
 no timeout), so that every trial trains all its epochs; trial files stay at their defaults.
@@ -18,7 +20,10 @@ Reported per space and arrangement (median over rounds): trials per minute over 
 trial start to last trial end, without process start-up) and over the whole command, the median
 trial time, and the speed-up over ``1x2``.
 
-    python benchmarks/fill_machine.py [--spaces vision sequence] [--trials 12 6] [--repeats 2] [--json PATH]
+    python benchmarks/fill_machine.py [--spaces vision sequence] [--trials 12 6] [--repeats 2] [--json PATH] [--keep DIR]
+
+``--epochs N`` trains N epochs instead of the space's (a smoke run). ``--keep DIR`` keeps every run's
+study database there (``benchmarks/flops_anchor.py`` reads the best trial of one).
 """
 
 from __future__ import annotations
@@ -43,13 +48,34 @@ from iasf_search.study import prepare_search
 
 ROOT = Path(__file__).resolve().parents[1]
 ARMS = {"1x1": (1, 1), "1x2": (1, None), "2x1": (2, None)}
-"""Arrangement -> (workers, threads of a single worker; None: torch's default)."""
+"""CPU arrangement -> (workers, threads of a single worker; None: torch's default)."""
 
 
-def benchmark_space(name: str, folder: Path) -> Path:
-    """A copy of ``search_spaces/<name>.yaml`` that trains every trial fully (random sampler, no pruner, no timeout)."""
+def arrangement(value: str) -> str:
+    """``--arms`` entries: a CPU arrangement of :data:`ARMS` or ``gpu:K``."""
+    if value in ARMS or (value.startswith("gpu:") and value[4:].isdigit() and int(value[4:]) >= 1):
+        return value
+    raise argparse.ArgumentTypeError(f"unknown arrangement {value!r}: use {', '.join(ARMS)} or gpu:K")
+
+
+def arm_command(name: str) -> tuple[list[str], dict[str, str]]:
+    """The CLI flags and environment of arrangement ``name``."""
+    env = dict(os.environ)
+    if name.startswith("gpu:"):
+        return ["--device", "cuda", "--trials-per-gpu", name[4:]], env
+    workers, threads = ARMS[name]
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return ["--device", "cpu", "--workers", str(workers)], env
+
+
+def benchmark_space(name: str, folder: Path, epochs: int | None = None) -> Path:
+    """A copy of ``search_spaces/<name>.yaml`` that trains every trial fully (random sampler, no pruner, no
+    timeout), for ``epochs`` epochs when given."""
     doc = yaml.safe_load((ROOT / "search_spaces" / f"{name}.yaml").read_text())
     doc["search"] = {**doc.get("search", {}), "sampler": "random", "pruner": "none", "timeout": None}
+    if epochs is not None:
+        doc["training"] = {**doc.get("training", {}), "epochs": epochs}
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
@@ -70,16 +96,14 @@ def sampled_params(space_path: Path, count: int) -> list[dict]:
 
 def run_arm(space_path: Path, params: list[dict], arm: str, folder: Path) -> dict:
     """Queue ``params`` on a fresh SQLite study and run them through the CLI in arrangement ``arm``."""
-    workers, threads = ARMS[arm]
-    url = f"sqlite:///{folder / f'{arm}.db'}"
-    prepared = prepare_search(iasf_search.open_session(space_path), storage=url, trials=len(params), device="cpu")
+    flags, env = arm_command(arm)
+    url = f"sqlite:///{folder / 'study.db'}"
+    prepared = prepare_search(iasf_search.open_session(space_path), storage=url, trials=len(params),
+                              device="cuda" if arm.startswith("gpu:") else "cpu")
     for p in params:
         prepared.study.enqueue_trial(p)
-    env = dict(os.environ)
-    if threads is not None:
-        env["OMP_NUM_THREADS"] = str(threads)
     command = [sys.executable, "-m", "iasf_search", "search", "--space", str(space_path), "--storage", url,
-               "--trials", str(len(params)), "--device", "cpu", "--workers", str(workers), "--quiet"]
+               "--trials", str(len(params)), *flags, "--quiet"]
     start = time.perf_counter()
     subprocess.run(command, env=env, check=True, capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - start
@@ -91,7 +115,7 @@ def run_arm(space_path: Path, params: list[dict], arm: str, folder: Path) -> dic
     last = max(t.datetime_complete for t in done)
     busy = (last - first).total_seconds()
     durations = [(t.datetime_complete - t.datetime_start).total_seconds() for t in done]
-    return {"arm": arm, "wall_s": wall, "busy_s": busy, "per_min_busy": 60 * len(done) / busy,
+    return {"arm": arm, "storage": url, "wall_s": wall, "busy_s": busy, "per_min_busy": 60 * len(done) / busy,
             "per_min_wall": 60 * len(done) / wall, "median_trial_s": statistics.median(durations)}
 
 
@@ -99,22 +123,25 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spaces", nargs="+", default=["vision", "sequence"])
     parser.add_argument("--trials", type=int, nargs="+", default=[12, 6], help="trials per run, one per space")
-    parser.add_argument("--arms", nargs="+", default=["1x2", "2x1"], choices=sorted(ARMS))
+    parser.add_argument("--arms", nargs="+", type=arrangement, default=["1x2", "2x1"], help="1x1, 1x2, 2x1 (CPU) or gpu:K")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--keep", type=Path, help="keep the runs' study databases in this folder")
+    parser.add_argument("--epochs", type=int, help="train this many epochs instead of the space's (a smoke run)")
     args = parser.parse_args()
     counts = dict(zip(args.spaces, args.trials + [args.trials[-1]] * len(args.spaces), strict=False))
     print(f"machine: {machine()}; code {revision()}; load before {load()}", flush=True)
     results: dict[str, list[dict]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.keep or Path(scratch)
         for name in args.spaces:
             folder = Path(tmp) / name
-            folder.mkdir()
-            space_path = benchmark_space(name, folder)
+            folder.mkdir(parents=True)
+            space_path = benchmark_space(name, folder, args.epochs)
             params = sampled_params(space_path, counts[name])
             for rnd in range(args.repeats):
                 for arm in args.arms if rnd % 2 == 0 else list(reversed(args.arms)):
-                    run_folder = folder / f"{arm}-{rnd}"
+                    run_folder = folder / f"{arm.replace(':', '')}-{rnd}"
                     run_folder.mkdir()
                     row = run_arm(space_path, params, arm, run_folder)
                     results.setdefault(name, []).append(row)
@@ -122,14 +149,15 @@ def main() -> int:
                           f"{row['per_min_wall']:.2f} whole command, median trial {row['median_trial_s']:.1f} s", flush=True)
     print(f"load after {load()}\n")
     print("| space | trials | arrangement | trials/min, busy window | trials/min, whole command | median trial s "
-          "| speed-up over 1x2 (busy) |")
+          f"| speed-up over {args.arms[0]} (busy) |")
     print("|---|---|---|---|---|---|---|")
     for name, rows in results.items():
-        base = statistics.median(r["per_min_busy"] for r in rows if r["arm"] == "1x2") if "1x2" in args.arms else None
+        first = args.arms[0]
+        base = statistics.median(r["per_min_busy"] for r in rows if r["arm"] == first)
         for arm in args.arms:
             mine = [r for r in rows if r["arm"] == arm]
             busy = statistics.median(r["per_min_busy"] for r in mine)
-            speedup = f"{busy / base:.2f}" if base else "-"
+            speedup = f"{busy / base:.2f}"
             each = ", ".join(f"{r['per_min_busy']:.2f}" for r in mine)
             print(f"| {name} | {counts[name]} | {arm} | {busy:.2f} ({each}) | "
                   f"{statistics.median(r['per_min_wall'] for r in mine):.2f} | "

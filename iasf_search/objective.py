@@ -323,8 +323,8 @@ class TrialObjective:
         with several, the epoch's objective vector (:func:`~iasf_search.results.records.set_epoch_values`)
         and the pruner asked directly, when it handles several objectives (``PrunerFactory.multi_objective``).
         The pruner is asked only at epochs where its factory says it may prune (``PrunerFactory.may_prune``,
-        given the COMPLETE trials when this trial started). A fully trained trial is never pruned; a cost does not change per epoch, so a cost as the
-        only objective is not pruned."""
+        given the COMPLETE trials when this trial started). A fully trained trial is never pruned; a cost
+        does not change per epoch, so a cost as the only objective is not pruned."""
         objectives = self.space.objectives
         several = len(objectives) > 1
         if not any(o.metric in ("accuracy", "loss") for o in objectives) or (

@@ -69,7 +69,9 @@ class GridStem(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:  # (B, T, F) -> (B, F, T)
             x = x.transpose(1, 2)
-        x = nn.functional.pad(x, padding_to_multiple(x.shape[2:], self.patch))
+        padding = padding_to_multiple(x.shape[2:], self.patch)
+        if any(padding):  # F.pad copies the input even when there is nothing to pad
+            x = nn.functional.pad(x, padding)
         return self.position(self.embed(x).flatten(2).transpose(1, 2))  # (B, T, D)
 
 
