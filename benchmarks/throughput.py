@@ -24,11 +24,11 @@ are built twice:
 
 The hand-written modules compute what the plugins compute, written as a user would write it. Where
 the engine's generic code does more work for the same values, the hand-written code does the plain
-thing, and this difference is part of what is measured: the ``sum`` fusion is ``a + b`` (the plugin:
-``torch.stack(inputs).sum(0)``), the grid stems skip the zero padding that every patch here makes
-empty (the plugin always calls ``F.pad``), the text stem looks ids up directly (the plugin takes them
-modulo the table size, a no-op for this dataset's ids), and the loop does not check the loss for NaN
-(the engine does). The stems hold their weights themselves (``F.conv1d``/``F.conv2d``,
+thing, and this difference is part of what is measured: the text stem looks ids up directly (the
+plugin takes them modulo the table size, a no-op for this dataset's ids), and the loop does not
+check the loss for NaN (the engine does). (This benchmark's first profile found two more, since
+fixed in the plugins: the ``sum`` fusion stacked its inputs before summing, and the grid stems
+called ``F.pad`` when there was nothing to pad.) The stems hold their weights themselves (``F.conv1d``/``F.conv2d``,
 ``F.embedding``) so that the hand-written model lists its parameters in the engine model's order:
 gradient clipping adds the parameters' norms in that order, and another order changes the last bits
 of the clipped gradients, which a hundred AdamW steps grow past 1e-4.
@@ -49,8 +49,10 @@ Timing: per architecture, one untimed warm-up run of each arm, then ``--repeats`
 interleaved (engine, hand; hand, engine; ...), each run timed with ``time.perf_counter`` (after
 ``torch.cuda.synchronize`` on CUDA) from the call that starts training to its return, optimiser set-up
 included in both arms. Reported per architecture: the median samples/s of each arm, engine/hand (the
-ratio of the medians) and the min-max of the per-round ratios; overall the geometric mean of the
-ratios, against the target of at least :data:`TARGET` on the CPU. ``--profile`` then runs
+ratio of the medians), the min-max of the per-round ratios, and the fastest engine round over the
+fastest hand-written round (each arm when nothing else interfered: on a shared 2-core machine a
+round's ratio moves by up to ±10%); overall the geometric mean of the ratios of medians, against the
+target of at least :data:`TARGET` on the CPU, and of the fastest-round ratios. ``--profile`` then runs
 ``torch.profiler`` on :data:`PROFILE_STEPS` steps of each arm of each architecture and prints the
 engine's top ops by self CPU time; then what the engine does more of than the hand-written code:
 ``nn.Module`` calls per forward pass, the time of a one-sample forward pass (the fixed cost that does
@@ -625,13 +627,19 @@ class Measured:
     def ratio(self) -> float:
         return statistics.median(self.engine) / statistics.median(self.hand)
 
+    @property
+    def best_ratio(self) -> float:
+        """Fastest engine round over fastest hand-written round: each arm when nothing else interfered."""
+        return max(self.engine) / max(self.hand)
+
     def row(self) -> dict[str, Any]:
         return {"architecture": self.name, "space": self.space, "summary": self.summary, "params": self.params,
                 "steps": self.steps, "samples_per_run": self.samples, "logits_max_abs_difference": self.logits_difference,
                 "trained_max_abs_difference": self.trained_difference, "engine_samples_per_s": self.engine,
                 "hand_samples_per_s": self.hand,
                 **({"engine_median": statistics.median(self.engine), "hand_median": statistics.median(self.hand),
-                    "ratio": self.ratio, "ratio_min": min(self.ratios), "ratio_max": max(self.ratios)} if self.engine else {})}
+                    "ratio": self.ratio, "ratio_min": min(self.ratios), "ratio_max": max(self.ratios),
+                    "best_ratio": self.best_ratio} if self.engine else {})}
 
 
 def sync(device: torch.device) -> None:
@@ -818,19 +826,21 @@ def geometric_mean(values: Sequence[float]) -> float:
 def table(rows: Sequence[Measured], device: torch.device) -> str:
     """Markdown table, one row per architecture, then the overall geometric mean."""
     lines = ["| architecture | summary | params | steps (samples) per run | s per run | engine samples/s | hand samples/s | "
-             "engine/hand | min-max of rounds | max abs diff: logits, trained |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "engine/hand | min-max of rounds | fastest / fastest | max abs diff: logits, trained |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in rows:
         summary = m.summary.replace("|", "\\|")  # a fusion in the summary (mlp2<1,0|sum) would split the cell
         lines.append(f"| {m.name} | {summary} | {m.params:,} | {m.steps} ({m.samples:,}) | "
                      f"{m.samples / statistics.median(m.engine):.2f} | "
                      f"{statistics.median(m.engine):,.0f} | {statistics.median(m.hand):,.0f} | {m.ratio:.3f} | "
-                     f"{min(m.ratios):.3f}-{max(m.ratios):.3f} | {m.logits_difference:.1e}, {m.trained_difference:.1e} |")
+                     f"{min(m.ratios):.3f}-{max(m.ratios):.3f} | {m.best_ratio:.3f} | "
+                     f"{m.logits_difference:.1e}, {m.trained_difference:.1e} |")
     if rows:
         overall = geometric_mean([m.ratio for m in rows])
         verdict = ("met" if overall >= TARGET else "not met") if device.type == "cpu" else "CPU target; not judged on CUDA"
         lines += ["", f"Geometric mean of engine/hand over {len(rows)} architectures: {overall:.3f} "
-                      f"(target >= {TARGET} on CPU: {verdict}); worst {min(m.ratio for m in rows):.3f}"]
+                      f"(target >= {TARGET} on CPU: {verdict}); worst {min(m.ratio for m in rows):.3f}; "
+                      f"fastest round over fastest round: {geometric_mean([m.best_ratio for m in rows]):.3f}"]
     return "\n".join(lines)
 
 

@@ -2,7 +2,11 @@
 out) and Optuna's journal file for local multi-process runs.
 
 * ``sqlite:///runs/vision.db`` — the default. Opened in WAL mode (readers never block the writer;
-  several local workers share it safely) with a 60 s busy timeout. Keep it on a local disk: WAL
+  several local workers share it safely) with a 60 s busy timeout, and ``synchronous=NORMAL`` on
+  every connection: a commit no longer waits for the disk (writes 2-3 times faster; a trial makes
+  about a hundred), and in WAL mode the database still cannot be corrupted; a power loss or an
+  operating-system crash may undo the last commits (a killed process loses nothing), which costs
+  at most the trials then running, retried like any lost trial. Keep it on a local disk: WAL
   does not work over network file systems.
 * ``postgresql://user:password@host/db`` (or any SQLAlchemy URL Optuna supports) — for workers
   on several machines.
@@ -117,6 +121,9 @@ def open_storage(url: str, *, create: bool = True, heartbeat: tuple[int, int] | 
                 kwargs = {"heartbeat_interval": heartbeat[0], "grace_period": heartbeat[1],
                           "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)}
             storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        if path is not None:
+            sqlalchemy.event.listen(storage.engine, "connect", _sqlite_connection)
+            storage.engine.dispose()  # connections opened while the schema was checked get the setting too
         if path is not None and create:
             with storage.engine.connect() as connection:  # persistent in the file: set once
                 connection.exec_driver_sql("PRAGMA journal_mode=WAL")
@@ -124,6 +131,11 @@ def open_storage(url: str, *, create: bool = True, heartbeat: tuple[int, int] | 
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BadInput(f"cannot open storage {safe_url(url)}: {safe_url(first)}") from None
+
+
+def _sqlite_connection(connection: sqlite3.Connection, _record: object) -> None:
+    """Every new connection to a SQLite study: commits do not wait for the disk (see the module docstring)."""
+    connection.execute("PRAGMA synchronous=NORMAL")
 
 
 def checkpoint(url: str) -> None:

@@ -77,6 +77,18 @@ def test_open_sqlite_creates_its_folder_in_wal_mode(tmp_path):
     assert [s.study_name for s in optuna.get_all_study_summaries(open_storage(url, create=False))] == ["s"]
 
 
+@pytest.mark.parametrize("create", [True, False])
+def test_sqlite_connections_commit_without_waiting_for_the_disk(tmp_path, create):
+    """``synchronous=NORMAL`` (1) on every connection the storage opens, new database or existing one."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    if not create:
+        open_storage(url)
+    storage = open_storage(url, create=create)
+    with storage.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA synchronous").fetchone() == (1,)
+        assert connection.exec_driver_sql("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
 def test_opening_for_reading_needs_the_file_and_creates_nothing(tmp_path):
     with pytest.raises(BadInput, match="no such study database; run the search first or pass --storage"):
         open_storage(f"sqlite:///{tmp_path}/none/s.db", create=False)
