@@ -199,8 +199,11 @@ def _check_search_flags(args: argparse.Namespace) -> None:
     if args.trials_per_gpu is not None:
         if args.trials_per_gpu < 1:
             raise BadInput(f"--trials-per-gpu must be at least 1, got {args.trials_per_gpu}")
-        if args.workers == 1 and not any(w == "--workers" or w.startswith("--workers=") for w in args.argv):
-            args.workers = AUTO  # --trials-per-gpu alone: K per GPU
+        typed_workers = any(w == "--workers" or w.startswith("--workers=") for w in args.argv)
+        if typed_workers and args.workers != AUTO:
+            raise BadInput("--trials-per-gpu sets the number of workers (K per GPU); leave out --workers "
+                           "or give --workers auto")
+        args.workers = AUTO  # K per GPU
 
 
 def cmd_search(args: argparse.Namespace) -> int:

@@ -312,6 +312,8 @@ CASES = [
          "--device cpu", "use --workers N"),
     case("trials-per-gpu-and-workers", [*SEARCH, "--workers", "3", "--trials-per-gpu", "2"],
          "--trials-per-gpu sets the number of workers", "leave out --workers"),
+    case("trials-per-gpu-and-one-worker", [*SEARCH, "--workers=1", "--trials-per-gpu", "2"],
+         "--trials-per-gpu sets the number of workers", "--workers auto"),
     case("unknown-flag", [*SEARCH, "--trails", "3"], "unrecognized arguments: --trails"),
     case("unknown-log-format", ["search", "--space", "x.yaml", "--log-format", "xml"],
          "iasf-search: error: argument --log-format: invalid choice: 'xml'"),
