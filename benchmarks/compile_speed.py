@@ -28,7 +28,7 @@ from workers_throughput import machine, revision
 
 import iasf_search
 from iasf_search.study import load_task
-from iasf_search.train import resolve_device, train
+from iasf_search.train import resolve_device, steps_per_epoch, train
 
 
 def timed_trial(arch, session, data, config, device, compile_: bool) -> tuple[float, float]:
@@ -66,7 +66,7 @@ def main() -> int:
             eager, eager_acc = timed_trial(arch, session, data, config, device, False)
             first, compiled_acc = timed_trial(arch, session, data, config, device, True)
             again, _ = timed_trial(arch, session, data, config, device, True)
-            steps = -(-len(data.x_train) // min(config["batch_size"], len(data.x_train)))
+            steps = steps_per_epoch(len(data.x_train), config)[1]
             print(f"| {arch.name} | {config['epochs']} x {steps} | {eager:.1f} | {first:.1f} | {again:.1f} | "
                   f"{first / eager:.2f} | {again / eager:.2f} | {eager_acc:.4f} / {compiled_acc:.4f} |", flush=True)
     finally:

@@ -303,89 +303,75 @@ class Head(nn.Module):
 # -- fusion, norm and op, then the output's fusion, the final norm and the head) ----------------------
 
 
-class VisionA(nn.Module):
-    """8x8 digits, width 32, learned positions: conv3 > attn-full/h4 > mlp2 <- (attn, conv) summed."""
+class SumSkipChain(nn.Module):
+    """stem > op0 > op1 > mlp, the mlp reading op1's and op0's outputs summed (every node residual)."""
 
-    def __init__(self, classes: int) -> None:
+    def __init__(self, stem: nn.Module, op0: nn.Module, op1: nn.Module, mlp: nn.Module, width: int, classes: int) -> None:
         super().__init__()
-        D, grid = 32, (8, 8)
-        self.stem = HandGridStem(2, 1, D, 1, 64, "learned")
-        self.norm0, self.conv0 = nn.LayerNorm(D), HandConv(D, grid, 3)
-        self.norm1, self.attn1 = nn.LayerNorm(D), HandAttention(D, 4, 64)
-        self.norm2, self.mlp2 = nn.LayerNorm(D), HandMLP(D, 2)
-        self.head = Head(D, classes)
+        self.stem = stem
+        self.norm0, self.op0 = nn.LayerNorm(width), op0
+        self.norm1, self.op1 = nn.LayerNorm(width), op1
+        self.norm2, self.mlp = nn.LayerNorm(width), mlp
+        self.head = Head(width, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x0 = self.stem(x)
-        x1 = x0 + self.conv0(self.norm0(x0))
-        x2 = x1 + self.attn1(self.norm1(x1))
+        x1 = x0 + self.op0(self.norm0(x0))
+        x2 = x1 + self.op1(self.norm1(x1))
         x3 = x2 + x1
-        x3 = x3 + self.mlp2(self.norm2(x3))
+        x3 = x3 + self.mlp(self.norm2(x3))
         return self.head(x3)
 
 
-class VisionB(nn.Module):
-    """8x8 digits, width 32, sinusoidal positions: attn-local3/h2 > mlp3 > conv5 <- (mlp, stem) concatenated."""
+class ConcatSkipChain(nn.Module):
+    """stem > op0 > op1 > op2, op2 reading op1's output and the stem's tokens concatenated and projected."""
 
-    def __init__(self, classes: int) -> None:
+    def __init__(self, stem: nn.Module, op0: nn.Module, op1: nn.Module, op2: nn.Module, width: int, classes: int) -> None:
         super().__init__()
-        D, grid = 32, (8, 8)
-        self.stem = HandGridStem(2, 1, D, 1, 64, "sinusoidal")
-        self.norm0, self.attn0 = nn.LayerNorm(D), HandAttention(D, 2, 64, masked=True)
-        self.norm1, self.mlp1 = nn.LayerNorm(D), HandMLP(D, 3)
-        self.cat2, self.norm2, self.conv2 = nn.Linear(2 * D, D), nn.LayerNorm(D), HandConv(D, grid, 5)
-        self.head = Head(D, classes)
+        self.stem = stem
+        self.norm0, self.op0 = nn.LayerNorm(width), op0
+        self.norm1, self.op1 = nn.LayerNorm(width), op1
+        self.cat2, self.norm2, self.op2 = nn.Linear(2 * width, width), nn.LayerNorm(width), op2
+        self.head = Head(width, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x0 = self.stem(x)
-        x1 = x0 + self.attn0(self.norm0(x0))
-        x2 = x1 + self.mlp1(self.norm1(x1))
+        x1 = x0 + self.op0(self.norm0(x0))
+        x2 = x1 + self.op1(self.norm1(x1))
         x3 = self.cat2(torch.cat([x2, x0], dim=-1))
-        x3 = x3 + self.conv2(self.norm2(x3))
+        x3 = x3 + self.op2(self.norm2(x3))
         return self.head(x3)
 
 
-class SequenceA(nn.Module):
+def vision_a(classes: int) -> nn.Module:
+    """8x8 digits, width 32, learned positions: conv3 > attn-full/h4 > mlp2 <- (attn, conv) summed."""
+    return SumSkipChain(HandGridStem(2, 1, 32, 1, 64, "learned"), HandConv(32, (8, 8), 3), HandAttention(32, 4, 64),
+                        HandMLP(32, 2), 32, classes)
+
+
+def vision_b(classes: int) -> nn.Module:
+    """8x8 digits, width 32, sinusoidal positions: attn-local3/h2 > mlp3 > conv5 <- (mlp, stem) concatenated."""
+    return ConcatSkipChain(HandGridStem(2, 1, 32, 1, 64, "sinusoidal"), HandAttention(32, 2, 64, masked=True),
+                           HandMLP(32, 3), HandConv(32, (8, 8), 5), 32, classes)
+
+
+def sequence_a(classes: int) -> nn.Module:
     """MNIST-1D (40 steps), patch 2 (20 tokens), width 64, learned positions:
     attn-local5/h4 > conv5d2 > mlp4 <- (conv, attn) summed."""
-
-    def __init__(self, classes: int) -> None:
-        super().__init__()
-        D, T = 64, 20
-        self.stem = HandGridStem(1, 1, D, 2, T, "learned")
-        self.norm0, self.attn0 = nn.LayerNorm(D), HandAttention(D, 4, T, masked=True)
-        self.norm1, self.conv1 = nn.LayerNorm(D), HandConv(D, (T,), 5, dilation=2)
-        self.norm2, self.mlp2 = nn.LayerNorm(D), HandMLP(D, 4)
-        self.head = Head(D, classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x0 = self.stem(x)
-        x1 = x0 + self.attn0(self.norm0(x0))
-        x2 = x1 + self.conv1(self.norm1(x1))
-        x3 = x2 + x1
-        x3 = x3 + self.mlp2(self.norm2(x3))
-        return self.head(x3)
+    return SumSkipChain(HandGridStem(1, 1, 64, 2, 20, "learned"), HandAttention(64, 4, 20, masked=True),
+                        HandConv(64, (20,), 5, dilation=2), HandMLP(64, 4), 64, classes)
 
 
-class SequenceB(nn.Module):
+def sequence_b(classes: int) -> nn.Module:
     """MNIST-1D (40 steps), patch 1, width 32, sinusoidal positions: conv7 > attn-full/h2 > mlp2 <- (attn, stem) concatenated."""
+    return ConcatSkipChain(HandGridStem(1, 1, 32, 1, 40, "sinusoidal"), HandConv(32, (40,), 7), HandAttention(32, 2, 40),
+                           HandMLP(32, 2), 32, classes)
 
-    def __init__(self, classes: int) -> None:
-        super().__init__()
-        D, T = 32, 40
-        self.stem = HandGridStem(1, 1, D, 1, T, "sinusoidal")
-        self.norm0, self.conv0 = nn.LayerNorm(D), HandConv(D, (T,), 7)
-        self.norm1, self.attn1 = nn.LayerNorm(D), HandAttention(D, 2, T)
-        self.cat2, self.norm2, self.mlp2 = nn.Linear(2 * D, D), nn.LayerNorm(D), HandMLP(D, 2)
-        self.head = Head(D, classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x0 = self.stem(x)
-        x1 = x0 + self.conv0(self.norm0(x0))
-        x2 = x1 + self.attn1(self.norm1(x1))
-        x3 = self.cat2(torch.cat([x2, x0], dim=-1))
-        x3 = x3 + self.mlp2(self.norm2(x3))
-        return self.head(x3)
+def timeseries_a(classes: int) -> nn.Module:
+    """64-step series, patch 2 (32 tokens), width 32, learned positions: conv5d2 > attn-local5/h2 > mlp2 <- (attn, conv) summed."""
+    return SumSkipChain(HandGridStem(1, 1, 32, 2, 32, "learned"), HandConv(32, (32,), 5, dilation=2),
+                        HandAttention(32, 2, 32, masked=True), HandMLP(32, 2), 32, classes)
 
 
 class TextA(nn.Module):
@@ -428,27 +414,6 @@ class TextB(nn.Module):
         return self.head(x3)
 
 
-class TimeseriesA(nn.Module):
-    """64-step series, patch 2 (32 tokens), width 32, learned positions: conv5d2 > attn-local5/h2 > mlp2 <- (attn, conv) summed."""
-
-    def __init__(self, classes: int) -> None:
-        super().__init__()
-        D, T = 32, 32
-        self.stem = HandGridStem(1, 1, D, 2, T, "learned")
-        self.norm0, self.conv0 = nn.LayerNorm(D), HandConv(D, (T,), 5, dilation=2)
-        self.norm1, self.attn1 = nn.LayerNorm(D), HandAttention(D, 2, T, masked=True)
-        self.norm2, self.mlp2 = nn.LayerNorm(D), HandMLP(D, 2)
-        self.head = Head(D, classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x0 = self.stem(x)
-        x1 = x0 + self.conv0(self.norm0(x0))
-        x2 = x1 + self.attn1(self.norm1(x1))
-        x3 = x2 + x1
-        x3 = x3 + self.mlp2(self.norm2(x3))
-        return self.head(x3)
-
-
 class TimeseriesB(nn.Module):
     """64-step series, patch 4 (16 tokens), width 64, sinusoidal positions: two branches from the stem,
     conv3 and attn-full/h4 > mlp2, concatenated at the output."""
@@ -480,22 +445,22 @@ ARCHITECTURES: tuple[Architecture, ...] = (
                  (Node("n0", "conv", {"kernel": 3, "dilation": 1}, (INPUT,)),
                   Node("n1", "attention", _attn(4), ("n0",)),
                   Node("n2", "mlp", {"expansion": 2}, ("n1", "n0"), "sum")),
-                 ("n2",), VisionA, epochs=6),
+                 ("n2",), vision_a, epochs=6),
     Architecture("vision-b", "vision", 32, {"patch": 1, "overlap": True, "position": "sinusoidal"},
                  (Node("n0", "attention", _attn(2, "local", 3), (INPUT,)),
                   Node("n1", "mlp", {"expansion": 3}, ("n0",)),
                   Node("n2", "conv", {"kernel": 5, "dilation": 1}, ("n1", INPUT), "concat")),
-                 ("n2",), VisionB, epochs=6),
+                 ("n2",), vision_b, epochs=6),
     Architecture("sequence-a", "sequence", 64, {"patch": 2, "overlap": True, "position": "learned"},
                  (Node("n0", "attention", _attn(4, "local", 5), (INPUT,)),
                   Node("n1", "conv", {"kernel": 5, "dilation": 2}, ("n0",)),
                   Node("n2", "mlp", {"expansion": 4}, ("n1", "n0"), "sum")),
-                 ("n2",), SequenceA, epochs=3),
+                 ("n2",), sequence_a, epochs=3),
     Architecture("sequence-b", "sequence", 32, {"patch": 1, "overlap": True, "position": "sinusoidal"},
                  (Node("n0", "conv", {"kernel": 7, "dilation": 1}, (INPUT,)),
                   Node("n1", "attention", _attn(2), ("n0",)),
                   Node("n2", "mlp", {"expansion": 2}, ("n1", INPUT), "concat")),
-                 ("n2",), SequenceB, epochs=4),
+                 ("n2",), sequence_b, epochs=4),
     Architecture("text-a", "text", 64, {"vocabulary": 2048, "position": "learned"},
                  (Node("n0", "attention", _attn(4), (INPUT,)),
                   Node("n1", "mlp", {"expansion": 2}, ("n0", INPUT), "sum")),
@@ -509,7 +474,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
                  (Node("n0", "conv", {"kernel": 5, "dilation": 2}, (INPUT,)),
                   Node("n1", "attention", _attn(2, "local", 5), ("n0",)),
                   Node("n2", "mlp", {"expansion": 2}, ("n1", "n0"), "sum")),
-                 ("n2",), TimeseriesA, epochs=8),
+                 ("n2",), timeseries_a, epochs=8),
     Architecture("timeseries-b", "timeseries", 64, {"patch": 4, "overlap": True, "position": "sinusoidal"},
                  (Node("n0", "conv", {"kernel": 3, "dilation": 1}, (INPUT,)),
                   Node("n1", "attention", _attn(4), (INPUT,)),

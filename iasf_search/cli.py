@@ -199,11 +199,8 @@ def _check_search_flags(args: argparse.Namespace) -> None:
     if args.trials_per_gpu is not None:
         if args.trials_per_gpu < 1:
             raise BadInput(f"--trials-per-gpu must be at least 1, got {args.trials_per_gpu}")
-        typed_workers = any(w == "--workers" or w.startswith("--workers=") for w in args.argv)
-        if typed_workers and args.workers != AUTO:
-            raise BadInput("--trials-per-gpu sets the number of workers (K per GPU); leave out --workers "
-                           "or give --workers auto")
-        args.workers = AUTO  # K per GPU
+        if not any(w == "--workers" or w.startswith("--workers=") for w in args.argv):
+            args.workers = AUTO  # --trials-per-gpu alone: K per GPU (a typed number is refused by worker_count)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -237,7 +234,7 @@ def _search(session: Session, args: argparse.Namespace) -> SearchResult | None:
         use_worker_threads()
         run_search(session, **{**settings, "command": None}, worker=worker_index(args.worker))
         return None
-    if args.workers == 1:
+    if args.workers == 1 and args.trials_per_gpu is None:
         return run_search(session, **settings)
     return run_with_workers(session, args.argv, args.workers, trials_per_gpu=args.trials_per_gpu,
                             json_lines=args.log_format == "json", **settings)

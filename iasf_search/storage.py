@@ -3,9 +3,9 @@ out) and Optuna's journal file for local multi-process runs.
 
 * ``sqlite:///runs/vision.db`` — the default. Opened in WAL mode (readers never block the writer;
   several local workers share it safely) with a 60 s busy timeout, and ``synchronous=NORMAL`` on
-  every connection: a commit no longer waits for the disk (writes 2-3 times faster; a trial makes
-  about a hundred), and in WAL mode the database still cannot be corrupted; a power loss or an
-  operating-system crash may undo the last commits (a killed process loses nothing), which costs
+  every connection: a commit no longer waits for the disk (a trial makes dozens of writes), and in
+  WAL mode the database still cannot be corrupted; a power loss or an operating-system crash may
+  undo the last commits (a killed process loses nothing), which costs
   at most the trials then running, retried like any lost trial. Keep it on a local disk: WAL
   does not work over network file systems.
 * ``postgresql://user:password@host/db`` (or any SQLAlchemy URL Optuna supports) — for workers

@@ -252,7 +252,7 @@ class _EpochLoop:
 
     def __init__(self, run: Run, config: Mapping[str, Any], *, device: torch.device, seed: int,
                  micro_batch_size: int | None, label: str) -> None:
-        self.run, self.config, self.device, self.label = run, config, device, label
+        self.run, self.config, self.device = run, config, device
         run.model.to(device)
         self.optimizer = make_optimizer(run.model, config)
         self.n = len(run.data.x_train)

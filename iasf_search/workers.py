@@ -86,7 +86,7 @@ def visible_gpus() -> list[str]:
         return []
 
 
-def uses_gpus(device: str, gpus: Sequence[str]) -> int:
+def gpus_in_use(device: str, gpus: Sequence[str]) -> int:
     """How many GPUs workers of ``--device device`` spread over: every visible one for ``auto`` and
     ``cuda``, the named one for ``cuda:N``, none for ``cpu`` or without CUDA."""
     if not gpus or device == "cpu":
@@ -98,13 +98,13 @@ def worker_count(requested: str | int, device: str, *, trials_per_gpu: int | Non
                  trials_left: int) -> int:
     """The number of worker processes for ``--workers requested`` (an int, or ``auto``).
 
-    ``auto``: with GPUs (:func:`uses_gpus`), ``trials_per_gpu`` (default 1) per GPU; on the CPU,
+    ``auto``: with GPUs (:func:`gpus_in_use`), ``trials_per_gpu`` (default 1) per GPU; on the CPU,
     ``cores // CPU_THREADS_PER_WORKER``; in both cases at most ``trials_left`` and at least 1.
     A number is taken as given.
 
     :raises ValueError: ``trials_per_gpu`` without a GPU to use, or with a number of workers.
     """
-    used = uses_gpus(device, gpus)
+    used = gpus_in_use(device, gpus)
     if trials_per_gpu is not None:
         if requested != AUTO:
             raise ValueError("--trials-per-gpu sets the number of workers (K per GPU); leave out --workers "
