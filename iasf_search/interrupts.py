@@ -37,13 +37,15 @@ class _Stop:
 
     def __init__(self) -> None:
         self.raised = False
+        self.arrived: KeyboardInterrupt | None = None
+        """The stop that came, kept after it was raised: code that catches ``BaseException`` may swallow it."""
         self.pending: KeyboardInterrupt | None = None
         self.modes: list[bool] = []  # innermost last: True raises at once, False defers (see deferred())
 
     def arrive(self, stop: KeyboardInterrupt) -> None:
         if self.raised:  # a repeat while the trial is being recorded: ignored
             return
-        self.raised = True
+        self.raised, self.arrived = True, stop
         if self.modes and not self.modes[-1]:
             self.pending = stop
             return
@@ -84,6 +86,16 @@ def interruptible() -> contextlib.AbstractContextManager[None]:
     """Within (inside a :func:`deferred` block): a stop signal raises at once, as training should stop
     at once. A signal that waited raises on entry. The trial objective wraps its work in it."""
     return _mode(True)
+
+
+def arrived() -> KeyboardInterrupt | None:
+    """The stop the active :func:`stop_signals` block received, if one came (raised or waiting).
+
+    A stop is raised once, wherever the main thread is; library code that catches ``BaseException``
+    (a lazy import torch runs inside the first FLOP count, say) can swallow it and fail later with an
+    ordinary exception. The search asks here after such a failure, so that the stop still ends it.
+    """
+    return _active[-1].arrived if _active else None
 
 
 @contextlib.contextmanager

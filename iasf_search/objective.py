@@ -42,7 +42,7 @@ from iasf_search.build import ArchNet, build_model, count_parameters
 from iasf_search.components import TaskData
 from iasf_search.cost_measurement import measure_costs
 from iasf_search.cross_validation import fold_tasks, pooled
-from iasf_search.interrupts import interruptible, reason
+from iasf_search.interrupts import arrived, interruptible, reason
 from iasf_search.optuna_internals import trial_id
 from iasf_search.plugin_manager import Components, plugin_in_traceback
 from iasf_search.prescreen import proxies_to_record, proxy_batch, record_proxies
@@ -184,6 +184,10 @@ class TrialObjective:
                 torch.cuda.empty_cache()  # the next trial starts with the memory this one held
             raise
         except Exception as exc:
+            stop = arrived()
+            if stop is not None:  # the stop signal was swallowed on its way and left this failure: stop anyway
+                trial.set_user_attr(FAILURE_REASON, reason(stop))
+                raise stop from exc
             plugin = plugin_in_traceback(self.components, exc.__traceback__)
             where = f"plugin '{plugin}' raised " if plugin else ""
             trial.set_user_attr(FAILURE_REASON, f"{where}{type(exc).__name__}: {exc}"[:500])

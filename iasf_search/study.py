@@ -153,6 +153,8 @@ def run_search(space: SearchSpace | Session, *, trials: int | None = None, timeo
             with interrupts.deferred():  # a stop signal during Optuna's bookkeeping waits for it to finish
                 study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks, gc_after_trial=False)
             started = True
+            if (stop := interrupts.arrived()) is not None:  # swallowed on its way (see interrupts.arrived)
+                raise stop
     finally:
         hook.iasf_study_end(study=study, space=space, components=session.components)
         checkpoint(run.url)

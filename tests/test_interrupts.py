@@ -14,6 +14,7 @@ from iasf_search.interrupts import (
     INTERRUPTED_STATUS,
     TERMINATED_STATUS,
     Terminated,
+    arrived,
     deferred,
     exit_status,
     interruptible,
@@ -144,3 +145,15 @@ def test_without_stop_signals_the_sections_change_nothing():
         raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt), deferred(), interruptible():
         raise KeyboardInterrupt
+
+
+def test_a_stop_swallowed_by_other_code_is_still_known_until_the_block_ends():
+    assert arrived() is None
+    with stop_signals(), deferred(), interruptible():
+        assert arrived() is None
+        try:
+            send(signal.SIGTERM)
+        except BaseException:  # what a library's catch-all does
+            pass
+        assert isinstance(arrived(), Terminated)
+    assert arrived() is None

@@ -179,3 +179,29 @@ def test_the_pruner_is_asked_only_where_it_may_prune(write_space, capsys, monkey
     assert rc == 0
     assert asked == [(1, 2), (1, 3), (2, 2), (2, 3)]
     assert [t.state for t in load().trials] == [TrialState.COMPLETE] * 3
+
+
+def test_a_stop_signal_swallowed_on_its_way_still_stops_the_search(write_space, capsys, monkeypatch):
+    """Library code that catches BaseException (a lazy import inside the first FLOP count, interrupted by
+    SIGTERM, leaves torch half-imported) turns the stop into an ordinary failure: the trial is still
+    marked ``terminated`` and the search stops with 143 instead of failing trial after trial."""
+    import os
+    import signal
+    import time
+
+    from iasf_search import objective
+
+    def swallowing_build(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler raises Terminated here
+        except BaseException:
+            pass
+        raise AttributeError("partially initialized module 'torch._inductor'")
+
+    monkeypatch.setattr(objective, "build_model", swallowing_build)
+    write_space()
+    rc, _, err = run(capsys, "--space", "tiny.yaml", "--trials", "5", "-q")
+    assert rc == 143 and "terminated: finished trials are kept" in err
+    trials = load().trials
+    assert [(t.state, t.user_attrs.get("failure_reason")) for t in trials] == [(TrialState.FAIL, "terminated")]
