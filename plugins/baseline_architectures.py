@@ -7,7 +7,11 @@
 
 Both use the space's largest width and, for every other setting, its first choice (the low end of
 a range), except the attention pattern ``full``, the position ``learned`` and the dilation 1 where
-the space offers them. A space without the ops a baseline needs cannot enqueue it (a load-time error).
+the space offers them. Where the space offers norms and readouts, each baseline takes the ones a
+hand-written model of its kind has: the transformer layer norm and the mean over tokens; the CNN
+batch norm and global average plus max pooling (``mean_max``), as in NNI's MNIST-1D DAG space, else
+``max`` or ``mean``. A space offering none of a baseline's choices gives it its first listed one.
+A space without the ops a baseline needs cannot enqueue it (a load-time error).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import networkx as nx
 
 from iasf_search import hookimpl
 from iasf_search.components import BaselineArchitecture
-from iasf_search.graph import INPUT, OUTPUT, node_name
+from iasf_search.graph import DEFAULT_NORM, DEFAULT_READOUT, INPUT, OUTPUT, node_name
 from iasf_search.params import Range
 from iasf_search.plugin_manager import Components
 from iasf_search.space import SearchSpace
@@ -49,8 +53,24 @@ def node_count(space: SearchSpace, wanted: int) -> int:
     return max(min(values), min(max(values), wanted))
 
 
-def chain(space: SearchSpace, components: Components, ops: Sequence[str]) -> nx.DiGraph:
-    """input -> ops[0] -> ops[1] -> ... -> output, at the space's largest width, each op configured by :func:`configure`."""
+def preferred(offered: Mapping[str, Mapping[str, Range]], wanted: Sequence[str]) -> str:
+    """The first of ``wanted`` that ``offered`` holds, else the first offered."""
+    return next((name for name in wanted if name in offered), next(iter(offered)))
+
+
+def kind_attrs(offered: Mapping[str, Mapping[str, Range]], registry: Any, kind: str, default: str,
+               wanted: Sequence[str]) -> dict[str, Any]:
+    """``{kind: name, kind_config: config}`` for :func:`preferred`'s choice; nothing when the space offers only the default."""
+    if list(offered) == [default] and not offered[default]:
+        return {}  # not a choice in this space: graphs leave it out (see iasf_search.graph)
+    name = preferred(offered, wanted)
+    return {kind: name, f"{kind}_config": configure(registry.get(name), offered[name])}
+
+
+def chain(space: SearchSpace, components: Components, ops: Sequence[str], *, norms: Sequence[str] = (DEFAULT_NORM,),
+          readouts: Sequence[str] = (DEFAULT_READOUT,)) -> nx.DiGraph:
+    """input -> ops[0] -> ops[1] -> ... -> output, at the space's largest width, each op configured by :func:`configure`;
+    the norm of each residual op and the readout are the first of ``norms`` and ``readouts`` that the space offers."""
     missing = sorted(set(ops) - set(space.ops))
     if missing:
         raise ValueError(f"needs the op(s) {', '.join(missing)} in manifold.ops; the space offers {', '.join(sorted(space.ops))}")
@@ -60,10 +80,12 @@ def chain(space: SearchSpace, components: Components, ops: Sequence[str]) -> nx.
     graph.add_node(INPUT, role="input", op=space.modality, config=configure(stem, space.stem))
     previous = INPUT
     for i, op in enumerate(ops):
-        graph.add_node(node_name(i), role="node", op=op, config=configure(components.ops.get(op), space.ops[op]))
+        component = components.ops.get(op)
+        norm = kind_attrs(space.norms, components.norms, "norm", DEFAULT_NORM, norms) if component.residual else {}
+        graph.add_node(node_name(i), role="node", op=op, config=configure(component, space.ops[op]), **norm)
         graph.add_edge(previous, node_name(i), slot=0)
         previous = node_name(i)
-    graph.add_node(OUTPUT, role="output")
+    graph.add_node(OUTPUT, role="output", **kind_attrs(space.readouts, components.readouts, "readout", DEFAULT_READOUT, readouts))
     graph.add_edge(previous, OUTPUT, slot=0)
     return graph
 
@@ -79,10 +101,11 @@ class Transformer(BaselineArchitecture):
 
 class ConvNet(BaselineArchitecture):
     name = "cnn"
-    description = "a chain of three convolution nodes (within manifold.nodes)"
+    description = "a chain of three convolution nodes (within manifold.nodes), batch norm and avg+max pooling where offered"
 
     def graph(self, space: SearchSpace, components: Components) -> nx.DiGraph:
-        return chain(space, components, ["conv"] * node_count(space, 3))
+        return chain(space, components, ["conv"] * node_count(space, 3), norms=("batch", "layer"),
+                     readouts=("mean_max", "max", "mean"))
 
 
 @hookimpl
