@@ -3,8 +3,11 @@
 ``search: {sampler: evolution, sampler_options: {population: 20, tournament: 5}}`` in a space.
 
 Each new trial is a *child*: its parent is the best of ``tournament`` trials drawn uniformly at
-random among the last ``population`` COMPLETE trials of the study (read from the storage for every
-trial, so workers on one machine or many share one population; older trials age out). The child
+random among the last ``population`` finished trials of the study (read from the storage for every
+trial, so workers on one machine or many share one population; older trials age out). Finished
+means COMPLETE, or PRUNED with a value (its last reported epoch's, as Optuna records it; with one
+objective): a pruner that stops most trials early must not starve the population. In a tournament a
+COMPLETE trial beats every pruned one, a feasible trial every one that broke a constraint. The child
 is the parent's architecture with exactly one mutation of the graph (:data:`MUTATIONS`): add a node
 (spliced into the parent's chain where it can be), remove a node, change one node's op, change one
 setting (of an op, the stem, the width, a fusion), rewire one input (a node's first input, or one
@@ -24,7 +27,7 @@ to :data:`MUTATION_ATTEMPTS`), then random architectures are tried (up to :data:
 only when all of them repeat one — the space seems exhausted — is a duplicate accepted (the
 objective then reuses the finished twin's result when the training settings match too). Two
 workers choosing at the same instant may still propose the same architecture, since neither has
-recorded its hash yet. Until ``n_startup_trials`` trials are COMPLETE (default: ``population``),
+recorded its hash yet. Until ``n_startup_trials`` trials are finished (default: ``population``),
 trials are random architectures, duplicates avoided the same way.
 
 Every proposed trial records the user attributes ``evolution_parent`` (the parent's trial number;
@@ -434,10 +437,22 @@ def _dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     return all(x >= y for x, y in zip(a, b, strict=True)) and a != b
 
 
+def in_population(trial: FrozenTrial) -> bool:
+    """Whether a trial can be a parent: COMPLETE, or PRUNED with values (Optuna gives a pruned trial of a
+    one-objective study its last reported value)."""
+    return trial.state == TrialState.COMPLETE or (trial.state == TrialState.PRUNED and trial.values is not None)
+
+
 def tournament_winner(contestants: Sequence[FrozenTrial], directions: Sequence[StudyDirection],
                       rng: np.random.Generator) -> FrozenTrial:
     """The best of ``contestants``: with one objective the best value; with several, one of those no
-    other contestant dominates (non-dominated rank 0 within the tournament). Ties are broken at random."""
+    other contestant dominates (non-dominated rank 0 within the tournament). Contestants that break a
+    constraint (a representation metric's bound, checked after training) take part only when all do,
+    pruned ones (valued at an early epoch) only when no complete one is left. Ties are broken at random."""
+    feasible = [t for t in contestants if all(v <= 0 for v in t.constraints.values())]
+    contestants = feasible or contestants
+    complete = [t for t in contestants if t.state == TrialState.COMPLETE]
+    contestants = complete or contestants
     scores = [_signed(t, directions) for t in contestants]
     if len(directions) == 1:
         best = max(scores)
@@ -454,10 +469,10 @@ class EvolutionSampler(optuna.samplers.BaseSampler):
     """Regularized evolution over architecture graphs (see the module docstring for the contract).
 
     :param session: the space and its plugins (the child is built with the space's own sampling code).
-    :param population: the last this many COMPLETE trials are the population.
+    :param population: the last this many finished trials (complete, or pruned with a value) are the population.
     :param tournament: contestants drawn from the population; the best is the parent.
     :param mutate_training: probability that a child also draws one training setting again.
-    :param n_startup_trials: random architectures until this many trials are COMPLETE (None: ``population``).
+    :param n_startup_trials: random architectures until this many trials are finished (None: ``population``).
     :param seed: seeds every choice, with the trial number.
     """
 
@@ -509,11 +524,11 @@ class EvolutionSampler(optuna.samplers.BaseSampler):
         """The next trial's proposal given the study's trials as the storage holds them now."""
         trials = _all_trials(study)
         seen = {t.user_attrs.get(ARCH_HASH) for t in trials if t.state in SEEN_STATES} - {None}
-        complete = sorted((t for t in trials if t.state == TrialState.COMPLETE),
+        finished = sorted((t for t in trials if in_population(t)),
                           key=lambda t: (t.datetime_complete is None, t.datetime_complete, t.number))
-        why = f"startup ({len(complete)}/{self.n_startup_trials} complete)"
-        if complete and len(complete) >= self.n_startup_trials:
-            child = self._evolve(complete[-self.population:], study.directions, seen, rng)
+        why = f"startup ({len(finished)}/{self.n_startup_trials} finished)"
+        if finished and len(finished) >= self.n_startup_trials:
+            child = self._evolve(finished[-self.population:], study.directions, seen, rng)
             if child is not None:
                 return child
             why = f"no new child in {MUTATION_ATTEMPTS} mutations"
@@ -572,12 +587,12 @@ class Evolution(SamplerFactory):
                    "no architecture is proposed twice")
     needs_session = True
     params = {
-        "population": Param(20, int, low=2, help="the last this many complete trials are the population"),
+        "population": Param(20, int, low=2, help="the last this many finished trials are the population"),
         "tournament": Param(5, int, low=1, help="contestants drawn from the population; the best is the parent"),
         "mutate_training": Param(0.2, float, low=0.0, high=1.0,
                                  help="probability that a child also draws one training setting again"),
         "n_startup_trials": Param(None, int, low=0, nullable=True,
-                                  help="random architectures until this many trials are complete (null: population)"),
+                                  help="random architectures until this many trials are finished (null: population)"),
     }
 
     def check_ranges(self, ranges: Mapping[str, Range], *, widths: tuple[int, ...] | None) -> tuple[str, str] | None:

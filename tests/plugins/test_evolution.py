@@ -145,9 +145,43 @@ def test_tournament_winner_by_value_or_by_pareto_rank():
     assert winners == {0, 1}
 
 
-def _frozen(number: int, values: list[float]) -> optuna.trial.FrozenTrial:
+def test_complete_and_feasible_trials_win_tournaments_before_pruned_or_infeasible_ones():
+    maximize = [optuna.study.StudyDirection.MAXIMIZE]
+    rng = np.random.default_rng(0)
+    pruned = _frozen(0, [0.95], state=TrialState.PRUNED)  # valued at an early epoch
+    complete = _frozen(1, [0.6])
+    assert tournament_winner([pruned, complete], maximize, rng).number == 1
+    assert tournament_winner([pruned, _frozen(2, [0.5], state=TrialState.PRUNED)], maximize, rng).number == 0
+    infeasible = _frozen(3, [0.99], constraints={"oversmoothing": 0.2})
+    assert tournament_winner([infeasible, complete, pruned], maximize, rng).number == 1
+    assert tournament_winner([infeasible, _frozen(4, [0.4], constraints={"oversmoothing": 0.1})], maximize, rng).number == 3
+
+
+def test_pruned_trials_count_towards_startup_and_can_be_parents(make_session):
+    """A pruner that stops most trials must not keep the sampler random forever: pruned trials (with the value of
+    their last epoch) are finished trials of the population."""
+    session = make_session()
+    sampler = EvolutionSampler(session, population=4, tournament=4, mutate_training=0.0, seed=0)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        trial = study.ask()
+        graph, _, _ = sample_trial(trial, session.space, session.components)
+        trial.set_user_attr("arch_hash", arch.canonical_hash(graph))
+        trial.report(0.1 * (i + 1), step=1)
+        study.tell(trial, state=TrialState.PRUNED)
+    assert all(t.state == TrialState.PRUNED and t.values is not None for t in study.trials)
+    child = ask_and_tell(study, session, rng=rng)
+    assert child.user_attrs[EVOLUTION_PARENT] == 3  # the best pruned trial: no complete one yet
+    assert "startup" not in child.user_attrs[EVOLUTION_MUTATION]
+
+
+def _frozen(number: int, values: list[float], *, state: TrialState = TrialState.COMPLETE,
+            constraints: dict[str, float] | None = None) -> optuna.trial.FrozenTrial:
     t = optuna.trial.create_trial(values=values)
-    t.number = number
+    t.number, t.state = number, state
+    for name, value in (constraints or {}).items():
+        t.set_constraint(name, value)
     return t
 
 
