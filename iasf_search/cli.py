@@ -41,7 +41,7 @@ from iasf_search.study import (
 )
 from iasf_search.workers import AUTO, WORKER_FLAG, use_worker_threads, worker_index
 
-COMMANDS = ("search", "best", "baseline", "plugins", "dashboard", "export", "train", "report", "calibrate")
+COMMANDS = ("search", "best", "baseline", "plugins", "dashboard", "export", "train", "report", "analyze", "calibrate")
 
 
 def _common(parser: argparse.ArgumentParser, *, space_required: bool) -> None:
@@ -77,8 +77,8 @@ def make_parser() -> argparse.ArgumentParser:
                     "`iasf-search --space FILE` is short for `iasf-search search --space FILE`.")
     parser.add_argument("--version", action="version", version=f"iasf-search {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_search, _add_best, _add_baseline, _add_plugins, _add_dashboard, _add_export, _add_report, _add_train,
-                _add_calibrate):
+    for add in (_add_search, _add_best, _add_baseline, _add_plugins, _add_dashboard, _add_export, _add_report, _add_analyze,
+                _add_train, _add_calibrate):
         add(sub)
     return parser
 
@@ -149,6 +149,13 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     _artifacts_flag(report)
     report.add_argument("--out", required=True, metavar="DIR", help="folder for index.html and the figures' PNG files")
     report.set_defaults(func=cmd_report)
+
+
+def _add_analyze(sub: argparse._SubParsersAction) -> None:
+    analyze = sub.add_parser("analyze", help="rank-correlate the trials' recorded measurements with validation accuracy")
+    _common(analyze, space_required=False)
+    analyze.add_argument("--out", metavar="DIR", help="also write correlations.png, correlations.csv and correlations.md here")
+    analyze.set_defaults(func=cmd_analyze)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -276,6 +283,9 @@ def cmd_best(args: argparse.Namespace) -> int:
     study = load_results(storage, name)
     best = best_trials(study)
     if not best:
+        if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            raise BadInput(f"no completed trial of study '{name}' meets the space's constraints (see each trial's "
+                           f"'constraints' attribute); relax them in the space file and search again")
         raise BadInput(f"study '{name}' has no completed trial yet; run the search first")
     if len(study.directions) == 1:
         print_trial(best[0], heading="best trial")
@@ -349,6 +359,27 @@ def cmd_report(args: argparse.Namespace) -> int:
     index = write_report(study, args.out, store=store, components=study_components(study, args.plugin),
                          storage_url=storage)
     print(f"report of study '{study.study_name}' written to {index} (figures as PNG files beside it)")
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    """Print each measurement's Spearman rho with validation accuracy and its bootstrap interval; write them with --out."""
+    storage, name = _study_location(args)
+    study = load_results(storage, name)
+    from iasf_search.results.analysis import analyze, text_table, write_correlations  # matplotlib and scipy: only here
+    from iasf_search.results.folders import output_folder
+
+    analysis = analyze(study)
+    if analysis.shortfall:
+        raise BadInput(analysis.shortfall)
+    print(f"study '{analysis.study}': {analysis.trials} complete trials with a validation accuracy; Spearman rank correlation "
+          f"with it, 95% bootstrap interval")
+    print(text_table(analysis) if analysis.rows else "no recorded measurement varies over enough trials")
+    if analysis.skipped:
+        print("skipped: " + ", ".join(f"{s.name} ({s.reason})" for s in analysis.skipped))
+    if args.out is not None:
+        files = write_correlations(analysis, output_folder(args.out))
+        print(f"written to {files[0].parent}: {', '.join(f.name for f in files)}")
     return 0
 
 

@@ -270,6 +270,64 @@ class CostModel(Component):
         """
 
 
+@dataclass
+class Representations:
+    """What a trained model computes on a fixed validation batch, for :class:`RepresentationMetric`s.
+
+    :param tokens: each node's output ``(B, T, D)`` in graph order: ``input`` (the stem's tokens), the
+        hidden nodes ``n0, n1, ...``, and ``output`` (the fused input of the head), float32, no gradient.
+    :param levels: each hidden node's level: the length of the longest path from the stem to it
+        (``input`` is level 0); ``output`` (a fusion, no op) that of the deepest node it reads.
+    :param ops: each hidden node's op name.
+    :param pooled: the readout's features ``(B, F)``: the embedding the head classifies.
+    :param attention: the attention probabilities ``(B, heads, T, T)`` of every node whose op exposes
+        ``attention_weights`` (rows: queries; masked keys exactly 0).
+    :param layout: the stem's token grid; ``layout.coordinates()`` places tokens for distances.
+    :param labels: the batch's int64 labels ``(B,)``.
+    :param cache: a scratch dict that metrics may share work through (e.g. one persistence
+        diagram for two metrics); keys are the metric's own.
+    """
+
+    tokens: dict[str, torch.Tensor]
+    levels: dict[str, int]
+    ops: dict[str, str]
+    pooled: torch.Tensor
+    attention: dict[str, torch.Tensor]
+    layout: TokenLayout
+    labels: torch.Tensor
+    cache: dict[str, Any] = field(default_factory=dict)
+
+
+class RepresentationMetric(Component):
+    """A measurement of a trained model's representations (seed 003's manifold vocabulary, made concrete).
+
+    Measured after training on the space's fixed validation batch (``metrics.batch``), recorded on the
+    trial as ``metric.<name>`` (the number) and ``metric_details.<name>`` (per node, and how it was
+    measured); usable in ``objectives:`` (default direction :attr:`direction`) and ``constraints:``
+    (``{min: ...}`` / ``{max: ...}``). Contract of :meth:`measure`:
+
+    * read only what :class:`Representations` holds; everything is on the CPU, float32, no gradient;
+    * return a :class:`Measurement` with a finite ``value`` (``details`` JSON-serialisable, e.g.
+      ``{"per_node": {"n0": 0.4, ...}}``), or None when the metric does not apply to the architecture
+      (``attention_entropy`` of a graph without attention); such a trial then records no value, and
+      an objective or constraint on the metric fails it with that reason.
+    """
+
+    direction: ClassVar[str] = "maximize"
+    """The direction an objective naming this metric takes when the space gives none."""
+    default: ClassVar[bool] = False
+    """Recorded on every trial of a space without a ``metrics:`` section (built-ins that need no extra package)."""
+
+    def unavailable(self) -> str | None:
+        """Why the metric cannot be measured on this installation (e.g. an extra package is missing), else None.
+        A space naming an unavailable metric is refused when it loads, with this reason."""
+        return None
+
+    @abstractmethod
+    def measure(self, reps: Representations, options: Mapping[str, Any]) -> Measurement | None:
+        """The metric of the model that produced ``reps``; ``options``: the validated ``params`` from the space."""
+
+
 class ZeroCostProxy(Component):
     """A training-free score of an untrained model: higher means predicted better after training.
 

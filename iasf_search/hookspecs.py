@@ -156,6 +156,16 @@ def iasf_register_proxies(registry: Registry) -> None:
     """
 
 
+@hookspec
+def iasf_register_metrics(registry: Registry) -> None:
+    """Register representation metrics (:class:`~iasf_search.components.RepresentationMetric`):
+    measurements of a trained model's token representations on a fixed validation batch.
+
+    :param registry: call ``registry.register(metric)``; names are used in the space's ``metrics:``
+        section (recorded on every trial as ``metric.<name>``), as objective metrics and in ``constraints:``.
+    """
+
+
 # -- study life cycle -----------------------------------------------------------------------------
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,7 @@ from iasf_search.interrupts import arrived, interruptible, reason
 from iasf_search.optuna_internals import trial_id
 from iasf_search.plugin_manager import Components, plugin_in_traceback
 from iasf_search.prescreen import proxies_to_record, proxy_batch, record_proxies
+from iasf_search.representations import measure_metrics
 from iasf_search.results.records import (
     ARCH_HASH,
     ARCHITECTURE,
@@ -59,6 +61,9 @@ from iasf_search.results.records import (
     FOLD_VAL_ACCURACIES,
     GRAD_ACCUMULATION,
     INFEASIBLE,
+    METRIC_DETAILS_PREFIX,
+    METRIC_PREFIX,
+    METRICS_SECONDS,
     MICRO_BATCH_SIZE,
     OOM_RETRIES,
     PARAMS,
@@ -239,10 +244,12 @@ class TrialObjective:
                model: nn.Module) -> float | list[float]:
         """Copy the result of an identical finished trial instead of training again."""
         for name, value in previous.user_attrs.items():
-            if name in REUSED_ATTRS or name.startswith((AUX_PREFIX, COST_PREFIX, COST_DETAILS_PREFIX)):
+            if name in REUSED_ATTRS or name.startswith((AUX_PREFIX, COST_PREFIX, COST_DETAILS_PREFIX, METRIC_PREFIX,
+                                                        METRIC_DETAILS_PREFIX)):
                 trial.set_user_attr(name, value)
         trial.set_user_attr(REUSED_FROM, previous.number)
-        self._set_constraints(trial, {c.cost: previous.user_attrs[COST_PREFIX + c.cost] for c in self.space.constraints})
+        prefix = {"cost": COST_PREFIX, "metric": METRIC_PREFIX}
+        self._set_constraints(trial, {c.name: previous.user_attrs.get(prefix[c.kind] + c.name) for c in self.space.constraints})
         self._built(trial, graph, model)
         return previous.values if len(previous.values) > 1 else previous.values[0]
 
@@ -250,7 +257,7 @@ class TrialObjective:
         """Parameters and costs of the untrained model; an infeasible trial is pruned (after the
         ``iasf_trial_built`` hook) without measuring the costs no constraint bounds."""
         trial.set_user_attr(PARAMS, count_parameters(model))  # the deployable model, without auxiliary helpers
-        bounded = [c.cost for c in self.space.constraints]
+        bounded = [c.name for c in self.space.constraints if c.kind == "cost"]
         costs = self._measure_costs(trial, model, bounded)
         violated = self._set_constraints(trial, costs)
         if not violated:
@@ -313,7 +320,14 @@ class TrialObjective:
         if result.fold_val_accuracies:
             trial.set_user_attr(FOLD_VAL_ACCURACIES, result.fold_val_accuracies)
             trial.set_user_attr(VAL_ACCURACY_STD, float(torch.tensor(result.fold_val_accuracies).std(correction=0)))
-        metrics: dict[str, Any] = {"accuracy": result.val_accuracy, "loss": result.val_loss, **costs}
+        measured_metrics = self._measure_metrics(trial, model)
+        self._set_constraints(trial, {c.name: measured_metrics.get(c.name) for c in self.space.constraints if c.kind == "metric"})
+        metrics: dict[str, Any] = {"accuracy": result.val_accuracy, "loss": result.val_loss, **costs, **measured_metrics}
+        missing = [o.metric for o in self.space.objectives if metrics[o.metric] is None]
+        if missing:
+            reason = f"objective {', '.join(missing)} does not apply to this architecture (not measured)"
+            trial.set_user_attr(FAILURE_REASON, reason)
+            raise optuna.TrialPruned(reason)
         values = [float(metrics[o.metric]) for o in self.space.objectives]
         if hasattr(model, "aux_modules"):
             del model.aux_modules  # training helpers are not part of the trained model
@@ -328,10 +342,12 @@ class TrialObjective:
         and the pruner asked directly, when it handles several objectives (``PrunerFactory.multi_objective``).
         The pruner is asked only at epochs where its factory says it may prune (``PrunerFactory.may_prune``,
         given the COMPLETE trials when this trial started). A fully trained trial is never pruned; a cost
-        does not change per epoch, so a cost as the only objective is not pruned."""
+        does not change per epoch, so a cost as the only objective is not pruned; a representation metric is
+        measured only after training, so objectives that include one have no per-epoch vector and are not pruned."""
         objectives = self.space.objectives
         several = len(objectives) > 1
-        if not any(o.metric in ("accuracy", "loss") for o in objectives) or (
+        after_training = several and any(o.metric in self.components.metrics for o in objectives)
+        if not any(o.metric in ("accuracy", "loss") for o in objectives) or after_training or (
                 several and not self.components.pruners.get(self.space.search.pruner).multi_objective):
             return lambda epoch, val_acc, val_loss: None
 
@@ -398,25 +414,50 @@ class TrialObjective:
                 trial.set_user_attr(COST_DETAILS_PREFIX + name, dict(result.details))
         return costs
 
-    def _set_constraints(self, trial: optuna.Trial, costs: Mapping[str, float]) -> list[str]:
-        """Give the sampler every constraint's value (``set_constraint``, and the list the dashboard
-        reads); record them as the ``constraints`` user attribute. Returns the violations, worded
+    def _set_constraints(self, trial: optuna.Trial, measured: Mapping[str, float | None]) -> list[str]:
+        """Give the sampler the value of every constraint whose cost or metric is in ``measured``
+        (``set_constraint``, and the list the dashboard reads), adding them to the ``constraints`` user
+        attribute; a metric measured as None (it does not apply) breaks its constraint. Cost constraints
+        are set before training, metric constraints after it. Returns the violations, worded
         ``"latency_ms 7.31 > max 5"``."""
-        if not self.space.constraints:
+        bounded = [c for c in self.space.constraints if c.name in measured]
+        if not bounded:
             return []
-        table, violated = {}, []
-        for c in self.space.constraints:
-            value = float(costs[c.cost])
-            trial.set_constraint(c.cost, c.violation(value))
-            table[c.cost] = {"value": value, "max": c.max, "feasible": value <= c.max}
-            if value > c.max:
-                violated.append(f"{c.cost} {value:.6g} > max {c.max:g}")
-        trial.storage.set_trial_system_attr(trial_id(trial), LEGACY_CONSTRAINTS,
-                                            [c.violation(float(costs[c.cost])) for c in self.space.constraints])
+        table = dict(trial.user_attrs.get(CONSTRAINTS) or {})
+        violated = []
+        for c in bounded:
+            value = measured[c.name]
+            violation = 1.0 if value is None else c.violation(float(value))
+            trial.set_constraint(c.name, violation)
+            table[c.name] = {"value": value, **c.bounds(), "feasible": value is not None and c.feasible(float(value))}
+            if not table[c.name]["feasible"]:
+                violated.append(c.broken(float(value)) if value is not None else f"{c.name} not measured (does not apply)")
+        trial.storage.set_trial_system_attr(trial_id(trial), LEGACY_CONSTRAINTS, [
+            1.0 if table[c.name]["value"] is None else c.violation(float(table[c.name]["value"]))
+            for c in self.space.constraints if c.name in table])
         trial.set_user_attr(CONSTRAINTS, table)
-        if violated:
-            trial.set_user_attr(INFEASIBLE, [c.cost for c in self.space.constraints if not table[c.cost]["feasible"]])
+        broken = [c.name for c in self.space.constraints if c.name in table and not table[c.name]["feasible"]]
+        if broken:
+            trial.set_user_attr(INFEASIBLE, broken)
         return violated
+
+    def _measure_metrics(self, trial: optuna.Trial, model: nn.Module) -> dict[str, float | None]:
+        """The space's representation metrics of the trained model on the first ``metrics.batch`` validation
+        samples (:func:`~iasf_search.representations.measure_metrics`), each recorded as ``metric.<name>`` and
+        ``metric_details.<name>``, their time together as ``metrics_seconds``; None for a metric that does not apply
+        (nothing recorded)."""
+        batch = self.space.metrics_batch
+        start = time.perf_counter()
+        measured = measure_metrics(model, self.data.x_val[:batch], self.data.y_val[:batch], self.space.metrics, self.components)
+        if measured:
+            trial.set_user_attr(METRICS_SECONDS, round(time.perf_counter() - start, 4))
+        values: dict[str, float | None] = {}
+        for name, result in measured.items():
+            values[name] = None if result is None else float(result.value)
+            if result is not None:
+                trial.set_user_attr(METRIC_PREFIX + name, values[name])
+                trial.set_user_attr(METRIC_DETAILS_PREFIX + name, {"batch": min(batch, len(self.data.x_val)), **result.details})
+        return values
 
     @staticmethod
     def _finished_twin(study: optuna.Study, key: str, graph: nx.DiGraph) -> optuna.trial.FrozenTrial | None:

@@ -32,6 +32,7 @@ from iasf_search.components import (
     Norm,
     PrunerFactory,
     Readout,
+    RepresentationMetric,
     SamplerFactory,
     SpaceSection,
     Stem,
@@ -62,6 +63,7 @@ BUILTIN_PLUGINS = (
     "iasf_search.plugins.evolution",
     "iasf_search.plugins.pareto_pruning",
     "iasf_search.plugins.baseline_architectures",
+    "iasf_search.plugins.representation_metrics",
 )
 
 
@@ -84,6 +86,8 @@ class Components:
     architectures: Registry[BaselineArchitecture] = field(
         default_factory=lambda: Registry("baseline architecture", BaselineArchitecture))
     proxies: Registry[ZeroCostProxy] = field(default_factory=lambda: Registry("zero-cost proxy", ZeroCostProxy))
+    metrics: Registry[RepresentationMetric] = field(
+        default_factory=lambda: Registry("representation metric", RepresentationMetric))
     sources: dict[str, str] = field(default_factory=dict)
     """plugin name -> where it came from (``built-in``, ``entry point``, ``--plugin``, ``space file``)."""
 
@@ -131,6 +135,7 @@ _REGISTRATION_HOOKS = {
     "iasf_register_pruners": "pruners",
     "iasf_register_architectures": "architectures",
     "iasf_register_proxies": "proxies",
+    "iasf_register_metrics": "metrics",
 }
 
 

@@ -32,13 +32,15 @@ METRICS = {"accuracy": "maximize", "loss": "minimize"}
 """Training metrics usable as objectives (validation accuracy and loss), with their default direction.
 Every registered cost model is an objective metric too (default ``minimize``)."""
 
-_TOP_KEYS = ("name", "description", "plugins", "task", "stem", "manifold", "training", "auxiliary", "costs", "constraints",
-             "objectives", "search")
+_TOP_KEYS = ("name", "description", "plugins", "task", "stem", "manifold", "training", "auxiliary", "costs", "metrics",
+             "constraints", "objectives", "search")
 _MANIFOLD_KEYS = ("nodes", "max_in_degree", "lookback", "width", "ops", "fusions", "readouts", "norms")
 DEFAULT_READOUTS = {"mean": {}}
 """``manifold.readouts`` when a space gives none: every architecture reads its output by the mean over tokens."""
 DEFAULT_NORMS = {"layer": {}}
 """``manifold.norms`` when a space gives none: every residual node pre-normalises with LayerNorm."""
+DEFAULT_METRICS_BATCH = 256
+"""``metrics.batch`` when a space gives none."""
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -50,15 +52,45 @@ class Objective:
 
 @dataclass(frozen=True)
 class Constraint:
-    """An upper bound on a cost, checked on the built model before training."""
+    """A bound on a cost (``kind="cost"``: checked on the built model, before training) or on a
+    representation metric (``kind="metric"``: checked on the trained model); ``min``, ``max`` or both."""
 
-    cost: str
-    max: float
+    name: str
+    max: float | None = None
+    min: float | None = None
+    kind: str = "cost"
+
+    @property
+    def cost(self) -> str:
+        """The bounded cost's name (what this field was called when only costs could be bounded)."""
+        return self.name
 
     def violation(self, value: float) -> float:
-        """Optuna's constraint value: ``value / max - 1`` (relative, so costs of different units add
-        up comparably); zero or less means feasible."""
-        return value / self.max - 1.0
+        """Optuna's constraint value, zero or less when ``value`` is within the bounds: relative for a
+        cost (``value / max - 1``, ``1 - value / min``: costs of different units add up comparably),
+        absolute for a metric (``value - max``, ``min - value``: metrics may be zero or negative);
+        with both bounds, the larger of the two."""
+        parts = []
+        if self.max is not None:
+            parts.append(value / self.max - 1.0 if self.kind == "cost" else value - self.max)
+        if self.min is not None:
+            parts.append(1.0 - value / self.min if self.kind == "cost" else self.min - value)
+        return max(parts)
+
+    def feasible(self, value: float) -> bool:
+        return (self.max is None or value <= self.max) and (self.min is None or value >= self.min)
+
+    def bounds(self) -> dict[str, float]:
+        """``{"min": ..., "max": ...}``, the bounds given (space-file syntax)."""
+        return {k: v for k, v in (("min", self.min), ("max", self.max)) if v is not None}
+
+    def broken(self, value: float) -> str:
+        """How ``value`` breaks the bounds, e.g. ``"latency_ms 7.31 > max 5"`` (empty when it does not)."""
+        if self.max is not None and value > self.max:
+            return f"{self.name} {value:.6g} > max {self.max:g}"
+        if self.min is not None and value < self.min:
+            return f"{self.name} {value:.6g} < min {self.min:g}"
+        return ""
 
 
 @dataclass(frozen=True)
@@ -122,6 +154,12 @@ class SearchSpace:
     """``manifold.readouts``: the readouts an architecture may use, with their parameter ranges."""
     norms: Mapping[str, Mapping[str, Range]] = field(default_factory=lambda: dict(DEFAULT_NORMS))
     """``manifold.norms``: the norms a residual node may use, with their parameter ranges."""
+    metrics: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """``metrics.record``: the representation metrics measured on every trained trial, with their options."""
+    metrics_batch: int = DEFAULT_METRICS_BATCH
+    """``metrics.batch``: the validation samples (the split's first) the metrics are measured on."""
+    metrics_default: bool = True
+    """Whether ``metrics`` is the default set (the space file gave no ``metrics.record``)."""
 
     @property
     def max_epochs(self) -> int:
@@ -170,7 +208,10 @@ class SearchSpace:
             "search": {k: dict(v) if isinstance(v, Mapping) else list(v) if isinstance(v, tuple) else v
                        for k, v in search.items()},
             **{name: dict(values) for name, values in self.sections.items()},
-            **({"constraints": {c.cost: {"max": c.max} for c in self.constraints}} if self.constraints else {}),
+            **({"constraints": {c.name: c.bounds() for c in self.constraints}} if self.constraints else {}),
+            # the default is left out, so that a study made before metrics were recorded resumes without a warning
+            **({} if self.metrics_default and self.metrics_batch == DEFAULT_METRICS_BATCH else
+               {"metrics": {"batch": self.metrics_batch, "record": {m: dict(o) for m, o in self.metrics.items()}}}),
         }
 
 
@@ -276,16 +317,19 @@ def parse_space(doc: Mapping[str, Any], components: Components, *, file: str = "
     training = parse_params(doc.get("training"), TRAINING_PARAMS, file, "training")
     auxiliary = _parse_auxiliary(doc, r, components)
     costs = _parse_costs(doc, r, components, manifold["width"])
+    metrics, metrics_batch, metrics_default = _parse_metrics(doc, r, components)
     objectives = _parse_objectives(doc.get("objectives"), r, components)
     constraints = _parse_constraints(doc.get("constraints"), r, components)
     _add_implied_costs(costs, objectives, constraints, components)
+    _add_implied_metrics(metrics, objectives, constraints, components, r)
     sections = _parse_sections(doc, r, components)
     search = _parse_search(doc, r, components, objectives)
     space = SearchSpace(
         file=file, name=name, plugins=tuple(plugin_modules(doc, file)), dataset=dataset.name, dataset_options=options,
         split=split, modality=dataset.modality, stem=stem, **manifold, training=training, auxiliary=auxiliary, costs=costs,
         objectives=objectives, search=search, description=description, sections=sections, constraints=constraints,
-        extra_plugins=tuple(extra_plugins), autoload=autoload,
+        extra_plugins=tuple(extra_plugins), autoload=autoload, metrics=metrics, metrics_batch=metrics_batch,
+        metrics_default=metrics_default,
     )
     from iasf_search.enqueue import resolve  # imported here: it builds models (torch), which a plain space does not need
 
@@ -362,10 +406,51 @@ def _parse_costs(doc: Mapping[str, Any], r: _Reader, components: Components, wid
     return costs
 
 
+def _parse_metrics(doc: Mapping[str, Any], r: _Reader, components: Components) -> tuple[dict[str, dict[str, Any]], int, bool]:
+    """``metrics:``: ``{batch, record}`` (or a bare list, the ``record``): the representation metrics
+    recorded on every trial, with fixed options, and the validation batch they are measured on.
+    Without ``record``, every registered metric marked ``default`` that this installation can measure."""
+    value = doc.get("metrics")
+    if isinstance(value, list):
+        value = {"record": value}
+    section = r.mapping(value, "metrics", ("batch", "record"))
+    batch = r.value(section, "batch", Param(DEFAULT_METRICS_BATCH, int, low=2), "metrics")
+    registry = components.metrics
+    if "record" not in section:
+        return ({name: {k: p.default for k, p in registry.get(name).params.items()} for name in registry
+                 if registry.get(name).default and registry.get(name).unavailable() is None}, batch, True)
+    if section["record"] in ([], {}, None):
+        return {}, batch, False
+    ranges = r.components(section["record"], "metrics.record", registry)
+    metrics = {name: r.fixed(options, f"metrics.record.{name}") for name, options in ranges.items()}
+    for name in metrics:
+        _check_available(r, registry, name, f"metrics.record.{name}")
+    return metrics, batch, False
+
+
+def _check_available(r: _Reader, registry: Registry, name: str, key: str) -> None:
+    why = registry.get(name).unavailable()
+    if why:
+        raise r.fail(key, f"representation metric '{name}' {why}")
+
+
+def _add_implied_metrics(metrics: dict[str, dict[str, Any]], objectives: Sequence[Objective], constraints: Sequence[Constraint],
+                         components: Components, r: _Reader) -> None:
+    """A representation metric used as an objective or bounded by a constraint is measured even when not listed
+    (constraints were checked for availability when parsed, objectives are here)."""
+    registry = components.metrics
+    for i, o in enumerate(objectives):
+        if o.metric in registry:
+            _check_available(r, registry, o.metric, f"objectives[{i}].metric")
+    for name in [o.metric for o in objectives] + [c.name for c in constraints if c.kind == "metric"]:
+        if name in registry and name not in metrics:
+            metrics[name] = {k: p.default for k, p in registry.get(name).params.items()}
+
+
 def _add_implied_costs(costs: dict[str, dict[str, Any]], objectives: Sequence[Objective], constraints: Sequence[Constraint],
                        components: Components) -> None:
     """A cost used as an objective or bounded by a constraint is measured even when not listed (with its defaults)."""
-    for metric in [o.metric for o in objectives] + [c.cost for c in constraints]:
+    for metric in [o.metric for o in objectives] + [c.name for c in constraints if c.kind == "cost"]:
         if metric in components.cost_models and metric not in costs:
             costs[metric] = {k: p.default for k, p in components.cost_models.get(metric).params.items()}
 
@@ -474,26 +559,35 @@ def _default_pruner(objectives: Sequence[Objective], components: Components) -> 
 
 
 def _parse_constraints(value: Any, r: _Reader, components: Components) -> tuple[Constraint, ...]:
-    """``constraints: {cost: {max: bound}, ...}`` — upper bounds on registered costs."""
+    """``constraints: {name: {max: bound} | {min: bound} | {min, max}, ...}``: bounds on registered costs
+    (positive, checked before training) and representation metrics (any sign, checked after training)."""
     if value is None:
         return ()
-    costs = components.cost_models
+    costs, metrics = components.cost_models, components.metrics
+    names = [*costs, *metrics]
     if not isinstance(value, dict) or not value:
-        raise r.fail("constraints", f"expected a mapping of cost name to bound such as {{params: {{max: 200000}}}}; "
-                                    f"{allowed(costs)}")
+        raise r.fail("constraints", "expected a mapping of cost or metric name to bounds such as {params: {max: 200000}}; "
+                                    f"{allowed(names)}")
     out = []
     for name, bound in value.items():
         key = f"constraints.{name}"
-        if name not in costs:
-            raise r.fail(key, f"unknown cost model{did_you_mean(name, costs)}; {allowed(costs)}")
-        if not isinstance(bound, dict) or "max" not in bound:
-            raise r.fail(key, f"expected {{max: NUMBER}} (an upper bound in {costs.get(name).unit or 'the cost unit'}), "
-                              f"got {bound!r}")
-        r.mapping(bound, key, ("max",))
-        bound_value = r.value(bound, "max", Param(0.0, float), key)
-        if bound_value <= 0:
-            raise r.fail(f"{key}.max", f"{bound_value:g} is not a positive bound; costs are positive, give max > 0")
-        out.append(Constraint(name, bound_value))
+        if name not in costs and name not in metrics:
+            raise r.fail(key, f"unknown cost model or representation metric{did_you_mean(name, names)}; {allowed(names)}")
+        kind = "cost" if name in costs else "metric"
+        unit = (costs.get(name).unit or "the cost unit") if kind == "cost" else "the metric's unit"
+        if isinstance(bound, dict):
+            r.mapping(bound, key, ("min", "max"))
+        if not isinstance(bound, dict) or not bound:
+            raise r.fail(key, f"expected {{max: NUMBER}} or {{min: NUMBER}} (a bound in {unit}), got {bound!r}")
+        low, high = (r.value(bound, k, Param(0.0, float), key) if k in bound else None for k in ("min", "max"))
+        for k, v in (("min", low), ("max", high)):
+            if kind == "cost" and v is not None and v <= 0:
+                raise r.fail(f"{key}.{k}", f"{v:g} is not a positive bound; costs are positive, give {k} > 0")
+        if low is not None and high is not None and low > high:
+            raise r.fail(key, f"min {low:g} is above max {high:g}; give min <= max")
+        if kind == "metric":
+            _check_available(r, metrics, name, key)
+        out.append(Constraint(name, max=high, min=low, kind=kind))
     return tuple(out)
 
 
@@ -506,7 +600,8 @@ def _parse_objectives(value: Any, r: _Reader, components: Components) -> tuple[O
     for i, item in enumerate(value):
         key = f"objectives[{i}]"
         item = r.mapping(item, key, ("metric", "direction"))
-        metrics = {**METRICS, **{c: "minimize" for c in components.cost_models}}
+        metrics = {**METRICS, **{c: "minimize" for c in components.cost_models},
+                   **{m: components.metrics.get(m).direction for m in components.metrics}}
         metric = r.value(item, "metric", Param("accuracy", str, choices=tuple(metrics)), key)
         direction = r.value(item, "direction", Param(metrics[metric], str, choices=("maximize", "minimize")), key)
         out.append(Objective(metric, direction))

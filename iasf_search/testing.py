@@ -7,9 +7,9 @@ Use them in your own tests, as the built-in plugins' tests do::
         check_op(MyOp())
 
 Checks: :func:`check_op`, :func:`check_fusion`, :func:`check_readout`, :func:`check_norm`, :func:`check_stem`, :func:`check_dataset`,
-:func:`check_aux_objective`, :func:`check_cost_model`. Each raises :class:`ContractError` (an ``AssertionError``) naming the component, the
-configuration and the broken rule. Configurations come from the component's own ``sample()``
-driven through its declared parameter defaults, so conditional parameters are exercised too.
+:func:`check_aux_objective`, :func:`check_cost_model`, :func:`check_metric`. Each raises :class:`ContractError`
+(an ``AssertionError``) naming the component, the configuration and the broken rule. Configurations come from the
+component's own ``sample()`` driven through its declared parameter defaults, so conditional parameters are exercised too.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from iasf_search.components import (
     NodeOp,
     Norm,
     Readout,
+    RepresentationMetric,
     SplitSpec,
     Stem,
     TokenLayout,
@@ -293,3 +294,32 @@ def check_cost_model(cost_model: CostModel, model: nn.Module, example: torch.Ten
         raise _fail(cost_model, options, f"two measurements differ ({first} vs {second}) for the same model")
     if any(not torch.equal(before[k], v) for k, v in model.state_dict().items()):
         raise _fail(cost_model, options, "measuring changed the model's parameters or buffers")
+
+
+def check_metric(metric: RepresentationMetric, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 options: Mapping[str, Any] | None = None) -> Measurement | None:
+    """On the representations of ``model`` (an :class:`~iasf_search.build.ArchNet`) for the batch ``(x, y)``:
+    ``measure`` returns None or a :class:`~iasf_search.components.Measurement` of a finite float with
+    JSON-serialisable details, the same twice, and leaves the captured representations unchanged. Returns it."""
+    from iasf_search.representations import capture  # imports the model builder: only when checking a metric
+
+    options = dict(options or {k: p.default for k, p in metric.params.items()})
+    reps = capture(model, x, y)
+    before = {k: v.clone() for k, v in reps.tokens.items()}
+    results = [metric.measure(reps, options) for _ in range(2)]
+    first, second = results
+    if first is None:
+        if second is not None:
+            raise _fail(metric, options, "measure returned None once and a value once for the same model")
+        return None
+    if not isinstance(first, Measurement) or not isinstance(first.value, (int, float)) or not math.isfinite(first.value):
+        raise _fail(metric, options, f"measure must return None or a Measurement of a finite number, got {first!r}")
+    try:
+        json.dumps(dict(first.details))
+    except (TypeError, ValueError) as exc:
+        raise _fail(metric, options, f"Measurement.details must be JSON-serialisable: {exc}") from None
+    if second is None or second.value != first.value:
+        raise _fail(metric, options, f"two measurements differ ({first.value} vs {second and second.value}) for the same model")
+    if any(not torch.equal(before[k], v) for k, v in reps.tokens.items()):
+        raise _fail(metric, options, "measuring changed the captured representations")
+    return first

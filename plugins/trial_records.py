@@ -41,6 +41,8 @@ from iasf_search.results.records import (
     CONSTRAINTS,
     COST_PREFIX,
     EPOCHS,
+    METRIC_DETAILS_PREFIX,
+    METRIC_PREFIX,
     PARAMS,
     REUSED_FROM,
     SUMMARY,
@@ -155,8 +157,9 @@ def trial_note(trial: optuna.Trial, graph: nx.DiGraph, space: SearchSpace, compo
         lines += ["", "**Costs:** " + ", ".join(f"{k} {_number(v)}" for k, v in sorted(costs.items()))]
     constraints = attrs.get(CONSTRAINTS) or {}
     if constraints:
-        shown = [f"{k} {_number(c['value'])} {'≤' if c['feasible'] else '>'} max {_number(c['max'])}" for k, c in constraints.items()]
-        verdict = "feasible" if all(c["feasible"] for c in constraints.values()) else "**infeasible — not trained**"
+        shown = [_constraint(k, c) for k, c in constraints.items()]
+        verdict = ("feasible" if all(c["feasible"] for c in constraints.values()) else
+                   "**infeasible**" if values is not None else "**infeasible — not trained**")
         lines += ["", f"**Constraints:** {', '.join(shown)} — {verdict}"]
     lines += ["", f"**Training:** {key_values(record(trial, TRAIN_CONFIG, {}), TRAINING_FIRST, sort=False)}"]
     if REUSED_FROM in attrs:
@@ -167,6 +170,7 @@ def trial_note(trial: optuna.Trial, graph: nx.DiGraph, space: SearchSpace, compo
             parts.append(f"test accuracy {_metric('accuracy', attrs[TEST_ACCURACY])}")
         parts.append(f"{attrs.get(EPOCHS, '?')} epochs in {attrs.get(TRAIN_SECONDS, 0.0):.1f} s")
         lines += ["", "**Result:** " + "; ".join(parts)]
+        lines += metrics_table(attrs)
         aux = {k: v for k, v in attrs.items() if k.startswith(AUX_PREFIX)}
         for name, measured in sorted(aux.items()):
             shown = ", ".join(f"{k} {_number(v)}" for k, v in measured.items()) if isinstance(measured, Mapping) else _number(measured)
@@ -262,3 +266,31 @@ def iasf_trial_trained(trial: optuna.Trial, model: nn.Module, data: TaskData, sp
     if settings["checkpoints"] == "all" or (settings["checkpoints"] == "best" and front):
         meta = {"format": "iasf-search", "trial": str(trial.number), "arch_hash": trial.user_attrs.get(ARCH_HASH, "")}
         upload_bytes(trial, artifacts, CHECKPOINT, checkpoint_bytes(model, meta), "application/octet-stream")
+
+
+def _constraint(name: str, c: Mapping[str, Any]) -> str:
+    """``"params 1.2e+05 (within max 2e+05)"``: one entry of the ``constraints`` user attribute."""
+    value = "not measured" if c.get("value") is None else _number(c["value"])
+    bounds = " and ".join(f"{k} {_number(c[k])}" for k in ("min", "max") if c.get(k) is not None)
+    return f"{name} {value} ({'within' if c['feasible'] else 'outside'} {bounds})"
+
+
+def metrics_table(attrs: Mapping[str, Any]) -> list[str]:
+    """The trial's representation metrics as note lines: one line of the recorded numbers, then a table of
+    their per-node values (rows: the stem, each node with its level, the head's input), when any were recorded."""
+    numbers = {k[len(METRIC_PREFIX):]: v for k, v in sorted(attrs.items()) if k.startswith(METRIC_PREFIX)}
+    if not numbers:
+        return []
+    details = {name: attrs.get(METRIC_DETAILS_PREFIX + name) or {} for name in numbers}
+    batch = next((d["batch"] for d in details.values() if "batch" in d), None)
+    lines = ["", f"**Representation metrics** ({batch} validation samples): "
+             + ", ".join(f"{k} {_number(v)}" for k, v in numbers.items())]
+    per_node = {name: d["per_node"] for name, d in details.items() if d.get("per_node")}
+    if per_node:
+        levels: dict[str, Any] = {}
+        for d in details.values():
+            levels.update(d.get("level") or {})
+        nodes = [n for n in levels if any(n in values for values in per_node.values())]
+        lines += ["", table_row(("node", "level", *per_node)), "|:---|---:|" + "---:|" * len(per_node)]
+        lines += [table_row((n, str(levels[n]), *(_number(v[n]) if n in v else "" for v in per_node.values()))) for n in nodes]
+    return lines

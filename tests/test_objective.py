@@ -205,3 +205,49 @@ def test_a_stop_signal_swallowed_on_its_way_still_stops_the_search(write_space, 
     assert rc == 143 and "terminated: finished trials are kept" in err
     trials = load().trials
     assert [(t.state, t.user_attrs.get("failure_reason")) for t in trials] == [(TrialState.FAIL, "terminated")]
+
+
+# -- representation metrics as objectives and constraints ---------------------------------------------
+
+METRIC_SEARCH = {"objectives": [{"metric": "accuracy"}, {"metric": "oversmoothing"}],  # minimize: its default direction
+                 "constraints": {"effective_rank": {"min": 1.0}}, "search.sampler": "random", "search.pruner": "none"}
+
+
+def test_a_metric_objective_and_a_metric_constraint_from_the_space_file_through_the_cli(write_space, capsys):
+    write_space(METRIC_SEARCH)
+    rc, _, _ = run(capsys, "--space", "tiny.yaml", "--trials", "4", "-q")
+    assert rc == 0
+    study = load()
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 4
+    for t in complete:
+        assert t.values[1] == t.user_attrs["metric.oversmoothing"]
+        rank = t.user_attrs["metric.effective_rank"]
+        assert t.user_attrs["constraints"] == {"effective_rank": {"value": rank, "min": 1.0, "feasible": True}}
+        assert t.constraints["effective_rank"] == pytest.approx(1.0 - rank)  # absolute for a metric: min - value
+        assert t.system_attrs["constraints"] == [t.constraints["effective_rank"]]
+        assert "infeasible" not in t.user_attrs
+
+
+def test_trials_breaking_a_metric_constraint_complete_as_infeasible_and_best_says_none_meets_it(write_space, capsys):
+    write_space({**METRIC_SEARCH, "objectives": [{"metric": "accuracy"}], "constraints": {"oversmoothing": {"max": -2.0}}})
+    rc, _, _ = run(capsys, "--space", "tiny.yaml", "--trials", "3", "-q")
+    assert rc == 0
+    trials = load().trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3  # trained: the bound is known only afterwards
+    for t in trials:
+        assert t.user_attrs["infeasible"] == ["oversmoothing"]
+        assert t.constraints["oversmoothing"] == pytest.approx(t.user_attrs["metric.oversmoothing"] + 2.0)
+    rc, _, err = run(capsys, "best", "--space", "tiny.yaml")
+    assert rc == 2
+    assert "no completed trial of study 'tiny' meets the space's constraints" in err and "Traceback" not in err
+
+
+def test_a_metric_objective_that_does_not_apply_prunes_the_trial_with_the_reason(write_space, capsys):
+    write_space({"objectives": [{"metric": "accuracy"}, {"metric": "attention_entropy"}]})  # the tiny space has no attention
+    rc, _, _ = run(capsys, "--space", "tiny.yaml", "--trials", "2", "-q")
+    assert rc == 0
+    for t in load().trials:
+        assert t.state == TrialState.PRUNED
+        assert t.user_attrs["failure_reason"] == "objective attention_entropy does not apply to this architecture (not measured)"

@@ -111,6 +111,52 @@ def test_resolved_leaves_out_the_default_readouts_and_norms(write_space):
     _roundtrip(chosen)
 
 
+def test_metrics_default_to_every_built_in_that_needs_no_extra(write_space):
+    space = iasf_search.load_space(write_space())
+    assert list(space.metrics) == ["attention_entropy", "attention_entropy_norm", "attention_distance", "oversmoothing",
+                                   "effective_rank", "intrinsic_dimension"]
+    assert space.metrics_batch == 256 and space.metrics_default
+    assert "metrics" not in space.resolved()  # a study made before metrics were recorded resumes without a warning
+
+
+def test_metrics_as_a_list_a_mapping_with_options_or_none(write_space):
+    space = iasf_search.load_space(write_space({"metrics": ["oversmoothing", "effective_rank"]}))
+    assert space.metrics == {"oversmoothing": {}, "effective_rank": {}} and space.metrics_batch == 256
+    space = iasf_search.load_space(write_space({"metrics": {"batch": 64, "record": {"persistence_h1": {"subsample": 50}}}}))
+    assert space.metrics == {"persistence_h1": {"subsample": 50, "seed": 0}} and space.metrics_batch == 64
+    assert space.resolved()["metrics"] == {"batch": 64, "record": {"persistence_h1": {"subsample": 50, "seed": 0}}}
+    _roundtrip(space)
+    assert iasf_search.load_space(write_space({"metrics": {"record": []}})).metrics == {}
+
+
+def test_metrics_named_by_objectives_and_constraints_are_recorded_with_their_direction_and_bounds(write_space):
+    space = iasf_search.load_space(write_space({
+        "metrics": {"record": []},
+        "objectives": [{"metric": "accuracy"}, {"metric": "intrinsic_dimension"}, {"metric": "effective_rank"}],
+        "constraints": {"oversmoothing": {"min": -0.5, "max": 0.9}, "params": {"min": 100, "max": 50000}}}))
+    assert set(space.metrics) == {"intrinsic_dimension", "effective_rank", "oversmoothing"}
+    assert space.directions == ["maximize", "minimize", "maximize"]
+    smoothing, params = space.constraints
+    assert (smoothing.kind, smoothing.min, smoothing.max) == ("metric", -0.5, 0.9)
+    assert smoothing.violation(0.95) == pytest.approx(0.05) and smoothing.violation(-0.7) == pytest.approx(0.2)
+    assert smoothing.violation(0.0) < 0 and smoothing.feasible(0.0) and not smoothing.feasible(1.0)
+    assert smoothing.broken(1.0) == "oversmoothing 1 > max 0.9" and smoothing.broken(0.5) == ""
+    assert params.kind == "cost" and params.violation(200) < 0  # relative for a cost: 1 - value / min, value / max - 1
+    assert params.violation(50) == pytest.approx(1 - 50 / 100) and params.violation(100000) == pytest.approx(1.0)
+    assert space.resolved()["constraints"] == {"oversmoothing": {"min": -0.5, "max": 0.9}, "params": {"min": 100.0, "max": 50000.0}}
+
+
+def test_a_metric_that_needs_a_missing_extra_is_refused_with_the_install_command(write_space, monkeypatch):
+    from iasf_search.plugins import representation_metrics
+
+    monkeypatch.setattr(representation_metrics.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(SpaceError) as err:
+        iasf_search.load_space(write_space({"metrics": ["persistence_h1"]}))
+    assert "metrics.record.persistence_h1" in str(err.value)
+    assert "pip install 'iasf-search[topology]'" in str(err.value)
+    assert "persistence_h0" not in iasf_search.load_space(write_space()).metrics  # not a default: no error without it
+
+
 # Each case: (id, set, drop, raw text, expected key path, fragments the message must contain).
 BAD_FILES = [
     ("misspelt-top-key", {"manifld": {"nodes": 1}}, [], None, "manifld", ["did you mean 'manifold'"]),

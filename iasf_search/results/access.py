@@ -22,7 +22,17 @@ from iasf_search.build import ArchNet, build_model
 from iasf_search.errors import BadInput
 from iasf_search.plugin_manager import Components, load_components
 from iasf_search.results.artifacts import CHECKPOINT, read_trial_file
-from iasf_search.results.records import ARCHITECTURE, AUX_PREFIX, REUSED_FROM, VAL_ACCURACY, record
+from iasf_search.results.records import (
+    ARCHITECTURE,
+    AUX_PREFIX,
+    COST_PREFIX,
+    METRIC_PREFIX,
+    PARAMS,
+    PROXY_PREFIX,
+    REUSED_FROM,
+    VAL_ACCURACY,
+    record,
+)
 from iasf_search.storage import open_storage, safe_url
 
 if TYPE_CHECKING:
@@ -60,11 +70,15 @@ def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
 
 
 def best_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The best trial (one objective) or the Pareto-optimal trials (several), best first."""
+    """The best trial (one objective) or the Pareto-optimal trials (several), best first; with constraints, among
+    the feasible trials only (empty when no complete trial meets them)."""
     if not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
         return []
     if len(study.directions) == 1:
-        return [study.best_trial]
+        try:
+            return [study.best_trial]
+        except ValueError:  # Optuna's best trial is a feasible one: every complete trial broke a constraint
+            return []
     return sorted(study.best_trials, key=lambda t: t.number)
 
 
@@ -74,7 +88,11 @@ def pick_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
     if not complete:
         raise BadInput(f"study '{study.study_name}' has no completed trial yet; run the search first")
     if number is None:
-        return best_trials(study)[0]
+        best = best_trials(study)
+        if not best:
+            raise BadInput(f"no completed trial of study '{study.study_name}' meets the space's constraints; "
+                           f"pick one with --trial N (completed trials: {trial_numbers(complete)})")
+        return best[0]
     for t in study.get_trials(deepcopy=False):
         if t.number == number:
             if t.state != TrialState.COMPLETE:
@@ -100,9 +118,12 @@ def objective_names(study: optuna.Study) -> list[str]:
 
 
 def representation_metrics(trial: FrozenTrial) -> dict[str, float]:
-    """``{"aux.cds.cosine": value, ...}``: the trial's numeric ``aux.*`` measurements, flattened."""
+    """``{"aux.cds.cosine": value, "metric.oversmoothing": value, ...}``: the trial's numeric ``aux.*`` measurements,
+    flattened, and its representation metrics (``metric.*``)."""
     out = {}
     for key, value in sorted(trial.user_attrs.items()):
+        if key.startswith(METRIC_PREFIX) and isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = float(value)
         if not key.startswith(AUX_PREFIX):
             continue
         items = value.items() if isinstance(value, Mapping) else [(None, value)]
@@ -110,6 +131,27 @@ def representation_metrics(trial: FrozenTrial) -> dict[str, float]:
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 out[key if sub is None else f"{key}.{sub}"] = float(v)
     return out
+
+
+MEASURED_PREFIXES = (METRIC_PREFIX, COST_PREFIX, PROXY_PREFIX)
+"""Prefixes of the user attributes that each hold one measured number (``metric_details.*`` and
+``cost_details.*`` are other prefixes: the explanations beside them, not measurements)."""
+
+
+def measurements(trial: FrozenTrial) -> dict[str, float]:
+    """Every finite number the trial measured, by attribute name: ``metric.*``, ``cost.*``, ``proxy.*``,
+    ``params`` and the flattened ``aux.*`` (:func:`representation_metrics`). Booleans, non-numbers and
+    NaN or infinite values are left out."""
+    out = {key: float(value) for key, value in trial.user_attrs.items()
+           if (key == PARAMS or key.startswith(MEASURED_PREFIXES)) and finite_number(value) is not None}
+    out.update((key, value) for key, value in representation_metrics(trial).items() if math.isfinite(value))
+    return dict(sorted(out.items()))
+
+
+def finite_number(value: Any) -> float | None:
+    """``value`` as a float when it is a finite int or float (not a bool), else None."""
+    number = _number_or(value, math.nan)
+    return number if math.isfinite(number) else None
 
 
 def trial_architecture(trial: FrozenTrial) -> nx.DiGraph:

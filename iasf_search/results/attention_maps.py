@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from iasf_search.build import ArchNet, fuse
+from iasf_search.build import ArchNet
+from iasf_search.representations import node_attention
 
 
 def normalised(a: torch.Tensor) -> torch.Tensor:
@@ -27,14 +28,4 @@ def attention_maps(model: ArchNet, x: torch.Tensor) -> dict[str, torch.Tensor]:
     eval mode; the maps are float32 on the CPU.
     """
     model.eval()
-    forward = model.run(x)
-    maps = {}
-    for node in forward.order:
-        block = model.blocks[node]
-        weights = getattr(block.op, "attention_weights", None)
-        if weights is None:
-            continue
-        inputs = [forward.values[s] for s in forward.sources[node]]
-        a = weights(block.norm(fuse(block.fusion, inputs, node)))  # (B, heads, T, T)
-        maps[node] = normalised(a.float().mean(dim=(0, 1))).cpu()
-    return maps
+    return {node: normalised(a.float().mean(dim=(0, 1))).cpu() for node, a in node_attention(model, model.run(x)).items()}

@@ -15,7 +15,9 @@ it as PNG files. It holds:
 * ``architecture.png`` — the best architecture's diagram;
 * ``attention.png`` — its attention heat maps (``H = A / max A``, mean over 64 validation samples),
   recomputed from its checkpoint, else the heat-map file the search attached;
-* ``metrics.png`` — a representation metric (``aux.*``) against validation accuracy across trials;
+* ``metrics.png`` — a representation metric (``aux.*``, ``metric.*``) against validation accuracy across trials;
+* "What predicts accuracy": each recorded measurement's Spearman rank correlation with validation
+  accuracy and its bootstrap 95% interval (:mod:`.analysis`), as a table and ``correlations.png``;
 * the representation metrics of the best trials, and the trials that failed, with the reason.
 
 A figure that cannot be drawn (too few trials, no checkpoint, no attention node...) is replaced by
@@ -32,12 +34,14 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from iasf_search import optuna_internals
-from iasf_search.errors import BadInput
 from iasf_search.plugin_manager import Components
 from iasf_search.results.access import best_trials, lead_trial, objective_names, study_components
+from iasf_search.results.analysis import analyze
+from iasf_search.results.folders import output_folder
 from iasf_search.results.report_figures import (
     Figured,
     architecture_diagram,
+    correlations_figured,
     heatmaps_figure,
     history_figures,
     importances_figure,
@@ -53,7 +57,8 @@ if TYPE_CHECKING:
 
 __all__ = ["FIGURE_FILES", "write_pareto_plot", "write_report"]
 
-FIGURE_FILES = ("history.png", "pareto.png", "importances.png", "architecture.png", "attention.png", "metrics.png")
+FIGURE_FILES = ("history.png", "pareto.png", "importances.png", "architecture.png", "attention.png", "metrics.png",
+                "correlations.png")
 """The figure files a report writes (``history-2.png``, ... besides, one per further objective)."""
 
 
@@ -67,7 +72,7 @@ def write_report(study: optuna.Study, out_dir: str | Path, *, store: ArtifactSto
     :param storage_url: shown on the page (password hidden); default: the study's RDB storage URL.
     :raises BadInput: ``out_dir`` is a file or cannot be created.
     """
-    out = _report_folder(out_dir)
+    out = output_folder(out_dir)
     if components is None:
         components = study_components(study)
     use_agg()  # before optuna's plotting module imports pyplot
@@ -80,32 +85,19 @@ def write_report(study: optuna.Study, out_dir: str | Path, *, store: ArtifactSto
 
     figures = _figures(study, names, complete, lead, store, components)
     metrics = metrics_figure(complete, lead)
-    _write_figure_files(out, [*figures, metrics])
+    analysis = analyze(study)
+    correlations = correlations_figured(analysis)
+    _write_figure_files(out, [*figures, metrics, correlations])
 
-    page = report_page(study, url, names, trials, best, lead, figures, metrics)
+    page = report_page(study, url, names, trials, best, lead, figures, metrics, analysis, correlations)
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")
     return index
 
 
-def _report_folder(out_dir: str | Path) -> Path:
-    """``out_dir``, created.
-
-    :raises BadInput: it is a file or cannot be created.
-    """
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise BadInput(f"--out {out}: is a file; give a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BadInput(f"--out {out}: cannot create it: {exc.strerror}") from None
-    return out
-
-
 def _figures(study: optuna.Study, names: list[str], complete: list[FrozenTrial], lead: FrozenTrial | None,
              store: ArtifactStore | None, components: Components) -> list[Figured]:
-    """The report's figures in page order (the representation-metric plot aside: it goes with its table)."""
+    """The report's figures in page order (the representation-metric and correlation plots aside: each goes with its table)."""
     figures: list[Figured] = [*history_figures(study, names, complete)]
     if len(study.directions) > 1:
         figures.append(pareto_figure(study, names, complete))

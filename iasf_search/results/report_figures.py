@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from iasf_search.errors import BadInput
 from iasf_search.plugin_manager import Components
 from iasf_search.results.access import objective_names, rebuild_trial_model, representation_metrics, trained_source, trial_architecture
+from iasf_search.results.analysis import Analysis, correlations_png
 from iasf_search.results.artifacts import HEATMAPS, read_trial_file
 from iasf_search.results.attention_maps import attention_maps
 from iasf_search.results.figures import architecture_figure, heatmap_figure, node_labels, save
@@ -239,7 +240,7 @@ def metrics_figure(complete: list[FrozenTrial], lead: FrozenTrial | None) -> Fig
     per_trial = {t.number: representation_metrics(t) for t in complete}
     seen = Counter(name for m in per_trial.values() for name in m)
     if not seen:
-        fig.note = "no trial recorded representation metrics (the space has no auxiliary objectives)"
+        fig.note = "no trial recorded representation metrics (the space records no metrics and has no auxiliary objectives)"
         return fig
     preferred = ".".join(PREFERRED_METRIC)
     name = preferred if preferred in seen else sorted(seen, key=lambda n: (-seen[n], n))[0]
@@ -268,3 +269,18 @@ def _metric_scatter(name: str, points: list[tuple[int, float, float]], lead: Fro
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=7)
     return figure
+
+
+def correlations_figured(analysis: Analysis) -> Figured:
+    """Each measurement's rank correlation with validation accuracy, with its 95% interval (``correlations.png``);
+    a note when the study has too few trials or no measurement to correlate."""
+    fig = Figured("Rank correlation with validation accuracy", "correlations.png")
+    if analysis.shortfall:
+        fig.note = analysis.shortfall
+    elif not analysis.rows:
+        fig.note = "no recorded measurement varies over enough trials"
+    else:
+        fig.png = correlations_png(analysis)
+        fig.caption = ("Spearman rho of each measurement with validation accuracy over the complete trials that recorded "
+                       "both; error bars: bootstrap 95% interval (correlations.png).")
+    return fig

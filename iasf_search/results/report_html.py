@@ -16,6 +16,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from iasf_search.results.access import representation_metrics
+from iasf_search.results.analysis import MIN_TRIALS, RESAMPLES, Analysis
 from iasf_search.results.baselines import LABELS, compared_trial, comparison, recorded_baselines
 from iasf_search.results.records import (
     COST_PREFIX,
@@ -83,8 +84,10 @@ def figure_html(fig: Figured, heading: bool = True) -> str:
 
 
 def report_page(study: optuna.Study, url: str | None, names: list[str], trials: list[FrozenTrial], best: list[FrozenTrial],
-                lead: FrozenTrial | None, figures: list[Figured], metrics_figure: Figured) -> str:
-    """The whole ``index.html``: overview, best trial or Pareto set, figures, representation metrics, failures."""
+                lead: FrozenTrial | None, figures: list[Figured], metrics_figure: Figured, analysis: Analysis,
+                correlations_figure: Figured) -> str:
+    """The whole ``index.html``: overview, best trial or Pareto set, figures, representation metrics, what predicts
+    accuracy, failures."""
     body = [f"<h1>iasf-search report: {_e(study.study_name)}</h1>",
             "<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in _overview(study, url, names, trials))
             + "</table>"]
@@ -100,6 +103,9 @@ def report_page(study: optuna.Study, url: str | None, names: list[str], trials: 
     body.append("<h2>Representation metrics</h2>")
     body.append(_metrics_table(best))
     body.append(figure_html(metrics_figure, heading=False))
+
+    body.append("<h2>What predicts accuracy</h2>")
+    body += _correlations_section(analysis, correlations_figure)
 
     body.append("<h2>Failed trials</h2>")
     body.append(_failures_table(trials))
@@ -190,6 +196,24 @@ def _metrics_table(best: list[FrozenTrial]) -> str:
                 "objectives measure them after training)</p>")
     return ("<p>Measured by the auxiliary objectives on a validation batch after training.</p>\n"
             + _table(["trial", "metric", "value"], rows, [False, False, True]))
+
+
+def _correlations_section(analysis: Analysis, figure: Figured) -> list[str]:
+    """The correlations table, the columns left out and why, and the figure; one note when the study has too few trials."""
+    if analysis.shortfall:
+        return [f'<p class="note">{_e(analysis.shortfall)}</p>']
+    section = [f"<p>Spearman rank correlation of each recorded measurement (<code>metric.*</code>, <code>cost.*</code>, "
+               f"<code>proxy.*</code>, <code>params</code>, <code>aux.*</code>) with validation accuracy over the complete "
+               f"trials that recorded both ({analysis.trials} have a validation accuracy); 95% interval: percentile "
+               f"bootstrap over {RESAMPLES} resamples of those trials. A column needs {MIN_TRIALS} trials.</p>"]
+    if analysis.rows:
+        rows = [[r.name, f"{r.rho:+.3f}", f"[{r.low:+.3f}, {r.high:+.3f}]", r.n] for r in analysis.rows]
+        section.append(_table(["metric", "rho", "95% interval", "n"], rows, [False, True, True, True]))
+    if analysis.skipped:
+        section.append("<p>Not correlated: " + ", ".join(f"<code>{_e(s.name)}</code> ({_e(s.reason)})" for s in analysis.skipped)
+                       + "</p>")
+    section.append(figure_html(figure, heading=False))
+    return section
 
 
 def _failures_table(trials: list[FrozenTrial]) -> str:

@@ -59,9 +59,15 @@ def note(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
     return get_note_from_system_attrs(study._storage.get_study_system_attrs(study._study_id), trial._trial_id)["body"]
 
 
-def table(body: str) -> list[list[str]]:
-    """The note's table rows (header first, the alignment row left out), each cell stripped."""
-    rows = [line.strip().strip("|").split("|") for line in body.splitlines() if line.startswith("|")]
+def table(body: str, index: int = 0) -> list[list[str]]:
+    """The rows of the note's ``index``-th table (header first, the alignment row left out), each cell stripped."""
+    blocks: list[list[str]] = [[]]
+    for line in body.splitlines():
+        if line.startswith("|"):
+            blocks[-1].append(line)
+        elif blocks[-1]:
+            blocks.append([])
+    rows = [line.strip().strip("|").split("|") for line in blocks[index]]
     return [[c.strip() for c in row] for row in rows if not all(set(c.strip()) <= set(":-") for c in row)]
 
 
@@ -80,6 +86,25 @@ def test_every_trial_has_a_diagram_and_a_note_with_its_architecture_and_costs(se
         assert f"**Costs:** flops {t.user_attrs['cost.flops']:,.0f}, params {t.user_attrs['cost.params']:,.0f}" in body
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert all("**Result:** val accuracy" in note(study, t) for t in complete if "reused_from" not in t.user_attrs)
+
+
+def test_every_trained_trial_notes_its_representation_metrics_per_node_and_level(searched):
+    study, _, _, _ = searched
+    trained = [t for t in study.get_trials(states=(TrialState.COMPLETE,)) if "reused_from" not in t.user_attrs]
+    assert trained
+    for t in trained:
+        numbers = {k.removeprefix("metric."): v for k, v in t.user_attrs.items() if k.startswith("metric.")}
+        assert {"oversmoothing", "effective_rank", "intrinsic_dimension"} <= set(numbers)
+        body = note(study, t)
+        batch = t.user_attrs["metric_details.oversmoothing"]["batch"]
+        assert f"**Representation metrics** ({batch} validation samples): " in body
+        rows = table(body, 1)
+        assert rows[0] == ["node", "level", *sorted(numbers)]
+        by_node = {r[0]: r for r in rows[1:]}
+        assert by_node["input"][1] == "0" and "output" in by_node
+        per_node = t.user_attrs["metric_details.oversmoothing"]["per_node"]
+        column = rows[0].index("oversmoothing")
+        assert by_node["output"][column] == f"{per_node['output']:,.4g}"
 
 
 def test_note_is_short_key_value_text_in_left_aligned_columns(make_space, components, make_graph, train_config):

@@ -195,3 +195,36 @@ def test_report_of_a_sparse_study_escapes_and_lists_failures(tmp_path: Path) -> 
     assert "needs at least 2 completed trials" in text
     assert "does not record its architecture" in text
     assert (tmp_path / "out" / "history.png").is_file()
+
+
+def test_report_says_what_predicts_accuracy(tmp_path: Path) -> None:
+    """Enough trials: the correlations table and correlations.png; too few on a rerun: one note, the stale figure gone."""
+    study = optuna.create_study(study_name="fab", direction="maximize")
+    for i, accuracy in enumerate((0.31, 0.52, 0.47, 0.66, 0.58, 0.73)):
+        study.add_trial(optuna.trial.create_trial(value=accuracy, user_attrs={
+            "val_accuracy": accuracy, "metric.a": accuracy * 2, "metric_details.a": {"n0": 1.0}, "cost.flops": 10, "params": 100 + i}))
+    out = tmp_path / "out"
+    page = parse(write_report(study, out))
+    text = " ".join(t.strip() for t in page.text if t.strip())
+    assert "What predicts accuracy" in page.headings
+    assert "metric.a +1.000 [+1.000, +1.000] 6" in text and "params" in text
+    assert "cost.flops (constant)" in text and "metric_details" not in text
+    assert base64.b64decode(page.images["Rank correlation with validation accuracy"].split(",", 1)[1]) == (
+        out / "correlations.png").read_bytes()
+    assert (out / "metrics.png").is_file() and "metric.a (measured after training)" in text  # metric.* is plotted too
+
+    few = optuna.create_study(study_name="few")
+    few.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={"val_accuracy": 0.5, "metric.a": 1.0}))
+    page = parse(write_report(few, out))
+    assert "study 'few' has 1 complete trial with a validation accuracy; correlating needs at least 5" in page.text
+    assert not (out / "correlations.png").exists()
+
+
+def test_analyze_finds_the_study_from_the_space_alone(single, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """``analyze --space PATH`` opens the study as ``report`` does; three trials are too few to correlate."""
+    space, _ = single
+    monkeypatch.chdir(space.parent)  # the default storage, runs/<name>.db, is relative to the working directory
+    capsys.readouterr()
+    assert main(["analyze", "--space", str(space)]) == 2
+    assert capsys.readouterr().err == ("iasf-search: error: study 'rep' has 3 complete trials with a validation accuracy; "
+                                       "correlating needs at least 5\n")

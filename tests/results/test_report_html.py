@@ -10,7 +10,8 @@ import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from iasf_search.results.report_figures import Figured
+from iasf_search.results.analysis import analyze
+from iasf_search.results.report_figures import Figured, correlations_figured
 from iasf_search.results.report_html import figure_html, report_page
 
 
@@ -44,8 +45,10 @@ def test_figure_html_without_a_png_shows_the_note():
 def page_of(study, url="postgresql://me:s3cret@db/nas", names=("val accuracy",), lead=None, figures=()):
     trials = study.get_trials(deepcopy=False)
     best = [t for t in study.best_trials] if any(t.state == TrialState.COMPLETE for t in trials) else []
+    analysis = analyze(study)
     return report_page(study, url, list(names), trials, sorted(best, key=lambda t: t.number), lead, list(figures),
-                       Figured("Representation metric against validation accuracy", "metrics.png", note="no metric"))
+                       Figured("Representation metric against validation accuracy", "metrics.png", note="no metric"),
+                       analysis, correlations_figured(analysis))
 
 
 def test_page_overview_and_best_trial():
@@ -69,6 +72,9 @@ def test_page_overview_and_best_trial():
     assert cells(page, "trial") == ["trial", "val accuracy", "val loss", "test accuracy", "parameters", "epochs", "train s", "summary"]
     assert cells(page, "#0") == ["#0", "0.9", "0.3", "0.875", "12,345", "2", "1.25", "mlp (result reused from #0)"]
     assert page.index("<h2>Best architecture</h2>") < page.index("<h2>Representation metrics</h2>") < page.index("<h2>Failed trials</h2>")
+    assert page.index("<h2>Representation metrics</h2>") < page.index("<h2>What predicts accuracy</h2>") < page.index("<h2>Failed")
+    assert ('<p class="note">study &#x27;vision&#x27; has 1 complete trial with a validation accuracy; correlating needs at least 5'
+            "</p>") in page
     assert cells(page, "#2") == ["#2", "fail", "", "(no reason recorded)"]
 
 
