@@ -41,7 +41,7 @@ from workers_throughput import load, machine, revision  # benchmarks/ is on sys.
 
 from iasf_search.build import build_model, count_parameters
 from iasf_search.graph import INPUT, OUTPUT, node_name
-from iasf_search.iasf_module import DEFAULT_DILATION, DEFAULT_EXPANSION, DEFAULT_TOPK, DEFAULT_WINDOW, LEVEL_PATTERNS
+from iasf_search.iasf_module import DEFAULT_EXPANSION, LEVEL_PATTERNS, level_attention
 from iasf_search.results.access import trial_architecture
 from iasf_search.results.records import TRAIN_CONFIG, record
 from iasf_search.session import open_session
@@ -53,26 +53,13 @@ SEED_CLAIMS = {"convergence": 3.7, "compute_saving": 0.42}
 HEADS = 4
 
 
-def attention_config(level: int) -> dict[str, Any]:
-    """``IASF``'s attention node at topological ``level`` (:func:`iasf_search.iasf_module.default_architecture`)."""
-    pattern = LEVEL_PATTERNS[level]
-    config: dict[str, Any] = {"heads": HEADS, "pattern": pattern}
-    if pattern in ("local", "dilated"):
-        config["window"] = DEFAULT_WINDOW
-    if pattern == "dilated":
-        config["dilation"] = DEFAULT_DILATION
-    if pattern == "topk":
-        config["topk"] = DEFAULT_TOPK
-    return config
-
-
 def transformer(stem: dict[str, Any], modality: str, width: int, blocks: int, level: int) -> nx.DiGraph:
     """input -> (attention, mlp) x blocks -> output, pre-norm residual (the engine's nodes), learned positions."""
     graph = nx.DiGraph(width=width)
     graph.add_node(INPUT, role="input", op=modality, config={**stem, "position": "learned"})
     previous = INPUT
     for i in range(2 * blocks):
-        op, config = ("attention", attention_config(level)) if i % 2 == 0 else ("mlp", {"expansion": DEFAULT_EXPANSION})
+        op, config = ("attention", level_attention(level, HEADS)) if i % 2 == 0 else ("mlp", {"expansion": DEFAULT_EXPANSION})
         graph.add_node(node_name(i), role="node", op=op, config=config)
         graph.add_edge(previous, node_name(i), slot=0)
         previous = node_name(i)

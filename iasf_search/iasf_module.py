@@ -38,13 +38,9 @@ MAX_CACHED_LENGTHS = 16
 """How many per-length shells (masks for a sequence length other than ``seq_len``) are kept."""
 
 
-def default_architecture(hidden_dim: int, num_heads: int, topological_level: int) -> nx.DiGraph:
-    """The transformer-like block pair used when no ``arch`` is given.
-
-    ``n0``: self-attention with ``num_heads`` heads and the pattern of ``topological_level``
-    (0 full, 1 local window 5, 2 dilated window 5 x dilation 2, 3 top-8 keys per query);
-    ``n1``: an MLP of expansion 4 reading ``n0``; the output reads ``n1``.
-    """
+def level_attention(topological_level: int, num_heads: int) -> dict[str, Any]:
+    """The ``attention`` op's configuration at ``topological_level``: 0 full, 1 local (window 5),
+    2 dilated (window 5, dilation 2), 3 top-k (8 keys per query)."""
     pattern = LEVEL_PATTERNS[topological_level]
     attention: dict[str, Any] = {"heads": num_heads, "pattern": pattern}
     if pattern in ("local", "dilated"):
@@ -53,6 +49,17 @@ def default_architecture(hidden_dim: int, num_heads: int, topological_level: int
         attention["dilation"] = DEFAULT_DILATION
     if pattern == "topk":
         attention["topk"] = DEFAULT_TOPK
+    return attention
+
+
+def default_architecture(hidden_dim: int, num_heads: int, topological_level: int) -> nx.DiGraph:
+    """The transformer-like block pair used when no ``arch`` is given.
+
+    ``n0``: self-attention with ``num_heads`` heads and the pattern of ``topological_level``
+    (0 full, 1 local window 5, 2 dilated window 5 x dilation 2, 3 top-8 keys per query);
+    ``n1``: an MLP of expansion 4 reading ``n0``; the output reads ``n1``.
+    """
+    attention = level_attention(topological_level, num_heads)
     graph = nx.DiGraph(width=hidden_dim)
     # The stem is informational only: IASF replaces it by its input projection (no position encoding).
     graph.add_node(INPUT, role="input", op="sequence", config={"patch": 1, "overlap": False, "position": "none"})
