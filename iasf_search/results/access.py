@@ -140,10 +140,12 @@ MEASURED_PREFIXES = (METRIC_PREFIX, COST_PREFIX, PROXY_PREFIX)
 
 def measurements(trial: FrozenTrial) -> dict[str, float]:
     """Every finite number the trial measured, by attribute name: ``metric.*``, ``cost.*``, ``proxy.*``,
-    ``params`` and the flattened ``aux.*`` (:func:`representation_metrics`). Booleans, non-numbers and
+    ``params`` (unless ``cost.params`` holds it) and the flattened ``aux.*`` (:func:`representation_metrics`). Booleans, non-numbers and
     NaN or infinite values are left out."""
     out = {key: float(value) for key, value in trial.user_attrs.items()
            if (key == PARAMS or key.startswith(MEASURED_PREFIXES)) and finite_number(value) is not None}
+    if COST_PREFIX + PARAMS in out:
+        out.pop(PARAMS, None)  # the same number twice: keep the cost the space asked for
     out.update((key, value) for key, value in representation_metrics(trial).items() if math.isfinite(value))
     return dict(sorted(out.items()))
 

@@ -134,3 +134,8 @@ def test_bootstrap_interval_is_a_percentile_interval_of_resampled_rhos():
     extra = [create_trial(state=TrialState.COMPLETE, value=float(a), user_attrs={**t.user_attrs, "metric.m": float(i)})
              for i, (a, t) in enumerate(zip(accuracy, trials, strict=True))]
     assert next(r for r in correlate("noisy", extra).rows if r.name == "metric.n") == row
+
+
+def test_params_is_not_counted_twice_when_the_space_records_cost_params():
+    t = create_trial(state=TrialState.COMPLETE, value=0.5, user_attrs={"val_accuracy": 0.5, "params": 2000, "cost.params": 2000.0})
+    assert measurements(t) == {"cost.params": 2000.0}
