@@ -196,8 +196,8 @@ def check_in_space(a: Architecture, graph: nx.DiGraph, space: SearchSpace) -> No
         problems.append(f"the output reads {a.outputs}, the sinks are {sinks}")
     if len(a.outputs) > 1 and a.out_fusion not in space.fusions:
         problems.append(f"output fusion {a.out_fusion} not in {sorted(space.fusions)}")
-    if list(space.norms) != ["layer"] or list(space.readouts) != ["mean"]:
-        problems.append("the space offers norms or readouts other than the defaults")
+    if "layer" not in space.norms or "mean" not in space.readouts:  # the hand-written models use both
+        problems.append("the space offers no layer norm or no mean readout")
     if problems:
         raise ValueError(f"{a.name} is not in {space.name}'s space: " + "; ".join(problems))
 

@@ -24,7 +24,7 @@ def test_the_analysis_study_then_the_claims_table(tmp_path):
     out = script("representation_analysis.py", "--tasks", "digits", "--trials", "7", "--epochs", "2", "--work", str(work),
                  cwd=tmp_path)
     assert "## digits (vision.yaml): 7 complete trials of 7" in out
-    assert "| metric | rho | 95% interval | n |" in out and "| metric.oversmoothing |" in out
+    assert "| metric | rho | 95% interval | n |" in out and "| `metric.oversmoothing` |" in out
     assert (work / "digits-analysis" / "correlations.png").stat().st_size > 0
     out = script("claims.py", "--tasks", "digits", "--seeds", "0", "--work", str(work), cwd=tmp_path)
     rows = [line for line in out.splitlines() if line.startswith("| ") and not line.startswith("| model")]
