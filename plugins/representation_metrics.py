@@ -140,7 +140,7 @@ def oversmoothing_index(tokens: torch.Tensor) -> float | None:
 
     The sum over ordered pairs ``i != j`` of ``cos(x_i, x_j)`` is ``|sum_i x_i / |x_i||^2 - T``: O(T D), not O(T^2 D).
     """
-    B, T, _ = tokens.shape
+    T = tokens.shape[1]
     if T < 2:
         return None
     total = F.normalize(tokens, dim=-1).sum(1)  # (B, D)
