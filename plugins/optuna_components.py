@@ -74,10 +74,14 @@ class Hyperband(PrunerFactory):
 class SuccessiveHalving(PrunerFactory):
     name = "successive_halving"
     description = "Optuna's SuccessiveHalvingPruner over epochs"
-    params = {"min_resource": Param(2, int, low=1, help="epochs before the first rung")}
+    params = {
+        "min_resource": Param(1, int, low=1, help="epochs before the first rung"),
+        "reduction_factor": Param(3, int, low=2, help="keep 1/reduction_factor at each rung; rungs at min_resource x factor^k epochs"),
+    }
 
     def create(self, options: Mapping[str, Any], *, epochs: int) -> optuna.pruners.BasePruner:
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=options["min_resource"])
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=options["min_resource"],
+                                                      reduction_factor=options["reduction_factor"])
 
     def may_prune(self, options: Mapping[str, Any], *, epochs: int, epoch: int, completed: int) -> bool:
         return epoch >= options["min_resource"]  # the first rung

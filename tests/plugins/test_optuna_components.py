@@ -95,8 +95,9 @@ def test_median_pruner_never_prunes_during_its_startup_trials():
 
 def test_other_pruners():
     assert isinstance(PRUNERS.get("hyperband").create({"reduction_factor": 3}, epochs=9), optuna.pruners.HyperbandPruner)
-    assert isinstance(PRUNERS.get("successive_halving").create({"min_resource": 2}, epochs=9),
-                      optuna.pruners.SuccessiveHalvingPruner)
+    halving = PRUNERS.get("successive_halving").create({"min_resource": 2, "reduction_factor": 4}, epochs=9)
+    assert isinstance(halving, optuna.pruners.SuccessiveHalvingPruner)
+    assert (halving._min_resource, halving._reduction_factor) == (2, 4)
     none = PRUNERS.get("none").create({}, epochs=9)
     assert isinstance(none, optuna.pruners.NopPruner)
     assert _pruned_at(none, [0.0] * 5, others=[[1.0] * 5] * 3) == [False] * 5

@@ -180,7 +180,7 @@ def test_a_search_on_a_train_test_pair_through_the_cli(tmp_path, split):
     shipped = yaml.safe_load((Path(__file__).resolve().parents[2] / "search_spaces" / "timeseries.yaml").read_text(encoding="utf-8"))
     changes = {"task.dataset": "timeseries_file", "task.options": {"path": str(train_path), "test_path": str(test_path)},
                "manifold.nodes": 1, "manifold.width": 16, "training.epochs": 1, "training.min_steps": 0,
-               "search.sampler": "random", "search.pruner": "none"}
+               "search.sampler": "random", "search.pruner": "none", "search.enqueue": []}
     doc = make_doc({**changes, **({"task.split": split} if split else {})}, drop=["auxiliary", "costs"], base=shipped)
     space = tmp_path / "pair.yaml"
     space.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
