@@ -73,7 +73,7 @@ def benchmark_space(name: str, folder: Path, epochs: int | None = None) -> Path:
     """A copy of ``search_spaces/<name>.yaml`` that trains every trial fully (random sampler, no pruner, no
     timeout), for ``epochs`` epochs when given."""
     doc = yaml.safe_load((ROOT / "search_spaces" / f"{name}.yaml").read_text())
-    doc["search"] = {**doc.get("search", {}), "sampler": "random", "pruner": "none", "timeout": None}
+    doc["search"] = {**doc.get("search", {}), "sampler": "random", "pruner": "none", "timeout": None, "enqueue": []}
     if epochs is not None:
         doc["training"] = {**doc.get("training", {}), "epochs": epochs}
     path = folder / f"{name}.yaml"

@@ -122,7 +122,8 @@ def _decisions_by_epoch(pruner, epochs: int, completed: int) -> list[bool]:
     ("median", {"n_startup_trials": 0, "warmup_fraction": 0.0}),
     ("median", {"n_startup_trials": 2, "warmup_fraction": 0.25}),
     ("median", {"n_startup_trials": 3, "warmup_fraction": 0.5}),
-    ("successive_halving", {"min_resource": 3}),
+    ("successive_halving", {"min_resource": 3, "reduction_factor": 3}),
+    ("successive_halving", {"min_resource": 1, "reduction_factor": 3}),
     ("none", {}),
 ])
 @pytest.mark.parametrize("completed", [1, 2, 4])
