@@ -69,6 +69,7 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -237,7 +238,7 @@ def best_by(trials: list[dict[str, Any]], seconds: float) -> dict[str, Any] | No
 def one_run(work: Path, arm: str, seed: int, minutes: float) -> dict[str, Any]:
     seconds = minutes * 60
     run = cnn_run(work, seed, seconds) if arm == "cnn_tpe" else engine_run(space_file(work, arm, seed, seconds), seconds)
-    return {"arm": arm, "seed": seed, "minutes": minutes, **summarise(run, seconds)}
+    return summarise(run, seconds)
 
 
 def summarise(run: dict[str, Any], seconds: float) -> dict[str, Any]:
@@ -306,6 +307,26 @@ def tables(rows: list[dict[str, Any]], minutes: float, arms: tuple[str, ...] = A
     return "\n".join(lines)
 
 
+def run_missing(results: Path, wanted: list[dict[str, Any]], run: Callable[[dict[str, Any]], dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every row of the JSON-lines file ``results``, after running (``run(key) -> row``, appended and printed as it
+    finishes) each ``wanted`` key that no row there matches on all of the key's fields."""
+    done = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()] if results.exists() else []
+    for key in wanted:
+        if any(all(r.get(k) == v for k, v in key.items()) for r in done):
+            continue
+        row = {**key, **run(key)}
+        done.append(row)
+        with open(results, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        print(json.dumps({k: v for k, v in row.items() if k != "trials"}), flush=True)
+    return done
+
+
+def header(detail: str) -> str:
+    return (f"# {datetime.date.today()} on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"torch {torch.__version__} ({torch.get_num_threads()} threads); {detail}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS[:3]))
@@ -316,22 +337,12 @@ def main() -> None:
     args = parser.parse_args()
     args.work = args.work.resolve()
     args.work.mkdir(parents=True, exist_ok=True)
-    results = args.results or args.work / "results.jsonl"
-    done = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()] if results.exists() else []
-    print(f"# {datetime.date.today()} on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads); {args.minutes:g} min per run", flush=True)
-    for seed in args.seeds:
-        for arm in args.arms:
-            if any((r["arm"], r["seed"], r["minutes"]) == (arm, seed, args.minutes) for r in done):
-                continue
-            row = one_run(args.work, arm, seed, args.minutes)
-            done.append(row)
-            with open(results, "a", encoding="utf-8") as f:
-                f.write(json.dumps(row) + "\n")
-            print(json.dumps({k: v for k, v in row.items() if k != "trials"}), flush=True)
+    print(header(f"{args.minutes:g} min per run"), flush=True)
+    wanted = [{"arm": arm, "seed": seed, "minutes": args.minutes} for seed in args.seeds for arm in args.arms]
+    done = run_missing(args.results or args.work / "results.jsonl", wanted,
+                       lambda key: one_run(args.work, key["arm"], key["seed"], args.minutes))
     print(tables([r for r in done if r["arm"] in args.arms and r["seed"] in args.seeds and r["minutes"] == args.minutes],
                  args.minutes))
-
 
 if __name__ == "__main__":
     main()

@@ -21,16 +21,17 @@ to ``--results`` (JSON lines; runs already there are skipped) and the tables pri
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
-import platform
 from pathlib import Path
-from typing import Any
 
-import torch
 import yaml
-from mnist1d_search import CHECKPOINTS, engine_run, summarise, tables  # benchmarks/ is on sys.path when a script in it runs
+from mnist1d_search import (  # benchmarks/ is on sys.path when a script in it runs
+    CHECKPOINTS,
+    engine_run,
+    header,
+    run_missing,
+    summarise,
+    tables,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 ARMS = ("engine", "random")
@@ -61,27 +62,16 @@ def main() -> None:
     args = parser.parse_args()
     args.work = args.work.resolve()
     args.work.mkdir(parents=True, exist_ok=True)
-    results = args.results or args.work / "results.jsonl"
-    done = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()] if results.exists() else []
-    print(f"# {datetime.date.today()} on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads); {args.space}.yaml, {args.minutes:g} min per run", flush=True)
-    key = ("space", "arm", "seed", "minutes")
-    for seed in args.seeds:
-        for arm in args.arms:
-            wanted: dict[str, Any] = {"space": args.space, "arm": arm, "seed": seed, "minutes": args.minutes}
-            if any(tuple(r.get(k) for k in key) == tuple(wanted.values()) for r in done):
-                continue
-            seconds = args.minutes * 60
-            row = {**wanted, **summarise(engine_run(space_file(args.work, args.space, arm, seed, seconds), seconds), seconds)}
-            done.append(row)
-            with open(results, "a", encoding="utf-8") as f:
-                f.write(json.dumps(row) + "\n")
-            print(json.dumps({k: v for k, v in row.items() if k != "trials"}), flush=True)
+    print(header(f"{args.space}.yaml, {args.minutes:g} min per run"), flush=True)
+    seconds = args.minutes * 60
+    wanted = [{"space": args.space, "arm": arm, "seed": seed, "minutes": args.minutes} for seed in args.seeds for arm in args.arms]
+    done = run_missing(args.results or args.work / "results.jsonl", wanted,
+                       lambda key: summarise(engine_run(space_file(args.work, args.space, key["arm"], key["seed"], seconds), seconds),
+                                             seconds))
     mine = [r for r in done if r.get("space") == args.space and r["arm"] in args.arms and r["seed"] in args.seeds
             and r["minutes"] == args.minutes]
     print(tables(mine, args.minutes, arms=tuple(args.arms), targets={m: 0.0 for m in CHECKPOINTS},
                  baselines=("random",)))
-
 
 if __name__ == "__main__":
     main()
