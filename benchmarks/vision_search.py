@@ -25,6 +25,8 @@ from pathlib import Path
 import optuna
 import torch
 
+from iasf_search.results.access import best_trials
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -42,7 +44,7 @@ def run(space: Path, seed: int | None) -> str:
         name = space.stem if space.stem != "vision" else "vision"
         study = optuna.load_study(study_name=name, storage=f"sqlite:///{tmp}/runs/{name}.db")
         finished = [t for t in study.trials if t.state.is_finished() and t.state.name != "FAIL"]
-        best = study.best_trial
+        best = best_trials(study)[0]  # the engine's own pick (ties: the lower validation loss)
         a = best.user_attrs
         return (f"| {datetime.date.today()} | {machine()} | {seed if seed is not None else 'default'} | {wall:.0f} | "
                 f"{len(finished)} | #{best.number} | {a['val_accuracy']:.4f} | {a['test_accuracy']:.4f} | {a['summary']} |")

@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from iasf_search.hookspecs import hookimpl
-from iasf_search.results.access import finished_trials
+from iasf_search.results.access import best_trials, finished_trials
 from iasf_search.results.records import (
     EPOCHS,
     FAILURE_REASON,
@@ -88,14 +88,15 @@ def eta_seconds(elapsed: float, ran: int, remaining: int, timeout: float | None 
 
 
 def best_so_far(study: optuna.Study) -> str:
-    """``best 0.9815 (#3)`` (one objective), ``Pareto set 4`` (several), ``best -`` before any completes."""
-    try:
-        if len(study.directions) == 1:
-            b = study.best_trial
-            return f"best {b.value:.4f} (#{b.number})"
-        return f"Pareto set {len(study.best_trials)}"
-    except ValueError:
+    """``best 0.9815 (#3)`` (one objective: the trial the search's summary will name, ties broken as
+    :func:`~iasf_search.results.access.best_trials` does), ``Pareto set 4`` (several), ``best -`` before any
+    (feasible) trial completes."""
+    best = best_trials(study)
+    if not best:
         return "best -"
+    if len(study.directions) == 1:
+        return f"best {best[0].value:.4f} (#{best[0].number})"
+    return f"Pareto set {len(best)}"
 
 
 class ConsoleProgress:

@@ -33,6 +33,7 @@ from iasf_search import hookimpl
 from iasf_search.components import SpaceSection, TaskData
 from iasf_search.graph import INPUT, OUTPUT, from_json, hidden_nodes, inputs_of
 from iasf_search.params import Param
+from iasf_search.results.access import tie_break
 from iasf_search.results.artifacts import CHECKPOINT, DIAGRAM, HEATMAPS, upload_bytes
 from iasf_search.results.records import (
     ARCH_HASH,
@@ -184,13 +185,18 @@ def dominates(a: Sequence[float], b: Sequence[float], signs: Sequence[int]) -> b
         s * x > s * y for s, x, y in zip(signs, a, b, strict=True))
 
 
-def is_front_runner(study: optuna.Study, values: Sequence[float]) -> bool:
-    """One objective: better than every completed trial; several: dominated by none."""
+def is_front_runner(study: optuna.Study, values: Sequence[float], trial: optuna.Trial | None = None) -> bool:
+    """One objective: better than every completed trial, or level with the best of them and ahead of each level
+    one by :func:`~iasf_search.results.access.tie_break` (``trial``'s validation loss; without ``trial``, a tie
+    is not ahead), so that the trial :func:`~iasf_search.results.access.best_trials` names was one when it
+    finished; several: dominated by none."""
     signs = [1 if d == optuna.study.StudyDirection.MAXIMIZE else -1 for d in study.directions]
-    done = [t.values for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if len(signs) == 1:
-        return all(signs[0] * values[0] > signs[0] * v[0] for v in done)
-    return not any(dominates(v, values, signs) for v in done)
+        s = signs[0]
+        return all(s * values[0] > s * t.values[0]
+                   or (trial is not None and values[0] == t.values[0] and tie_break(trial) < tie_break(t)) for t in done)
+    return not any(dominates(t.values, values, signs) for t in done)
 
 
 def checkpoint_bytes(model: nn.Module, metadata: Mapping[str, str]) -> bytes:
@@ -255,7 +261,7 @@ def iasf_trial_trained(trial: optuna.Trial, model: nn.Module, data: TaskData, sp
         save_note(trial, trial_note(trial, graph, space, components, values))
     if artifacts is None:
         return
-    front = is_front_runner(trial.study, values)
+    front = is_front_runner(trial.study, values, trial)
     if settings["heatmaps"] == "all" or (settings["heatmaps"] == "best" and front):
         samples = data.x_val[:settings["heatmap_samples"]]
         maps = attention_maps(model, samples)

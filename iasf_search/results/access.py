@@ -31,6 +31,7 @@ from iasf_search.results.records import (
     PROXY_PREFIX,
     REUSED_FROM,
     VAL_ACCURACY,
+    VAL_LOSS,
     record,
 )
 from iasf_search.storage import open_storage, safe_url
@@ -71,15 +72,34 @@ def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
 
 def best_trials(study: optuna.Study) -> list[FrozenTrial]:
     """The best trial (one objective) or the Pareto-optimal trials (several), best first; with constraints, among
-    the feasible trials only (empty when no complete trial meets them)."""
+    the feasible trials only (empty when no complete trial meets them).
+
+    With one objective, complete feasible trials level with Optuna's best value are told apart by
+    :func:`tie_break` (the lowest validation loss): a small validation set makes such ties common (4 of
+    400 sequences wrong is 0.99 for every model that gets 4 wrong), and the first of them to finish is
+    no better a pick than any other."""
     if not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
         return []
     if len(study.directions) == 1:
         try:
-            return [study.best_trial]
+            best = study.best_trial
         except ValueError:  # Optuna's best trial is a feasible one: every complete trial broke a constraint
             return []
+        level = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                 if t.values == best.values and _feasible(t)]
+        return [min(level or [best], key=tie_break)]
     return sorted(study.best_trials, key=lambda t: t.number)
+
+
+def tie_break(trial: FrozenTrial | optuna.Trial) -> tuple[float, int]:
+    """The order among trials with the same objective value, first is best: the lower validation loss (the
+    model that is more sure of its right answers and less of its wrong ones), then the lower number."""
+    return _number_or(trial.user_attrs.get(VAL_LOSS), math.inf), trial.number
+
+
+def _feasible(trial: FrozenTrial) -> bool:
+    """Whether a complete trial met every constraint it was checked against (Optuna's rule: no value above 0)."""
+    return all(v <= 0 for v in trial.constraints.values())
 
 
 def pick_trial(study: optuna.Study, number: int | None) -> FrozenTrial:

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from mnist1d_search import best_by  # noqa: E402
 from pruning_budget import Curve, orders, pruner_spec, ratio, replay  # noqa: E402
 
 from iasf_search.plugin_manager import load_components  # noqa: E402
@@ -91,3 +92,13 @@ def test_the_second_modality_comparison_at_smoke_size(tmp_path):
     assert len(rows) == 2
     assert "| checkpoint | engine median | target | meets target | above random |" in out
     assert (tmp_path / "w" / "results.jsonl").read_text().count('"space": "timeseries"') == 2
+
+
+def test_the_benchmark_picks_as_the_engine_does_best_validation_then_lowest_loss_then_first():
+    trials = [{"finished_s": 10 * (n + 1), "val": val, "val_loss": loss, "number": n}
+              for n, (val, loss) in enumerate([(0.99, 0.09), (0.98, 0.01), (0.99, 0.04), (0.99, 0.04), (0.995, 0.2)])]
+    assert best_by(trials, 45)["number"] == 2  # level with 0 and 3 on accuracy, surer than 0, earlier than 3
+    assert best_by(trials, 45, tie_break=False)["number"] == 0  # the first to finish
+    assert best_by(trials, 60)["number"] == 4  # accuracy first
+    assert best_by(trials, 5) is None
+    assert best_by([{**t, "val_loss": None} for t in trials], 45)["number"] == 0  # no loss recorded (old rows): the first

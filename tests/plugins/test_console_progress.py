@@ -13,7 +13,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from iasf_search.cli import main
-from iasf_search.plugins.console_progress import ConsoleProgress
+from iasf_search.plugins.console_progress import ConsoleProgress, best_so_far
 
 TRIAL_LINE = re.compile(r"^\[\s*(\d+)/(\d+)\] #(\d+)\s", re.MULTILINE)
 FAST = {"manifold.nodes": 1, "manifold.width": 8, "manifold.ops": {"mlp": {"expansion": 1}}}
@@ -178,3 +178,17 @@ def test_the_progress_line_s_eta_honours_the_timeout(capsys, tmp_path, write_spa
     assert rc == 0, err
     etas = re.findall(r" ETA (\d+):(\d\d) ", out)
     assert etas and all(int(m) * 60 + int(s) <= 2 for m, s in etas)
+
+
+def test_best_so_far_names_the_trial_the_summary_will_name():
+    study = optuna.create_study(direction="maximize")
+    assert best_so_far(study) == "best -"
+    add_trial(study, [0.99], val_loss=0.2)
+    add_trial(study, [0.99], val_loss=0.05)  # level on accuracy, surer: the best, as in the summary
+    add_trial(study, [0.5], val_loss=0.01)
+    assert best_so_far(study) == "best 0.9900 (#1)"
+    pareto = optuna.create_study(directions=["maximize", "minimize"])
+    add_trial(pareto, [0.9, 5.0])
+    add_trial(pareto, [0.8, 1.0])
+    add_trial(pareto, [0.7, 6.0])
+    assert best_so_far(pareto) == "Pareto set 2"

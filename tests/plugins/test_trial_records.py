@@ -141,21 +141,22 @@ def test_key_values_writes_values_as_a_space_file_would():
 
 def test_front_runners_keep_heat_maps_and_a_checkpoint_others_do_not(searched):
     study, _, store, _ = searched
-    best_so_far = float("-inf")
+    best_so_far = (float("-inf"), 0.0)  # (value, -validation loss): ties on the value go to the surer trial
     for t in study.get_trials(states=(TrialState.COMPLETE,)):
         files = trial_files(study, t)
-        improved = t.value > best_so_far and "reused_from" not in t.user_attrs
-        best_so_far = max(best_so_far, t.value)
+        mine = (t.value, -t.user_attrs["val_loss"])
+        improved = mine > best_so_far and "reused_from" not in t.user_attrs
+        best_so_far = max(best_so_far, mine)
         assert (CHECKPOINT in files) == improved, t.number
         has_attention = any(n.get("op") == "attention" for n in json.loads(t.system_attrs["architecture"])["nodes"])
         assert (HEATMAPS in files) == (improved and has_attention), t.number
-    best = trained_source(study, study.best_trial)
+    best = trained_source(study, iasf_search.best_trials(study)[0])
     assert CHECKPOINT in trial_files(study, best)
 
 
 def test_the_checkpoint_reproduces_the_trials_test_accuracy(searched, digits, components):
     study, _, store, _ = searched
-    best = trained_source(study, study.best_trial)
+    best = trained_source(study, iasf_search.best_trials(study)[0])
     weights = safetensors.torch.load(read_trial_file(study, best, store, CHECKPOINT))
     assert not any(k.startswith("aux_modules.") for k in weights)
     model = build_model(iasf_search.trial_architecture(best), components, digits.sample_shape, digits.num_classes)
@@ -206,5 +207,9 @@ def test_dominance_and_front_runner_rule():
     assert not is_front_runner(study, [0.8, 200.0])
     single = optuna.create_study(direction="maximize")
     assert is_front_runner(single, [0.1])            # the first trial
-    single.add_trial(optuna.trial.create_trial(value=0.5))
+    single.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={"val_loss": 0.2}))
     assert is_front_runner(single, [0.6]) and not is_front_runner(single, [0.5])
+    surer, less_sure = single.ask(), single.ask()  # level with the best: ahead only with a lower validation loss
+    surer.set_user_attr("val_loss", 0.1)
+    less_sure.set_user_attr("val_loss", 0.3)
+    assert is_front_runner(single, [0.5], surer) and not is_front_runner(single, [0.5], less_sure)

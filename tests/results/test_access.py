@@ -71,6 +71,21 @@ def test_best_trials_of_one_objective_is_the_best_trial():
     assert best_trials(study_of(trial(TrialState.PRUNED), trial(TrialState.FAIL))) == []
 
 
+def test_best_trials_of_one_objective_breaks_ties_by_validation_loss_then_number():
+    study = study_of(trial(values=[0.99], val_loss=0.08), trial(values=[0.9], val_loss=0.01),
+                     trial(values=[0.99], val_loss=0.03), trial(values=[0.99], val_loss=0.03), trial(values=[0.99]))
+    assert [t.number for t in best_trials(study)] == [2]  # 0.99 like 0 and 4, surer than 0; 3 came later
+    assert [t.number for t in best_trials(study_of(trial(values=[0.5]), trial(values=[0.5])))] == [0]  # no loss: the first
+
+
+def test_best_trials_tie_break_keeps_to_the_feasible_trials():
+    infeasible = trial(values=[0.99], val_loss=0.01)
+    infeasible.set_constraint("params", 3.0)
+    feasible = trial(values=[0.99], val_loss=0.05)
+    feasible.set_constraint("params", 0.0)
+    assert [t.number for t in best_trials(study_of(trial(values=[0.5]), infeasible, feasible))] == [2]
+
+
 def test_best_trials_of_several_objectives_is_the_pareto_set_by_number():
     study = study_of(trial(values=[0.9, 500.0]), trial(values=[0.5, 100.0]), trial(values=[0.4, 600.0]),
                      trial(values=[0.95, 900.0]), directions=("maximize", "minimize"))
