@@ -98,6 +98,15 @@ def arrived() -> KeyboardInterrupt | None:
     return _active[-1].arrived if _active else None
 
 
+def raise_swallowed() -> None:
+    """Raise the stop that :func:`arrived` knows of, if one came: a stop swallowed without a failure (a catch-all
+    in the cost measurement, say) would otherwise let the trial train to its end. The trial objective calls
+    it before training and after every epoch, so such a stop still ends training within one epoch."""
+    stop = arrived()
+    if stop is not None:
+        raise stop
+
+
 @contextlib.contextmanager
 def stop_signals(*, sigint: bool = False) -> Iterator[None]:
     """Within the block, SIGTERM raises :class:`Terminated` in the main thread, once (a repeated

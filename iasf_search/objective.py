@@ -43,7 +43,7 @@ from iasf_search.build import ArchNet, build_model, count_parameters
 from iasf_search.components import TaskData
 from iasf_search.cost_measurement import measure_costs
 from iasf_search.cross_validation import fold_tasks, pooled
-from iasf_search.interrupts import arrived, interruptible, reason
+from iasf_search.interrupts import arrived, interruptible, raise_swallowed, reason
 from iasf_search.optuna_internals import trial_id
 from iasf_search.plugin_manager import Components, plugin_in_traceback
 from iasf_search.prescreen import proxies_to_record, proxy_batch, record_proxies
@@ -222,6 +222,7 @@ class TrialObjective:
             return self._reuse(trial, previous, graph, model)
         costs = self._measure_and_check(trial, graph, model)
         aux = attach_aux(model, aux_config, self.components, self.data.x_train[:2], self.device)
+        raise_swallowed()  # a stop signal caught by library code on the way here: do not train
         result = self._train(trial, model, train_config, costs, aux)
         return self._evaluate(trial, model, result, costs, aux)
 
@@ -360,6 +361,7 @@ class TrialObjective:
                                                         completed=completed)
 
         def report(epoch: int, val_acc: float, val_loss: float) -> None:
+            raise_swallowed()
             measured = {"accuracy": val_acc, "loss": val_loss, **costs}
             if several:
                 set_epoch_values(trial, epoch, [measured[o.metric] for o in objectives])

@@ -18,6 +18,7 @@ from iasf_search.interrupts import (
     deferred,
     exit_status,
     interruptible,
+    raise_swallowed,
     reason,
     stop_signals,
 )
@@ -157,3 +158,15 @@ def test_a_stop_swallowed_by_other_code_is_still_known_until_the_block_ends():
             pass
         assert isinstance(arrived(), Terminated)
     assert arrived() is None
+
+
+def test_a_swallowed_stop_is_raised_again_where_training_checks_for_it():
+    raise_swallowed()  # no block: nothing to raise
+    with stop_signals(), deferred(), interruptible():
+        raise_swallowed()  # no signal yet
+        try:
+            send(signal.SIGTERM)
+        except BaseException:  # swallowed during the cost measurement, say
+            pass
+        with pytest.raises(Terminated):
+            raise_swallowed()  # before training, or after the next epoch
