@@ -321,6 +321,23 @@ def tables(rows: list[dict[str, Any]], minutes: float, arms: tuple[str, ...] = A
     return "\n".join(lines)
 
 
+def diagnostics(rows: list[dict[str, Any]], minutes: float) -> str:
+    """Per run, what the search held and how the pick was made: complete and finished trials, the best test
+    accuracy of any complete trial (not a selection rule: what a perfect pick would have got), and at the end
+    of the budget the pick by the engine's rule beside the first-finished of the trials level on validation."""
+    last = str(CHECKPOINTS[-1])
+    lines = [f"| arm | seed | complete / finished trials | best test of any complete trial | pick at {label(CHECKPOINTS[-1], minutes)}: "
+             "trial, val, test | first-finished of the tied: trial, test |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        c = r["checkpoints"][last]
+        best = max((t["test"] for t in r["trials"]), default=None)
+        pick = "-" if c is None else f"#{c['trial']}, {c['val']:.4f}, {c['test']:.3f}"
+        first = "-" if c is None or "first_of_ties" not in c else f"#{c['first_of_ties']}, {c['first_of_ties_test']:.3f}"
+        lines.append(f"| {r['arm']} | {r['seed']} | {r['complete']} / {r['finished']} | {'-' if best is None else f'{best:.3f}'} "
+                     f"| {pick} | {first} |")
+    return "\n".join(lines)
+
+
 def run_missing(results: Path, wanted: list[dict[str, Any]], run: Callable[[dict[str, Any]], dict[str, Any]]) -> list[dict[str, Any]]:
     """Every row of the JSON-lines file ``results``, after running (``run(key) -> row``, appended and printed as it
     finishes) each ``wanted`` key that no row there matches on all of the key's fields."""
@@ -355,8 +372,10 @@ def main() -> None:
     wanted = [{"arm": arm, "seed": seed, "minutes": args.minutes} for seed in args.seeds for arm in args.arms]
     done = run_missing(args.results or args.work / "results.jsonl", wanted,
                        lambda key: one_run(args.work, key["arm"], key["seed"], args.minutes))
-    print(tables([r for r in done if r["arm"] in args.arms and r["seed"] in args.seeds and r["minutes"] == args.minutes],
-                 args.minutes))
+    rows = [r for r in done if r["arm"] in args.arms and r["seed"] in args.seeds and r["minutes"] == args.minutes]
+    print(tables(rows, args.minutes))
+    print()
+    print(diagnostics(rows, args.minutes))
 
 if __name__ == "__main__":
     main()
