@@ -257,9 +257,9 @@ def summarise(run: dict[str, Any], seconds: float) -> dict[str, Any]:
     """A run's record: at each checkpoint, the test accuracy of the best-by-validation trial finished by then."""
     checkpoints = {}
     for m in CHECKPOINTS:
-        best = best_by(run["trials"], seconds * m / CHECKPOINTS[-1])
-        n = sum(t["finished_s"] <= seconds * m / CHECKPOINTS[-1] for t in run["trials"])
-        first = best_by(run["trials"], seconds * m / CHECKPOINTS[-1], tie_break=False)
+        until = seconds * m / CHECKPOINTS[-1]
+        best, first = best_by(run["trials"], until), best_by(run["trials"], until, tie_break=False)
+        n = sum(t["finished_s"] <= until for t in run["trials"])
         checkpoints[str(m)] = None if best is None else {"test": best["test"], "val": best["val"], "trial": best["number"],
                                                          "complete": n, "first_of_ties": first["number"],
                                                          "first_of_ties_test": first["test"]}

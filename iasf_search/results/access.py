@@ -87,7 +87,7 @@ def best_trials(study: optuna.Study) -> list[FrozenTrial]:
             return []
         level = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                  if t.values == best.values and _feasible(t)]
-        return [min(level or [best], key=tie_break)]
+        return [min(level, key=tie_break)]  # Optuna's best is complete and feasible: it is among them
     return sorted(study.best_trials, key=lambda t: t.number)
 
 
