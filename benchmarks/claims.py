@@ -44,8 +44,8 @@ from iasf_search.graph import INPUT, OUTPUT, node_name
 from iasf_search.iasf_module import DEFAULT_EXPANSION, LEVEL_PATTERNS, level_attention
 from iasf_search.results.access import trial_architecture
 from iasf_search.results.records import TRAIN_CONFIG, record
+from iasf_search.search.setup import load_task
 from iasf_search.session import open_session
-from iasf_search.study import load_task
 from iasf_search.train import evaluate, steps_per_epoch, train
 
 SEED_CLAIMS = {"convergence": 3.7, "compute_saving": 0.42}

@@ -27,7 +27,7 @@ from throughput import ARCHITECTURES, training_config
 from workers_throughput import machine, revision
 
 import iasf_search
-from iasf_search.study import load_task
+from iasf_search.search.setup import load_task
 from iasf_search.train import resolve_device, steps_per_epoch, train
 
 

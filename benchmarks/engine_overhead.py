@@ -40,7 +40,7 @@ from workers_throughput import load, machine, revision
 
 import iasf_search
 from iasf_search import objective, study
-from iasf_search.objective import TrialObjective
+from iasf_search.trial.objective import TrialObjective
 
 ROOT = Path(__file__).resolve().parents[1]
 

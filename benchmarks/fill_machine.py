@@ -43,8 +43,8 @@ import yaml
 from workers_throughput import load, machine, revision
 
 import iasf_search
-from iasf_search.objective import sample_trial
-from iasf_search.study import prepare_search
+from iasf_search.sampling import sample_trial
+from iasf_search.search.setup import prepare_search
 
 ROOT = Path(__file__).resolve().parents[1]
 ARMS = {"1x1": (1, 1), "1x2": (1, None), "2x1": (2, None)}

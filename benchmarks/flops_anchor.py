@@ -36,7 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import iasf_search
 from iasf_search.hardware.calibration import calibrate
 from iasf_search.results.records import TRAIN_CONFIG, record
-from iasf_search.study import load_task
+from iasf_search.search.setup import load_task
 from iasf_search.train import autocast, resolve_device, steps_per_epoch, train
 
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10": 125e12}

@@ -31,10 +31,10 @@ import torch
 from workers_throughput import load, machine, revision  # benchmarks/ is on sys.path when a script in it runs
 
 from iasf_search.build import build_model
-from iasf_search.representations import capture
 from iasf_search.results.access import trial_architecture
+from iasf_search.search.setup import load_task
 from iasf_search.session import open_session
-from iasf_search.study import load_task
+from iasf_search.trial.representations import capture
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET = 0.05

@@ -83,9 +83,9 @@ from small_data import search as cli_search  # benchmarks/ is on sys.path when a
 from torch import nn
 
 from iasf_search.components import TaskData
+from iasf_search.search.setup import load_task
 from iasf_search.session import open_session
 from iasf_search.settings import TRAINING_PARAMS
-from iasf_search.study import load_task
 from iasf_search.train import Diverged, TimeLimit, evaluate, train
 
 REPO = Path(__file__).resolve().parent.parent

@@ -13,10 +13,10 @@ One pass over the same trained architectures measures both:
 For each space (default ``search_spaces/vision.yaml`` and ``sequence.yaml``, unchanged), ``--count``
 distinct architectures (by canonical graph hash; a repeat draw is skipped) are sampled by Optuna's
 ``RandomSampler(seed=--seed)`` on an in-memory study, through the engine's own
-:func:`~iasf_search.objective.sample_trial`, so the training settings (learning rate, ...) are sampled
-as a search samples them. Each is then handled as a search trial is (:class:`~iasf_search.objective.TrialObjective`):
+:func:`~iasf_search.sampling.sample_trial`, so the training settings (learning rate, ...) are sampled
+as a search samples them. Each is then handled as a search trial is (:class:`~iasf_search.trial.objective.TrialObjective`):
 ``torch.manual_seed(seed)``, the model built, every proxy scored on the untrained model
-(:func:`~iasf_search.prescreen.measure_proxy`, on the search's batch :func:`~iasf_search.prescreen.proxy_batch`),
+(:func:`~iasf_search.search.prescreen.measure_proxy`, on the search's batch :func:`~iasf_search.search.prescreen.proxy_batch`),
 the auxiliary helpers attached, and trained by :func:`~iasf_search.train.train` for the sampled epochs
 (no pruner, no ``search.max_trial_seconds``), the validation accuracy recorded after every epoch, the
 test accuracy after the last. A model that cannot be built or diverges is recorded with its error,
@@ -68,11 +68,11 @@ from scipy.stats import rankdata, spearmanr
 
 from iasf_search import graph as arch
 from iasf_search.build import build_model, count_parameters
-from iasf_search.objective import attach_aux, describe_graph, sample_trial
-from iasf_search.prescreen import measure_proxy, proxy_batch
+from iasf_search.sampling import describe_graph, sample_trial
+from iasf_search.search.prescreen import measure_proxy, proxy_batch
+from iasf_search.search.setup import load_task
 from iasf_search.session import Session, open_session
-from iasf_search.study import load_task
-from iasf_search.train import Diverged, evaluate, resolve_device, train
+from iasf_search.train import Diverged, attach_aux, evaluate, resolve_device, train
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET = 0.7

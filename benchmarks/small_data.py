@@ -46,12 +46,12 @@ import numpy as np
 import optuna
 import yaml
 
-from iasf_search.cross_validation import pooled
 from iasf_search.plugins.text import generate_topics
 from iasf_search.plugins.timeseries import generate_shapes
 from iasf_search.results.baselines import fit_baselines
+from iasf_search.search.setup import load_task
 from iasf_search.session import open_session
-from iasf_search.study import load_task
+from iasf_search.trial.cross_validation import pooled
 
 REPO = Path(__file__).resolve().parent.parent
 SPACES = {"timeseries": "timeseries.yaml", "text": "text.yaml", "image": "vision.yaml"}

@@ -6,7 +6,7 @@ its space's vocabulary: stem, width, node count, lookback, in-degree, ops and th
 are built twice:
 
 * engine arm: ``iasf_search.build_model(graph, session.components, sample_shape, num_classes)`` on the
-  space's real task, loaded as a search loads it (:func:`iasf_search.study.load_task`), and trained by
+  space's real task, loaded as a search loads it (:func:`iasf_search.search.setup.load_task`), and trained by
   ``iasf_search.train.train(model, data, config, device=..., seed=..., validate=False)`` exactly as a
   trial trains: ``config`` is the space's training settings (every fixed value as written, ``lr`` fixed
   at :data:`LR`, ``augment`` off), with the architecture's own epoch count, sized so that a run takes
@@ -65,7 +65,7 @@ in (differences of a few percent in time are noise on a shared machine; call cou
 
 ``--quick`` (CI smoke run, well under a minute): the first architecture of each space, 1 epoch
 (one pass over the training split), 1 round. ``--threads`` defaults to 1, the thread count of a
-search's worker process (``IASF_SEARCH_THREADS``, :mod:`iasf_search.workers`).
+search's worker process (``IASF_SEARCH_THREADS``, :mod:`iasf_search.search.workers`).
 """
 
 from __future__ import annotations
@@ -94,9 +94,9 @@ import iasf_search
 from iasf_search import graph as arch
 from iasf_search.components import TaskData
 from iasf_search.graph import INPUT, OUTPUT
+from iasf_search.search.setup import load_task
 from iasf_search.session import Session, open_session
 from iasf_search.space import SearchSpace
-from iasf_search.study import load_task
 from iasf_search.train import resolve_device, steps_per_epoch, train
 
 REPO = Path(__file__).resolve().parent.parent

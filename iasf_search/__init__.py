@@ -23,9 +23,9 @@ from iasf_search.errors import BadInput, SpaceError  # noqa: E402
 from iasf_search.iasf_module import IASF  # noqa: E402
 from iasf_search.results.access import best_trials, load_results, trial_architecture  # noqa: E402
 from iasf_search.results.export import load_model  # noqa: E402
+from iasf_search.search.study import SearchResult, run_search  # noqa: E402
 from iasf_search.session import Session, load_space, open_session  # noqa: E402
 from iasf_search.space import SearchSpace  # noqa: E402
-from iasf_search.study import SearchResult, run_search  # noqa: E402
 
 __all__ = [
     "BadInput",

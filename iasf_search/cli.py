@@ -16,7 +16,7 @@ import optuna
 import torch
 from tqdm import tqdm
 
-from iasf_search import __version__, interrupts
+from iasf_search import __version__
 from iasf_search.errors import BadInput
 from iasf_search.plugin_manager import contributions, load_components
 from iasf_search.plugins.console_progress import ConsoleProgress
@@ -27,19 +27,12 @@ from iasf_search.results.baselines import baseline_line, comparison, fit_baselin
 from iasf_search.results.export import export_trial
 from iasf_search.results.retrain import retrain
 from iasf_search.results.summary import print_baselines, print_pareto, print_summary, print_trial
+from iasf_search.search import interrupts
+from iasf_search.search.setup import load_task, open_task_study, study_location
+from iasf_search.search.storage import masked_command, safe_url
+from iasf_search.search.study import SearchResult, pareto_plot_path, run_search, run_with_workers
+from iasf_search.search.workers import AUTO, WORKER_FLAG, use_worker_threads, worker_index
 from iasf_search.session import Session, open_session
-from iasf_search.storage import masked_command, safe_url
-from iasf_search.study import (
-    SearchResult,
-    data_fingerprint,
-    default_storage_url,
-    load_task,
-    open_study,
-    pareto_plot_path,
-    run_search,
-    run_with_workers,
-)
-from iasf_search.workers import AUTO, WORKER_FLAG, use_worker_threads, worker_index
 
 COMMANDS = ("search", "best", "baseline", "plugins", "dashboard", "export", "train", "report", "analyze", "calibrate")
 
@@ -266,12 +259,9 @@ def _study_location(args: argparse.Namespace, *, study_required: bool = True) ->
     if args.space is None and not (args.storage and (args.study or not study_required)):
         need = "both --storage URL and --study NAME" if study_required else "--storage URL"
         raise BadInput(f"{args.command} needs --space PATH, or {need}")
-    name, storage = args.study, args.storage
     if args.space is not None:
-        space = _load(args).space
-        name = name or space.name
-        storage = storage or default_storage_url(space.name)
-    return storage, name
+        return study_location(_load(args).space, args.storage, args.study)
+    return args.storage, args.study
 
 
 def _artifact_dir(args: argparse.Namespace, storage: str) -> Path:
@@ -304,11 +294,9 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     session = _load(args)
     space = session.space
     data = load_task(session)
-    fingerprint = data_fingerprint(data, space.split)
     baselines = fit_baselines(data, space.search.seed, space.split)
-    url, name = args.storage or default_storage_url(space.name), args.study or space.name
-    study = open_study(session, url, name, seed=space.search.seed)
-    study.set_user_attr("data", fingerprint)
+    url, name = study_location(space, args.storage, args.study)
+    study, fingerprint = open_task_study(session, data, url, name, seed=space.search.seed)
     record_baselines(study, baselines, fingerprint)
     for key, metrics in baselines.items():
         print(baseline_line(key, metrics))

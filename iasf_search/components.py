@@ -199,7 +199,7 @@ class SplitSpec:
 
     A dataset plugin splits by ``val``, ``test`` and ``seed`` only. ``folds`` and ``repeats`` are the
     engine's: with ``folds`` set, it pools the training and validation splits a dataset returns and
-    cross-validates over them (:mod:`iasf_search.cross_validation`).
+    cross-validates over them (:mod:`iasf_search.trial.cross_validation`).
     """
 
     val: float = SPLIT_PARAMS["val"].default
@@ -333,7 +333,7 @@ class ZeroCostProxy(Component):
 
     Proxies named in ``search.proxies`` are recorded on every trial as ``proxy.<name>``; the one named
     in ``search.prescreen`` ranks sampled candidates so that only the best are trained (see
-    :mod:`iasf_search.prescreen`). Contract of :meth:`score`:
+    :mod:`iasf_search.search.prescreen`). Contract of :meth:`score`:
 
     * ``model`` is freshly initialised, on ``device``, in train mode;
     * the proxy must not change it: no weight, buffer (BatchNorm statistics) or mode change and no
@@ -406,7 +406,7 @@ class BaselineArchitecture(Component):
     @abstractmethod
     def graph(self, space: SearchSpace, components: Components) -> nx.DiGraph:
         """The architecture for ``space``, built from what it offers (its widths, stem values, ops, node
-        bounds; :mod:`iasf_search.enqueue` checks the result is in the space).
+        bounds; :mod:`iasf_search.search.enqueue` checks the result is in the space).
 
         :raises ValueError: saying what the space lacks (e.g. an op it does not offer).
         """

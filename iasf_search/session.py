@@ -15,6 +15,7 @@ from pathlib import Path
 
 from iasf_search.errors import SpaceError
 from iasf_search.plugin_manager import DISABLE_AUTOLOAD_ENV, Components, PluginImportError, load_components
+from iasf_search.search.enqueue import resolve as resolve_enqueued
 from iasf_search.space import SearchSpace, parse_space, plugin_modules, read_space_file
 
 
@@ -28,7 +29,8 @@ class Session:
 
 def open_session(path: str | Path, *, plugins: Sequence[str] = (), observers: Iterable[tuple[object, str]] = (),
                  autoload: bool | None = None) -> Session:
-    """Read a space file, load its plugins and validate it.
+    """Read a space file, load its plugins, validate it and check the architectures it queues (``search.enqueue``:
+    each baseline name or arch.json file must describe a graph of the space).
 
     :param path: the YAML file.
     :param plugins: extra plugin modules to load (like ``--plugin``), before the file's ``plugins:``.
@@ -48,7 +50,9 @@ def open_session(path: str | Path, *, plugins: Sequence[str] = (), observers: It
         if exc.source != "space file":
             raise
         raise SpaceError(file, f"plugins[{listed.index(exc.module)}]", str(exc)) from None
-    return Session(parse_space(doc, components, file=file, extra_plugins=plugins, autoload=autoload), components)
+    space = parse_space(doc, components, file=file, extra_plugins=plugins, autoload=autoload)
+    resolve_enqueued(space, components)  # every search.enqueue entry must be in the space (raises BadInput naming it)
+    return Session(space, components)
 
 
 def load_space(path: str | Path, *, plugins: Sequence[str] = (), autoload: bool | None = None) -> SearchSpace:

@@ -301,7 +301,7 @@ def check_metric(metric: RepresentationMetric, model: nn.Module, x: torch.Tensor
     """On the representations of ``model`` (an :class:`~iasf_search.build.ArchNet`) for the batch ``(x, y)``:
     ``measure`` returns None or a :class:`~iasf_search.components.Measurement` of a finite float with
     JSON-serialisable details, the same twice, and leaves the captured representations unchanged. Returns it."""
-    from iasf_search.representations import capture  # imports the model builder: only when checking a metric
+    from iasf_search.trial.representations import capture  # imports the model builder: only when checking a metric
 
     options = dict(options or {k: p.default for k, p in metric.params.items()})
     reps = capture(model, x, y)

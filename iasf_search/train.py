@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +25,10 @@ from torch import nn
 
 from iasf_search.components import AuxObjective, TaskData
 from iasf_search.settings import TRAINING_PARAMS
+
+if TYPE_CHECKING:
+    from iasf_search.build import ArchNet
+    from iasf_search.plugin_manager import Components
 
 
 class Diverged(RuntimeError):
@@ -357,3 +361,20 @@ def train_together(runs: Sequence[Run], config: Mapping[str, Any], *, device: to
     return TrainResult(val_acc, val_loss, epochs, time.perf_counter() - start, history,
                        steps=epochs * max(loop.per_epoch for loop in loops),
                        fold_val_accuracies=[s[0] for s in scores] if len(runs) > 1 else [])
+
+
+def attach_aux(model: ArchNet, aux_config: Mapping[str, Mapping[str, Any]], components: Components,
+               probe: torch.Tensor, device: torch.device) -> list[AuxTerm]:
+    """Build each auxiliary objective's helper modules and make them part of ``model`` (so they train).
+
+    :param probe: a tiny input batch the helpers are sized on.
+    """
+    if not aux_config:
+        return []
+    with torch.no_grad():
+        forward = model.run(probe)
+    objectives = components.aux_objectives
+    terms = [AuxTerm(objectives.get(name), config, objectives.get(name).build(config, forward, model.width))
+             for name, config in aux_config.items()]
+    model.aux_modules = nn.ModuleList(t.module for t in terms).to(device)
+    return terms

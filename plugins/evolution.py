@@ -15,7 +15,7 @@ of its extra inputs), or change a fusion (a node's or the output's); with probab
 ``mutate_training`` one training setting (``train.*`` or ``aux.*``) is drawn again as well.
 
 The child is built by running the engine's own sampling code
-(:func:`iasf_search.objective.sample_trial`) on a :class:`Proposal`, which answers every
+(:func:`iasf_search.sampling.sample_trial`) on a :class:`Proposal`, which answers every
 parameter with the mutated parent's value when the asked distribution holds it, and with a fresh
 random value otherwise (a new node, a new op's parameters, a value outside a changed candidate
 list). So a child always lies inside the space's bounds and conditions, and the parameters the
@@ -57,10 +57,10 @@ from optuna.trial import FrozenTrial, TrialState
 from iasf_search import graph as arch
 from iasf_search import hookimpl
 from iasf_search.components import SamplerFactory
-from iasf_search.objective import sample_trial
 from iasf_search.optuna_internals import storage_of
 from iasf_search.params import Param, Range
 from iasf_search.results.records import ARCH_HASH
+from iasf_search.sampling import sample_trial
 
 if TYPE_CHECKING:
     from iasf_search.plugin_manager import Components
@@ -151,7 +151,7 @@ def _single_value(distribution: BaseDistribution) -> Any:
 
 
 class Proposal:
-    """Stands in for an ``optuna.Trial`` while :func:`~iasf_search.objective.sample_trial` runs.
+    """Stands in for an ``optuna.Trial`` while :func:`~iasf_search.sampling.sample_trial` runs.
 
     Each asked parameter gets ``values[name]`` when the asked distribution contains it, else a fresh
     random value (:func:`draw`, recorded in ``drawn``). What was asked is kept in ``params`` and

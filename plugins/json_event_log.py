@@ -35,9 +35,9 @@ from iasf_search.results.records import (
     VAL_ACCURACY,
     VAL_ACCURACY_STD,
 )
+from iasf_search.search.storage import safe_url
+from iasf_search.search.study import SearchResult
 from iasf_search.space import SearchSpace
-from iasf_search.storage import safe_url
-from iasf_search.study import SearchResult
 
 ERROR_KINDS = ("bad_input", "interrupted", "terminated", "unexpected")
 

@@ -2,7 +2,7 @@
 
 ``search: {proxies: [zico, synflow, params]}`` records ``proxy.<name>`` on every trial;
 ``search: {prescreen: {proxy: zico, candidates: 16, keep: 1}}`` trains only the best-scored of many
-sampled architectures (:mod:`iasf_search.prescreen`).
+sampled architectures (:mod:`iasf_search.search.prescreen`).
 
 * ``params``: trainable parameters. The baseline every proxy should beat: ZiCo (Li et al., ICLR 2023)
   reports that most earlier proxies do not rank architectures better than their parameter count.

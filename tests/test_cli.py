@@ -17,11 +17,11 @@ import iasf_search
 from iasf_search import graph as arch
 from iasf_search.build import build_model
 from iasf_search.cli import main
-from iasf_search.cross_validation import pooled
 from iasf_search.results.access import trial_architecture
 from iasf_search.results.baselines import fit_baselines
-from iasf_search.study import load_task
+from iasf_search.search.setup import load_task
 from iasf_search.train import evaluate, train
+from iasf_search.trial.cross_validation import pooled
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 TRIAL_LINE = re.compile(r"^\[\s*(\d+)/(\d+)\] #(\d+)\s", re.MULTILINE)

@@ -13,7 +13,7 @@ import pytest
 
 import iasf_search
 from iasf_search import moved
-from iasf_search.moved import MOVED, MovedModules
+from iasf_search.moved import MOVED, SPLIT, MovedModules
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,10 +27,26 @@ def test_old_path_gives_the_module_at_the_new_path(old, new):
 
 
 def test_new_paths_exist_and_old_ones_are_gone():
-    for old, new in MOVED.items():
+    for old, new in [*MOVED.items(), *((old, new) for old, parts in SPLIT.items() for new in parts)]:
         assert importlib.util.find_spec(new) is not None, new
         relative = Path(*old.split("."))
         assert not (ROOT / relative).with_suffix(".py").exists(), f"{old} is both moved and present"
+
+
+def test_a_split_module_answers_each_name_from_the_module_it_went_to():
+    from iasf_search.objective import TrialObjective, attach_aux, sample_trial
+    from iasf_search.study import load_task, prepare_search, run_search
+
+    assert run_search is importlib.import_module("iasf_search.search.study").run_search
+    assert (load_task, prepare_search) == (importlib.import_module("iasf_search.search.setup").load_task,
+                                           importlib.import_module("iasf_search.search.setup").prepare_search)
+    assert TrialObjective is importlib.import_module("iasf_search.trial.objective").TrialObjective
+    assert sample_trial is importlib.import_module("iasf_search.sampling").sample_trial
+    assert attach_aux is importlib.import_module("iasf_search.train").attach_aux
+    study = importlib.import_module("iasf_search.study")
+    assert "prepare_search" in dir(study) and "run_search" in dir(study)
+    with pytest.raises(AttributeError, match="iasf_search.search.study, iasf_search.search.setup"):
+        study.no_such_name  # noqa: B018
 
 
 def test_from_import_of_an_old_path():

@@ -15,7 +15,7 @@ from conftest import resolve_private
 
 from iasf_search import optuna_internals
 from iasf_search.optuna_internals import PRIVATE_ATTRIBUTES, PRIVATE_NAMES, heartbeat_enabled, storage_of, storage_url, trial_id
-from iasf_search.storage import open_storage
+from iasf_search.search.storage import open_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 

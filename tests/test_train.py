@@ -11,7 +11,6 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from iasf_search.build import build_model
 from iasf_search.components import SplitSpec
-from iasf_search.cross_validation import fold_tasks
 from iasf_search.plugin_manager import load_components
 from iasf_search.plugins.datasets import random_shift
 from iasf_search.settings import TRAINING_PARAMS
@@ -28,6 +27,7 @@ from iasf_search.train import (
     train,
     train_together,
 )
+from iasf_search.trial.cross_validation import fold_tasks
 
 CPU = torch.device("cpu")
 

@@ -34,7 +34,7 @@ from iasf_search.results.records import (
     VAL_LOSS,
     record,
 )
-from iasf_search.storage import open_storage, safe_url
+from iasf_search.search.storage import open_storage, safe_url
 
 if TYPE_CHECKING:
     from iasf_search.optuna_internals import ArtifactStore

@@ -19,7 +19,7 @@ from optuna.artifacts import FileSystemArtifactStore
 
 from iasf_search.errors import BadInput
 from iasf_search.optuna_internals import storage_of
-from iasf_search.storage import storage_file
+from iasf_search.search.storage import storage_file
 
 if TYPE_CHECKING:
     from iasf_search.optuna_internals import ArtifactStore

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from iasf_search.build import ArchNet
-from iasf_search.representations import node_attention
+from iasf_search.trial.representations import node_attention
 
 
 def normalised(a: torch.Tensor) -> torch.Tensor:

@@ -23,9 +23,9 @@ import torch
 from optuna.trial import FrozenTrial
 
 from iasf_search.components import SplitSpec, TaskData
-from iasf_search.cross_validation import fold_tasks, pooled
 from iasf_search.results.access import lead_trial
 from iasf_search.results.records import TEST_ACCURACY
+from iasf_search.trial.cross_validation import fold_tasks, pooled
 
 BASELINES = "baselines"
 """The study user attribute holding the fitted baselines."""
@@ -45,7 +45,7 @@ shipped spaces' tasks are 4.7e7 (digits) to 2.2e8 (MNIST-1D), CIFAR-10 about 2.3
 def fit_baselines(data: TaskData, seed: int = 0, split: SplitSpec | None = None) -> dict[str, dict[str, float]]:
     """Fit the baselines on ``data``'s training split; score them on its validation and test splits.
     With cross-validation (``split.folds``) they are scored as a search scores its trials: the validation
-    accuracy is the mean over the folds (:mod:`iasf_search.cross_validation`), each fitted on its fold's
+    accuracy is the mean over the folds (:mod:`iasf_search.trial.cross_validation`), each fitted on its fold's
     training part, and the test accuracy is that of a fit on all the folds' data; ``seconds`` is then
     the time of all those fits.
 

@@ -16,7 +16,7 @@ import optuna_dashboard
 
 from iasf_search.errors import BadInput
 from iasf_search.results.artifacts import open_artifact_store
-from iasf_search.storage import open_storage, safe_url
+from iasf_search.search.storage import open_storage, safe_url
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -14,6 +14,14 @@ import optuna
 
 from iasf_search.optuna_internals import trial_id
 
+# -- study user attributes (what a search records on the study once) ------------------------------
+STUDY_SPACE = "space"
+"""The space the study was created from, every default filled in (:meth:`iasf_search.space.SearchSpace.resolved`)."""
+STUDY_DATA = "data"
+"""The task's data fingerprint: shapes, classes, split sizes (:func:`iasf_search.search.setup.data_fingerprint`)."""
+STUDY_COMMANDS = "commands"
+"""The command lines that ran the study's searches (passwords hidden), for exported model cards."""
+
 # -- system attributes (long records: read them with record()) -------------------------------------
 ARCHITECTURE = "architecture"
 """The architecture graph as JSON (:func:`iasf_search.graph.to_json`)."""

@@ -32,7 +32,7 @@ from iasf_search.results.records import (
     VAL_LOSS,
 )
 from iasf_search.results.report_figures import Figured
-from iasf_search.storage import safe_url
+from iasf_search.search.storage import safe_url
 
 STYLE = """
 body { font-family: sans-serif; max-width: 1100px; margin: 1.5em auto; padding: 0 1em; color: #222; }

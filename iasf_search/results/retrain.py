@@ -19,17 +19,16 @@ import torch
 
 from iasf_search.build import build_model, count_parameters
 from iasf_search.components import TaskData
-from iasf_search.cross_validation import pooled
 from iasf_search.data import check_task
 from iasf_search.errors import BadInput
 from iasf_search.graph import GraphError, from_json, validate
-from iasf_search.objective import attach_aux
 from iasf_search.results.artifacts import CHECKPOINT
 from iasf_search.results.export import prepare_out_dir
 from iasf_search.results.model_card import FORMAT
 from iasf_search.session import Session, open_session
 from iasf_search.space import SearchSpace
-from iasf_search.train import Diverged, evaluate, resolve_device, train
+from iasf_search.train import Diverged, attach_aux, evaluate, resolve_device, train
+from iasf_search.trial.cross_validation import pooled
 
 EPOCH_FACTOR = 2
 """Default retraining length: this many times the epochs the trial trained during the search."""

@@ -30,10 +30,10 @@ from iasf_search.results.records import (
     VAL_ACCURACY_STD,
     record,
 )
-from iasf_search.storage import safe_url
+from iasf_search.search.storage import safe_url
 
 if TYPE_CHECKING:
-    from iasf_search.study import SearchResult
+    from iasf_search.search.study import SearchResult
 
 FOLDS_ADVICE_BELOW = 100
 """A search on a validation split smaller than this (and without cross-validation) ends with the advice to

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from iasf_search import graph as arch
-from iasf_search.enqueue import graph_params
 from iasf_search.params import Range
 from iasf_search.plugins.baseline_architectures import node_count, pick
+from iasf_search.search.enqueue import graph_params
 from iasf_search.session import open_session
 
 SPACES = Path(__file__).resolve().parents[2] / "search_spaces"

@@ -15,7 +15,6 @@ from optuna.trial import TrialState
 
 from iasf_search import graph as arch
 from iasf_search.errors import SpaceError
-from iasf_search.objective import sample_trial
 from iasf_search.plugins.evolution import (
     EVOLUTION_MUTATION,
     EVOLUTION_PARENT,
@@ -28,6 +27,7 @@ from iasf_search.plugins.evolution import (
     renumber,
     tournament_winner,
 )
+from iasf_search.sampling import sample_trial
 from iasf_search.session import Session, open_session
 
 SPACES = TESTS_DIR.parent / "search_spaces"

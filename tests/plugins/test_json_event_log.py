@@ -14,7 +14,8 @@ from optuna.trial import TrialState, create_trial
 
 import iasf_search.cli
 from iasf_search.plugins.json_event_log import JsonEventLog, encode, error_event, jsonable, summary_event
-from iasf_search.study import SearchResult, safe_url
+from iasf_search.search.storage import safe_url
+from iasf_search.search.study import SearchResult
 
 FAST = {"manifold.nodes": 1, "manifold.width": 8, "manifold.ops": {"mlp": {"expansion": 1}}}
 """The tiny space cut to one architecture family: each trial trains in a fraction of a second."""

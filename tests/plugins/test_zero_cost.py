@@ -11,7 +11,7 @@ from torch import nn
 
 from iasf_search.build import build_model, count_parameters
 from iasf_search.plugins.zero_cost import Synflow
-from iasf_search.prescreen import measure_proxy
+from iasf_search.search.prescreen import measure_proxy
 
 PROXIES = ("params", "synflow", "zico")
 NODES = [{"op": "attention", "config": {"heads": 2, "pattern": "full"}}, {"op": "mlp", "config": {"expansion": 2}},

@@ -13,7 +13,6 @@ from optuna.trial import TrialState, create_trial
 from scipy import sparse
 
 from iasf_search.components import SplitSpec, TaskData
-from iasf_search.cross_validation import fold_tasks, pooled
 from iasf_search.results.baselines import (
     BASELINES,
     baseline_features,
@@ -27,6 +26,7 @@ from iasf_search.results.baselines import (
     record_baselines,
     recorded_baselines,
 )
+from iasf_search.trial.cross_validation import fold_tasks, pooled
 
 DATA = {"sample_shape": [2], "num_classes": 2, "modality": "sequence", "train": 40, "val": 20, "test": 20}
 

@@ -12,7 +12,7 @@ from optuna.trial import TrialState, create_trial
 from iasf_search.graph import to_json
 from iasf_search.results.records import ARCHITECTURE, TRAIN_CONFIG
 from iasf_search.results.summary import print_architecture, print_pareto, print_summary, print_trial, stop_reasons
-from iasf_search.study import SearchResult
+from iasf_search.search.study import SearchResult
 
 ATTRS = {"val_accuracy": 0.91234, "test_accuracy": 0.875, "params": 12345, "train_seconds": 3.21,
          "arch_hash": "abc123", "summary": "p2/learned w8 mlp1"}

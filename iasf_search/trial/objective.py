@@ -7,7 +7,7 @@ User attributes written on every trial (the dashboard shows them):
 ``val_accuracy``, ``val_loss``, ``test_accuracy`` (with cross-validation, ``val_accuracy`` and
 ``val_loss`` are the folds' means, and ``fold_val_accuracies`` and ``val_accuracy_std`` are added);
 ``proxy.<name>`` for every zero-cost proxy the space records (``search.proxies``, ``search.prescreen``;
-scored on the untrained model, :mod:`iasf_search.prescreen`), ``prescreen`` on a trial a prescreen queued;
+scored on the untrained model, :mod:`iasf_search.search.prescreen`), ``prescreen`` on a trial a prescreen queued;
 ``cost.<name>`` for every cost the space measures (and ``cost_details.<name>`` when the cost model
 returned details, e.g. the spread of a timing); ``constraints`` (``{cost: {value, max, feasible}}``) when the space has constraints, and
 ``infeasible`` (the violated costs) when it broke one; ``aux.<objective>`` (a mapping of what each
@@ -39,15 +39,10 @@ from optuna.trial import TrialState
 from torch import nn
 
 from iasf_search import graph as arch
-from iasf_search.build import ArchNet, build_model, count_parameters
+from iasf_search.build import build_model, count_parameters
 from iasf_search.components import TaskData
-from iasf_search.cost_measurement import measure_costs
-from iasf_search.cross_validation import fold_tasks, pooled
-from iasf_search.interrupts import arrived, interruptible, raise_swallowed, reason
 from iasf_search.optuna_internals import trial_id
-from iasf_search.plugin_manager import Components, plugin_in_traceback
-from iasf_search.prescreen import proxies_to_record, proxy_batch, record_proxies
-from iasf_search.representations import measure_metrics
+from iasf_search.plugin_manager import plugin_in_traceback
 from iasf_search.results.records import (
     ARCH_HASH,
     ARCHITECTURE,
@@ -82,15 +77,20 @@ from iasf_search.results.records import (
     set_epoch_values,
     set_record,
 )
+from iasf_search.sampling import describe_graph, sample_trial
+from iasf_search.search.interrupts import arrived, interruptible, raise_swallowed, reason
+from iasf_search.search.prescreen import proxies_to_record, proxy_batch, record_proxies
 from iasf_search.session import Session
-from iasf_search.train import AuxTerm, Diverged, Run, TimeLimit, TrainResult, evaluate, measure_aux, train_together
+from iasf_search.train import AuxTerm, Diverged, Run, TimeLimit, TrainResult, attach_aux, evaluate, measure_aux, train_together
+from iasf_search.trial.cost_measurement import measure_costs
+from iasf_search.trial.cross_validation import fold_tasks, pooled
+from iasf_search.trial.representations import measure_metrics
 
 AUX_BATCH = 256
 """Validation samples on which auxiliary objectives are measured after training."""
 
 if TYPE_CHECKING:
     from iasf_search.optuna_internals import ArtifactStore
-    from iasf_search.space import SearchSpace
 
 REUSED_ATTRS = (PARAMS, TRAIN_SECONDS, EPOCHS, STEPS, VAL_ACCURACY, VAL_LOSS, TEST_ACCURACY, OOM_RETRIES, MICRO_BATCH_SIZE,
                 GRAD_ACCUMULATION, FOLD_VAL_ACCURACIES, VAL_ACCURACY_STD)
@@ -98,55 +98,8 @@ LEGACY_CONSTRAINTS = "constraints"
 """The system attribute optuna-dashboard 0.21 reads constraint values from (a list)."""
 
 
-def describe_graph(graph: nx.DiGraph, comps: Components) -> str:
-    """One-line summary of an architecture using each component's ``describe``."""
-    stem = graph.nodes[arch.INPUT]
-    head = comps.stems.get(stem["op"]).describe(stem["config"])
-    return f"{head} " + arch.summary(graph, lambda op, cfg: comps.ops.get(op).describe(cfg),
-                                     describe_norm=lambda norm, cfg: comps.norms.get(norm).describe(cfg),
-                                     describe_readout=lambda readout, cfg: comps.readouts.get(readout).describe(cfg))
-
-
-def sample_trial(trial: optuna.Trial | Any, space: SearchSpace,
-                 components: Components) -> tuple[nx.DiGraph, dict[str, Any], dict[str, Any]]:
-    """Everything one trial samples from ``space``: ``(architecture, training settings, auxiliary
-    objectives' settings)``; with auxiliary objectives the training settings hold them too, under
-    ``auxiliary``.
-
-    The one sampling code of the engine: the objective runs it on the Optuna trial, and samplers that
-    build a whole proposal ahead (the ``evolution`` sampler) run it on an object with the trial's
-    ``suggest_categorical``, ``suggest_int`` and ``suggest_float``, so both ask the same parameters
-    (names, distributions, conditions) in the same order. Training settings are ``train.<key>``,
-    auxiliary ones ``aux.<objective>.<param>``; the architecture's: :func:`iasf_search.graph.sample_graph`.
-    """
-    graph = arch.sample_graph(trial, space, components)
-    train_config = {k: r.suggest(trial, f"train.{k}") for k, r in space.training.items()}
-    aux_config = {name: arch.sample_config(trial, components.aux_objectives.get(name), ranges, f"aux.{name}")
-                  for name, ranges in space.auxiliary.items()}
-    if aux_config:
-        train_config["auxiliary"] = aux_config
-    return graph, train_config, aux_config
-
-
 class Surplus(Exception):
     """The trial is beyond the study's target: it is failed at once, before sampling anything."""
-
-
-def attach_aux(model: ArchNet, aux_config: Mapping[str, Mapping[str, Any]], components: Components,
-               probe: torch.Tensor, device: torch.device) -> list[AuxTerm]:
-    """Build each auxiliary objective's helper modules and make them part of ``model`` (so they train).
-
-    :param probe: a tiny input batch the helpers are sized on.
-    """
-    if not aux_config:
-        return []
-    with torch.no_grad():
-        forward = model.run(probe)
-    objectives = components.aux_objectives
-    terms = [AuxTerm(objectives.get(name), config, objectives.get(name).build(config, forward, model.width))
-             for name, config in aux_config.items()]
-    model.aux_modules = nn.ModuleList(t.module for t in terms).to(device)
-    return terms
 
 
 class TrialObjective:
@@ -167,7 +120,7 @@ class TrialObjective:
         """With cross-validation, one task per fold; the kept model then trains on ``self.pool``."""
         self.pool = pooled(data) if self.folds else data
         self.proxy_batch = proxy_batch(data, seed) if proxies_to_record(space) else None
-        """The training samples the zero-cost proxies score every trial's model on (:mod:`iasf_search.prescreen`)."""
+        """The training samples the zero-cost proxies score every trial's model on (:mod:`iasf_search.search.prescreen`)."""
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         try:
@@ -180,7 +133,7 @@ class TrialObjective:
         except Surplus as exc:
             trial.set_user_attr(FAILURE_REASON, str(exc))
             raise
-        except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM (iasf_search.interrupts)
+        except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM (iasf_search.search.interrupts)
             trial.set_user_attr(FAILURE_REASON, reason(stop))
             raise
         except torch.OutOfMemoryError as exc:
@@ -406,7 +359,7 @@ class TrialObjective:
                     run.model.load_state_dict(weights)
 
     def _measure_costs(self, trial: optuna.Trial, model: nn.Module, names: list[str]) -> dict[str, float]:
-        """The costs ``names`` (of the space's), before training (:func:`~iasf_search.cost_measurement.measure_costs`);
+        """The costs ``names`` (of the space's), before training (:func:`~iasf_search.trial.cost_measurement.measure_costs`);
         each recorded as ``cost.<name>`` (and ``cost_details.<name>``)."""
         costs = {}
         for name, result in measure_costs(model, names, self.space, self.components, self.data.x_val, self.device).items():
@@ -445,7 +398,7 @@ class TrialObjective:
 
     def _measure_metrics(self, trial: optuna.Trial, model: nn.Module) -> dict[str, float | None]:
         """The space's representation metrics of the trained model on the first ``metrics.batch`` validation
-        samples (:func:`~iasf_search.representations.measure_metrics`), each recorded as ``metric.<name>`` and
+        samples (:func:`~iasf_search.trial.representations.measure_metrics`), each recorded as ``metric.<name>`` and
         ``metric_details.<name>``, their time together as ``metrics_seconds``; None for a metric that does not apply
         (nothing recorded)."""
         batch = self.space.metrics_batch

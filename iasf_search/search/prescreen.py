@@ -10,7 +10,7 @@ Prescreening (:func:`prescreen`): before the search starts a trial, when no tria
 study's queue, an in-memory Optuna study with the same directions and a fresh sampler of the
 space's kind (seeded with the seed, the worker's offset and the number of trials) is given the real
 study's finished trials; ``candidates`` trials are asked from it, each one's architecture and
-settings sampled with the engine's own sampling code (:func:`iasf_search.objective.sample_trial`),
+settings sampled with the engine's own sampling code (:func:`iasf_search.sampling.sample_trial`),
 its model built and scored by the proxy. The parameters of the best ``keep`` (distinct, feasible
 first when the space has constraints) are queued in the real study (``enqueue_trial``), with the user
 attribute ``prescreen`` (``{proxy, score, rank, candidates}``); the search's loop then runs them as
@@ -35,9 +35,10 @@ from torch import nn
 from iasf_search import graph as arch
 from iasf_search.build import build_model
 from iasf_search.components import TaskData, ZeroCostProxy
-from iasf_search.cost_measurement import violations
 from iasf_search.optuna_internals import storage_of, trial_id
 from iasf_search.results.records import ARCH_HASH, PRESCREEN, PROXY_PREFIX
+from iasf_search.sampling import sample_trial
+from iasf_search.trial.cost_measurement import violations
 
 if TYPE_CHECKING:
     from iasf_search.session import Session
@@ -156,7 +157,5 @@ def prescreen(study: optuna.Study, session: Session, data: TaskData, device: tor
 
 
 def arch_of(trial: optuna.Trial, session: Session) -> tuple[Any, Mapping[str, Any], Mapping[str, Any]]:
-    """:func:`iasf_search.objective.sample_trial` (imported here: the objective imports this module)."""
-    from iasf_search.objective import sample_trial
-
+    """:func:`iasf_search.sampling.sample_trial` of ``trial`` on the session's space."""
     return sample_trial(trial, session.space, session.components)

@@ -15,7 +15,7 @@ from iasf_search import graph as arch
 from iasf_search.build import count_parameters
 from iasf_search.cli import main
 from iasf_search.hookspecs import hookimpl
-from iasf_search.study import MAX_CONSECUTIVE_FAILURES, SearchResult
+from iasf_search.search.study import MAX_CONSECUTIVE_FAILURES, SearchResult
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -249,14 +249,6 @@ def test_life_cycle_hooks(tmp_path, write_space):
     assert recorder.calls == [("start", 2, 2, "tiny"), ("end", 2)]
 
 
-def test_bad_device_writes_nothing(tmp_path, write_space):
-    space = load(write_space())
-    db = tmp_path / "dev" / "d.db"
-    with pytest.raises(iasf_search.BadInput, match="cuda:7"):
-        iasf_search.run_search(space, trials=1, storage=f"sqlite:///{db}", device="cuda:7")
-    assert not db.parent.exists()
-
-
 @pytest.mark.parametrize(("metric", "direction"), [("loss", "minimize"), ("params", "minimize"), ("accuracy", "maximize")])
 def test_single_objective_metrics(tmp_path, write_space, metric, direction):
     space = load(write_space({**ONE_ARCHITECTURE, "objectives": [{"metric": metric}],
@@ -272,29 +264,20 @@ def test_single_objective_metrics(tmp_path, write_space, metric, direction):
     assert trial.intermediate_values == ({} if metric == "params" else {1: expected})
 
 
-def test_a_plain_space_runs_with_its_plugins_loaded_again_and_the_old_components_attribute_warns(tmp_path, write_space):
+def test_a_plain_space_runs_with_its_plugins_loaded_again(tmp_path, write_space):
     # the space is plain data: run_search loads the plugins it records (the file's and those given beside it)
+    from iasf_search.session import session_for
+
     space = iasf_search.load_space(write_space({"plugins": ["plugin_samples.scale_op"]}), plugins=["plugin_samples.nan_op"],
                                    autoload=False)
     assert (space.plugins, space.extra_plugins, space.autoload) == (("plugin_samples.scale_op",), ("plugin_samples.nan_op",), False)
     assert "components" not in {f.name for f in dataclasses.fields(space)}
-    with pytest.warns(FutureWarning, match="open_session"):
-        components = space.components
+    assert not hasattr(space, "components")  # the deprecated shim is gone: a session holds the plugins
+    components = session_for(space).components
     assert components.sources["plugin_samples.scale_op"] == "space file"
     assert components.sources["plugin_samples.nan_op"] == "--plugin"
     result = iasf_search.run_search(space, trials=1, storage=f"sqlite:///{tmp_path / 'plain.db'}", device="cpu")
     assert result.new_trials == 1
-
-
-def test_a_stem_that_cannot_take_the_data_is_bad_input_naming_the_space_file(make_session):
-    from iasf_search.study import check_stem_fits
-
-    session = make_session()
-    check_stem_fits(session, (1, 8, 8))  # digits: fine
-    with pytest.raises(iasf_search.BadInput) as info:
-        check_stem_fits(session, (8, 8))  # an image stem needs (C, H, W)
-    assert str(info.value).startswith("test-space.yaml: stem: image inputs must have 3 axes per sample")
-    assert "narrow the stem's values" in str(info.value)
 
 
 def test_a_patch_that_does_not_divide_the_image_runs(tmp_path, write_space):
@@ -303,56 +286,3 @@ def test_a_patch_that_does_not_divide_the_image_runs(tmp_path, write_space):
     result = iasf_search.run_search(space, trials=1, storage=f"sqlite:///{tmp_path / 'p3.db'}", device="cpu")
     trial = result.study.trials[0]
     assert trial.state == TrialState.COMPLETE and trial.user_attrs["summary"].startswith("p3/")
-
-
-def test_the_search_fits_the_baselines_once_on_its_own_splits(tmp_path, write_space, monkeypatch):
-    from iasf_search import study as study_module
-    from iasf_search.results.baselines import fit_baselines
-    from iasf_search.study import data_fingerprint, load_task, prepare_search
-
-    session = iasf_search.open_session(write_space())
-    url = f"sqlite:///{tmp_path / 'b.db'}"
-    fits = []
-    monkeypatch.setattr(study_module, "fit_baselines", lambda data, seed, split: fits.append(data) or fit_baselines(data, seed, split))
-    run = prepare_search(session, storage=url, device="cpu")
-    data = load_task(session)
-    assert torch.equal(fits[0].x_train, data.x_train) and torch.equal(fits[0].y_test, data.y_test)  # the same samples, same splits
-    assert torch.equal(run.data.x_val.cpu(), data.x_val)
-    recorded = run.study.user_attrs["baselines"]
-    assert set(recorded) == {"1nn", "logistic_regression", "data"} and recorded["data"] == data_fingerprint(data)
-    expected = fit_baselines(data)
-    for name in ("1nn", "logistic_regression"):
-        assert recorded[name]["test_accuracy"] == expected[name]["test_accuracy"] > 0.9  # digits: both are good
-    assert recorded["data"] == run.study.user_attrs["data"]
-
-    prepare_search(session, storage=url, device="cpu")  # resumed: recorded already, not fitted again
-    assert len(fits) == 1
-    stale = {**recorded, "data": {**recorded["data"], "train": 1}}  # fitted on other data: fitted again
-    run.study.set_user_attr("baselines", stale)
-    prepare_search(session, storage=url, device="cpu")
-    refitted = optuna.load_study(study_name="tiny", storage=url).user_attrs["baselines"]
-    assert len(fits) == 2 and refitted["data"] == recorded["data"] and refitted["1nn"]["test_accuracy"] == recorded["1nn"]["test_accuracy"]
-
-
-def test_baselines_that_cannot_be_fitted_are_a_warning(tmp_path, write_space, monkeypatch):
-    from iasf_search import study as study_module
-    from iasf_search.study import prepare_search
-
-    def refuse(data, seed, split):
-        raise ValueError("no")
-
-    monkeypatch.setattr(study_module, "fit_baselines", refuse)
-    with pytest.warns(UserWarning, match=r"baselines not fitted \(ValueError: no\); the search goes on without them"):
-        run = prepare_search(iasf_search.open_session(write_space()), storage=f"sqlite:///{tmp_path / 'w.db'}", device="cpu")
-    assert "baselines" not in run.study.user_attrs
-
-
-def test_a_task_too_large_to_fit_baselines_in_passing_is_left_to_the_baseline_command(tmp_path, write_space, monkeypatch):
-    from iasf_search import study as study_module
-    from iasf_search.study import prepare_search
-
-    monkeypatch.setattr(study_module, "SEARCH_FIT_LIMIT", 1167 * 630 * 64 - 1)  # digits: 1167 x (270 + 360) x 64 is just over
-    with pytest.warns(UserWarning, match=r"baselines not fitted: 1167 training samples of \(1, 8, 8\) would keep the search "
-                                         r"waiting; `iasf-search baseline --space \.\.\.` fits and records them"):
-        run = prepare_search(iasf_search.open_session(write_space()), storage=f"sqlite:///{tmp_path / 'l.db'}", device="cpu")
-    assert "baselines" not in run.study.user_attrs

@@ -3,7 +3,7 @@
 The parent validates the search and creates the study (workers started together on a fresh
 database would race on its schema), then starts ``python -m iasf_search search ... --worker i/N``
 N times. Each worker is an ordinary search process: Optuna's storage hands out trial numbers and
-queued retries, and :func:`iasf_search.study.run_search` makes the workers together finish exactly
+queued retries, and :func:`iasf_search.search.study.run_search` makes the workers together finish exactly
 the target. Workers on other machines join by running the same command with the same
 ``--storage postgresql://...``. Output lines are prefixed with the worker's index.
 
@@ -28,8 +28,8 @@ from typing import TextIO
 import optuna
 from optuna.storages import fail_stale_trials
 
-from iasf_search.interrupts import INTERRUPTED_STATUS, TERMINATED_STATUS, Terminated
 from iasf_search.optuna_internals import heartbeat_enabled
+from iasf_search.search.interrupts import INTERRUPTED_STATUS, TERMINATED_STATUS, Terminated
 
 WORKER_FLAG = "--worker"
 OWN_FLAGS = ("--workers", "--trials-per-gpu")
@@ -156,7 +156,7 @@ def run_workers(typed: Sequence[str], count: int, device: str, *, json_lines: bo
     (143 if any was terminated, else 130 if any was interrupted, else 1 if any failed, else 2 if
     any had bad input, else 0).
 
-    A Ctrl-C or SIGTERM that reaches this process (:mod:`iasf_search.interrupts`) is relayed to
+    A Ctrl-C or SIGTERM that reaches this process (:mod:`iasf_search.search.interrupts`) is relayed to
     every worker explicitly, whatever reached their process group: each marks its running trial
     failed (``interrupted`` or ``terminated``) and exits; this process waits for them and raises
     the same interrupt.

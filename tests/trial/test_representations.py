@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from iasf_search.representations import capture, levels, measure_metrics
+from iasf_search.trial.representations import capture, levels, measure_metrics
 
 
 def test_capture_keeps_every_node_its_level_the_pooled_embedding_and_each_attention_map(fused_model):
@@ -52,7 +52,7 @@ def test_measure_metrics_measures_each_wanted_metric_in_order_and_nothing_withou
     def no_forward(*args, **kwargs):
         raise AssertionError("no metric asked for: the model must not run")
 
-    monkeypatch.setattr("iasf_search.representations.capture", no_forward)
+    monkeypatch.setattr("iasf_search.trial.representations.capture", no_forward)
     assert measure_metrics(fused_model, x, y, {}, components) == {}
 
 

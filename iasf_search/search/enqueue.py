@@ -31,7 +31,6 @@ import optuna
 import torch
 
 from iasf_search.build import build_model
-from iasf_search.cost_measurement import violations
 from iasf_search.errors import BadInput
 from iasf_search.graph import (
     DEFAULT_NORM,
@@ -47,6 +46,7 @@ from iasf_search.graph import (
     sample_graph,
 )
 from iasf_search.params import Range
+from iasf_search.trial.cost_measurement import violations
 
 if TYPE_CHECKING:
     from iasf_search.components import TaskData

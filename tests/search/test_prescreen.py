@@ -10,8 +10,8 @@ from conftest import run
 from optuna.trial import TrialState
 
 from iasf_search.errors import SpaceError
-from iasf_search.prescreen import PROXY_BATCH, prescreen, proxies_to_record, proxy_batch
 from iasf_search.results.records import PRESCREEN
+from iasf_search.search.prescreen import PROXY_BATCH, prescreen, proxies_to_record, proxy_batch
 
 PRESCREENED = {"search.proxies": ["params", "synflow", "zico"], "search.prescreen": {"proxy": "zico", "candidates": 4, "keep": 1}}
 

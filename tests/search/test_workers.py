@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 import iasf_search
 from iasf_search.cli import main
 from iasf_search.results.summary import stop_reasons
-from iasf_search.workers import worker_argv, worker_count, worker_env
+from iasf_search.search.workers import worker_argv, worker_count, worker_env
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -246,7 +246,7 @@ def test_out_of_memory_fails_the_trial_with_a_reason_and_the_study_goes_on(tmp_p
 
 
 def test_surplus_rule_fails_a_trial_beyond_the_target(make_session, digits):
-    from iasf_search.objective import Surplus, TrialObjective
+    from iasf_search.trial.objective import Surplus, TrialObjective
 
     study = optuna.create_study()
     for _ in range(2):

@@ -13,9 +13,9 @@ from conftest import run
 
 import iasf_search
 from iasf_search import graph as arch
-from iasf_search.enqueue import ENQUEUED, NotInSpace, graph_params, middle
 from iasf_search.errors import BadInput
 from iasf_search.params import Range
+from iasf_search.search.enqueue import ENQUEUED, NotInSpace, graph_params, middle
 from iasf_search.session import open_session
 
 SPACES = Path(__file__).resolve().parent.parent / "search_spaces"

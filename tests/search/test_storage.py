@@ -1,5 +1,5 @@
-"""Storages by URL (iasf_search.storage): passwords hidden wherever a URL is shown (:func:`~iasf_search.storage.safe_url`,
-:func:`~iasf_search.storage.masked_command`), the file behind a URL, opening (WAL mode, folders, errors) and checkpoints."""
+"""Storages by URL (iasf_search.search.storage): passwords hidden wherever a URL is shown (:func:`~iasf_search.search.storage.safe_url`,
+:func:`~iasf_search.search.storage.masked_command`), the file behind a URL, opening (WAL mode, folders, errors) and checkpoints."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import optuna
 import pytest
 
 from iasf_search.errors import BadInput
-from iasf_search.storage import (
+from iasf_search.search.storage import (
     absolute_url,
     checkpoint,
     default_storage_url,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from iasf_search.build import build_model, count_parameters
-from iasf_search.cost_measurement import measure_costs, violations
-from iasf_search.study import load_task
+from iasf_search.search.setup import load_task
+from iasf_search.trial.cost_measurement import measure_costs, violations
 
 
 def test_costs_and_violations_of_a_model(make_session):

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from iasf_search.components import SplitSpec
-from iasf_search.cross_validation import check_folds, fold_indices, fold_tasks, pooled
 from iasf_search.errors import BadInput
+from iasf_search.trial.cross_validation import check_folds, fold_indices, fold_tasks, pooled
 
 
 def test_pooled_trains_on_train_and_val_and_keeps_test_apart(digits):

@@ -1,4 +1,4 @@
-"""Stopping on SIGTERM and Ctrl-C (iasf_search.interrupts), in this process: the exception each signal
+"""Stopping on SIGTERM and Ctrl-C (iasf_search.search.interrupts), in this process: the exception each signal
 becomes, once only, the exit status and trial reason it maps to, and the handlers put back afterwards."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from iasf_search.interrupts import (
+from iasf_search.search.interrupts import (
     INTERRUPTED_STATUS,
     TERMINATED_STATUS,
     Terminated,
