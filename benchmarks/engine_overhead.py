@@ -39,7 +39,8 @@ import optuna
 from workers_throughput import load, machine, revision
 
 import iasf_search
-from iasf_search import objective, study
+from iasf_search.search import study
+from iasf_search.trial import objective
 from iasf_search.trial.objective import TrialObjective
 
 ROOT = Path(__file__).resolve().parents[1]

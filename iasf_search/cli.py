@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
 import os
 import sys
 import traceback
@@ -16,12 +17,11 @@ import optuna
 import torch
 from tqdm import tqdm
 
-from iasf_search import __version__
 from iasf_search.errors import BadInput
-from iasf_search.plugin_manager import contributions, load_components
+from iasf_search.plugin_manager import contributions, load_components, plugins_to_load
 from iasf_search.plugins.console_progress import ConsoleProgress
 from iasf_search.plugins.json_event_log import JsonEventLog, error_event, summary_event, write_event
-from iasf_search.results.access import best_trials, load_results, pick_trial, study_components
+from iasf_search.results.access import StoredStudy, best_trials, open_stored_study, pick_trial
 from iasf_search.results.artifacts import default_artifact_dir, open_artifact_store
 from iasf_search.results.baselines import baseline_line, comparison, fit_baselines, record_baselines
 from iasf_search.results.export import export_trial
@@ -68,7 +68,7 @@ def make_parser() -> argparse.ArgumentParser:
         prog="iasf-search",
         description="Search attention architecture graphs with Optuna and PyTorch. "
                     "`iasf-search --space FILE` is short for `iasf-search search --space FILE`.")
-    parser.add_argument("--version", action="version", version=f"iasf-search {__version__}")
+    parser.add_argument("--version", action="version", version=f"iasf-search {importlib.metadata.version('iasf-search')}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in (_add_search, _add_best, _add_baseline, _add_plugins, _add_dashboard, _add_export, _add_report, _add_analyze,
                 _add_train, _add_calibrate):
@@ -254,14 +254,24 @@ def _search_json(args: argparse.Namespace) -> int:
     return 0
 
 
-def _study_location(args: argparse.Namespace, *, study_required: bool = True) -> tuple[str, str | None]:
-    """``(storage URL, study name)`` from ``--space`` or ``--storage``/``--study``."""
+def _study_location(args: argparse.Namespace, *, study_required: bool = True,
+                    session: Session | None = None) -> tuple[str, str | None]:
+    """``(storage URL, study name)`` from ``--space`` (``session``: the file's, when already open) or ``--storage``/``--study``."""
     if args.space is None and not (args.storage and (args.study or not study_required)):
         need = "both --storage URL and --study NAME" if study_required else "--storage URL"
         raise BadInput(f"{args.command} needs --space PATH, or {need}")
     if args.space is not None:
-        return study_location(_load(args).space, args.storage, args.study)
+        return study_location((session if session is not None else _load(args)).space, args.storage, args.study)
     return args.storage, args.study
+
+
+def _open_study(args: argparse.Namespace) -> tuple[str, StoredStudy]:
+    """``(storage URL, the study)`` named by ``--space`` or ``--storage``/``--study``, opened through the results' one
+    door with ``--plugin`` (:func:`~iasf_search.results.access.open_stored_study`): the plugins are loaded at most once,
+    the ``--space`` file's serving the study when they are the ones it names."""
+    session = _load(args) if args.space is not None else None
+    storage, name = _study_location(args, session=session)
+    return storage, open_stored_study(storage, name, plugins=args.plugin, session=session)
 
 
 def _artifact_dir(args: argparse.Namespace, storage: str) -> Path:
@@ -269,8 +279,8 @@ def _artifact_dir(args: argparse.Namespace, storage: str) -> Path:
 
 
 def cmd_best(args: argparse.Namespace) -> int:
-    storage, name = _study_location(args)
-    study = load_results(storage, name)
+    storage, opened = _open_study(args)
+    study, name = opened.study, opened.study.study_name
     best = best_trials(study)
     if not best:
         if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
@@ -324,11 +334,11 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    storage, name = _study_location(args)
-    study = load_results(storage, name)
+    storage, opened = _open_study(args)
+    study = opened.study
     trial = pick_trial(study, args.trial)
     store = open_artifact_store(_artifact_dir(args, storage), create=False)
-    result = export_trial(study, trial, store, args.out, onnx=args.onnx, plugins=args.plugin)
+    result = export_trial(study, trial, store, args.out, onnx=args.onnx, components=opened.components)
     print(f"exported trial #{result.trial} of study '{study.study_name}' to {result.directory}: {', '.join(result.files)}")
     if result.onnx_error:
         print(f"iasf-search: warning: no model.onnx: {result.onnx_error}", file=sys.stderr)
@@ -337,23 +347,22 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    storage, name = _study_location(args)
-    study = load_results(storage, name)
+    storage, opened = _open_study(args)
+    study = opened.study
     folder = _artifact_dir(args, storage)
     # an explicit --artifacts must exist; without one, a study searched with no artifacts still gets its report
     store = open_artifact_store(folder, create=False) if args.artifacts or folder.is_dir() else None
     from iasf_search.results.report import write_report  # matplotlib's pyplot: imported only for reports
 
-    index = write_report(study, args.out, store=store, components=study_components(study, args.plugin),
-                         storage_url=storage)
+    index = write_report(study, args.out, store=store, components=opened.components, storage_url=storage)
     print(f"report of study '{study.study_name}' written to {index} (figures as PNG files beside it)")
     return 0
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     """Print each measurement's Spearman rho with validation accuracy and its bootstrap interval; write them with --out."""
-    storage, name = _study_location(args)
-    study = load_results(storage, name)
+    _, opened = _open_study(args)
+    study = opened.study
     from iasf_search.results.analysis import analyze, text_table, write_correlations  # matplotlib and scipy: only here
     from iasf_search.results.folders import output_folder
 
@@ -415,7 +424,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     if args.space is not None:
         components = _load(args).components
     else:
-        components = load_components([(m, "--plugin") for m in args.plugin])
+        components = load_components(plugins_to_load(args.plugin))
     for name, contributed in contributions(components).items():
         print(f"{name} ({components.sources.get(name, 'registered at run time')})")
         for kind, items in contributed.items():

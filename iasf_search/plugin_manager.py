@@ -6,9 +6,12 @@ Plugins come from four places, loaded in this order:
 2. installed packages exposing the entry-point group :data:`ENTRY_POINT_GROUP` (skipped when the
    environment variable :data:`DISABLE_AUTOLOAD_ENV` is set to a non-empty value);
 3. modules named with ``--plugin MODULE`` (or ``plugins=`` in the Python API);
-4. modules listed under ``plugins:`` in the space file.
+4. modules listed under ``plugins:`` in the space file (or recorded with the results: a study's stored
+   space, an export's ``model.json``).
 
-Nothing is ever imported implicitly from the current directory.
+:func:`plugins_to_load` builds the list of 3 and 4 for every command that loads plugins, and a module
+named twice is loaded once, where it is first named. Nothing is ever imported implicitly from the
+current directory.
 """
 
 from __future__ import annotations
@@ -153,6 +156,21 @@ def _import_plugin(module: str, source: str) -> object:
     except ImportError as exc:
         raise PluginImportError(f"cannot load plugin module '{module}' (from {source}): {exc}; install it or fix the name",
                                 module, source) from None
+
+
+def plugins_to_load(extra: Iterable[str] = (), recorded: Iterable[str] = (), *, extra_from: str = "--plugin",
+                    recorded_from: str = "space file") -> list[tuple[str, str]]:
+    """The ``(module, source)`` pairs :func:`load_components` loads for a command, in the one order every command
+    uses (a search, ``plugins``, ``best``, ``report``, ``export``, ``analyze``, ``train``, :func:`iasf_search.load_model`):
+    first the ``extra`` modules asked for on this command (``--plugin``, ``plugins=``; source ``extra_from``), then
+    the ``recorded`` ones its space names (the space file's ``plugins:``, a study's stored space, an export's
+    ``model.json``; source ``recorded_from``). A module named twice is listed once, with the source that named it first.
+    """
+    out: dict[str, str] = {}
+    for modules, source in ((extra, extra_from), (recorded, recorded_from)):
+        for module in modules:
+            out.setdefault(module, source)
+    return list(out.items())
 
 
 def load_components(modules: Iterable[tuple[str, str]] = (), *, autoload: bool | None = None,

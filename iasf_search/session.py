@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from iasf_search.errors import SpaceError
-from iasf_search.plugin_manager import DISABLE_AUTOLOAD_ENV, Components, PluginImportError, load_components
+from iasf_search.plugin_manager import (
+    DISABLE_AUTOLOAD_ENV,
+    Components,
+    PluginImportError,
+    load_components,
+    plugins_to_load,
+)
 from iasf_search.search.enqueue import resolve as resolve_enqueued
 from iasf_search.space import SearchSpace, parse_space, plugin_modules, read_space_file
 
@@ -43,7 +49,7 @@ def open_session(path: str | Path, *, plugins: Sequence[str] = (), observers: It
     doc = read_space_file(path)
     listed = plugin_modules(doc, file)
     autoload = _autoload(autoload)
-    modules = [(m, "--plugin") for m in plugins] + [(m, "space file") for m in listed]
+    modules = plugins_to_load(plugins, listed)
     try:
         components = load_components(modules, autoload=autoload, observers=observers)
     except PluginImportError as exc:
@@ -67,8 +73,7 @@ def session_for(space: SearchSpace | Session) -> Session:
     """``space``'s session: a session as it is, or a plain space with the plugins it records loaded again."""
     if isinstance(space, Session):
         return space
-    modules = [(m, "--plugin") for m in space.extra_plugins] + [(m, "space file") for m in space.plugins]
-    return Session(space, load_components(modules, autoload=space.autoload))
+    return Session(space, load_components(plugins_to_load(space.extra_plugins, space.plugins), autoload=space.autoload))
 
 
 def _autoload(autoload: bool | None) -> bool:

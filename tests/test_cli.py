@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import optuna
+import pluggy
 import pytest
 import torch
 from conftest import finished, run
@@ -211,6 +212,30 @@ def test_plugins_without_a_space_takes_plugin_flags(capsys):
     assert "plugin_samples.scale_op (--plugin)" in out.splitlines()
     rc, out, err = run(capsys, "plugins", "--plugin", "no_such_plugin_module")
     assert rc == 2 and "no_such_plugin_module" in err
+
+
+def test_results_commands_load_the_plugins_once(capsys, tmp_path, write_space, monkeypatch):
+    """``--space`` loads the file's plugins to find the study; the study's door uses them rather than loading again."""
+    write_space({"plugins": ["plugin_samples.scale_op"]})
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    rc, _, err = run(capsys, "--space", "tiny.yaml", "--storage", url, "--trials", "1", "-q")
+    assert rc == 0, err
+    made = []
+
+    class Counted(pluggy.PluginManager):
+        def __init__(self, project_name: str) -> None:
+            made.append(project_name)
+            super().__init__(project_name)
+
+    monkeypatch.setattr(pluggy, "PluginManager", Counted)
+    for command in (["report", "--out", "report"], ["export", "--out", "exported"], ["best"]):
+        made.clear()
+        rc, _, err = run(capsys, *command, "--space", "tiny.yaml", "--storage", url)
+        assert rc == 0, err
+        assert made == ["iasf_search"], command
+    made.clear()
+    rc, _, err = run(capsys, "best", "--storage", url, "--study", "tiny")
+    assert rc == 0 and made == [], err  # best builds no model: no plugins to load
 
 
 def test_baseline_records_on_the_study_and_the_search_and_best_show_it(capsys, tmp_path, write_space):

@@ -1,6 +1,6 @@
 """The hooks (iasf_search.hookspecs), checked as a whole: each one has the ``iasf_`` prefix and a docstring,
-a plugin implementing a hook that does not exist is refused when it is loaded, each is documented in the
-README with its exact signature, and a real search calls every one of them."""
+a plugin implementing a hook that does not exist is refused when it is loaded, each is documented in
+docs/plugins.md with its exact signature, and a real search calls every one of them."""
 
 from __future__ import annotations
 
@@ -44,9 +44,9 @@ def test_a_plugin_implementing_a_hook_that_does_not_exist_is_refused_at_load_tim
 
 
 @pytest.mark.parametrize("name", sorted(HOOKS))
-def test_hook_is_in_the_readme_with_its_signature(name):
+def test_hook_is_in_the_plugin_guide_with_its_signature(name):
     params = ", ".join(inspect.signature(HOOKS[name]).parameters)
-    assert f"`{name}({params})`" in (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"`{name}({params})`" in (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
 
 
 def test_a_real_search_calls_every_hook_with_every_argument(write_space, capsys):

@@ -25,6 +25,7 @@ from iasf_search.plugin_manager import (
     contributions,
     load_components,
     plugin_in_traceback,
+    plugins_to_load,
 )
 
 BUILTIN_NAMES = {
@@ -55,6 +56,18 @@ def test_same_module_twice_is_loaded_once():
     assert "scaled_linear" in components.ops
     assert components.sources["plugin_samples.scale_op"] == "--plugin"
     assert components.ops.owner("scaled_linear") == "plugin_samples.scale_op"
+
+
+def test_plugins_to_load_puts_the_commands_modules_before_those_the_space_names():
+    assert plugins_to_load(["b", "a"], ["c", "a"]) == [("b", "--plugin"), ("a", "--plugin"), ("c", "space file")]
+    assert plugins_to_load(["x"], ["y"], extra_from="plugins=", recorded_from="model.json") == [
+        ("x", "plugins="), ("y", "model.json")]
+    assert plugins_to_load() == [] and plugins_to_load(["x", "x"]) == [("x", "--plugin")]
+    # what a session loads: its --plugin modules, then its file's
+    components = load_components(plugins_to_load(["plugin_samples.nan_op"], ["plugin_samples.scale_op", "plugin_samples.nan_op"]),
+                                 autoload=False)
+    assert [m for m in components.sources if m.startswith("plugin_samples.")] == ["plugin_samples.nan_op", "plugin_samples.scale_op"]
+    assert components.sources["plugin_samples.nan_op"] == "--plugin"
 
 
 def test_plugin_implementing_an_unknown_hook():

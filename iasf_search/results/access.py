@@ -1,14 +1,19 @@
 """Reading a study's results: open a stored study, its finished and best trials, pick one, and get
 back what a trial trained (architecture, plugins, data shape, weights, the model itself).
 
-The CLI (``best``, ``export``, ``report``), the report, the export and the Python API all read
-results through here.
+The CLI (``best``, ``export``, ``report``, ``analyze``, ``dashboard``), the report, the export and the
+Python API all read results through here. A stored study is opened, with the space and data its search
+recorded and the plugins its models need, through one door: :func:`open_stored_study` (or
+:func:`stored_study` for a study already open), giving a :class:`StoredStudy`.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
@@ -20,7 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 from iasf_search import graph as arch
 from iasf_search.build import ArchNet, build_model
 from iasf_search.errors import BadInput
-from iasf_search.plugin_manager import Components, load_components
+from iasf_search.plugin_manager import DISABLE_AUTOLOAD_ENV, Components, load_components, plugins_to_load
 from iasf_search.results.artifacts import CHECKPOINT, read_trial_file
 from iasf_search.results.records import (
     ARCHITECTURE,
@@ -33,8 +38,12 @@ from iasf_search.results.records import (
     VAL_ACCURACY,
     VAL_LOSS,
     record,
+    study_data,
+    study_space,
 )
 from iasf_search.search.storage import open_storage, safe_url
+from iasf_search.session import Session
+from iasf_search.space import parse_space
 
 if TYPE_CHECKING:
     from iasf_search.optuna_internals import ArtifactStore
@@ -53,6 +62,85 @@ def lead_trial(best: Sequence[FrozenTrial]) -> FrozenTrial | None:
 
 def _number_or(value: Any, default: float) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
+@dataclass(eq=False)
+class StoredStudy:
+    """A stored study opened for reading its results (:func:`open_stored_study`, :func:`stored_study`): the Optuna
+    study, what its search recorded on it, and the plugins its architectures are built with.
+
+    ``space`` and ``data`` are read once, when it opens. :attr:`components` are loaded on first use and then kept:
+    a command loads its plugins at most once, and one that builds no model (``best``, ``analyze``) loads none.
+    """
+
+    study: optuna.Study
+    space: dict[str, Any]
+    """The resolved space the study was created from (:func:`~iasf_search.results.records.study_space`; empty if none)."""
+    data: dict[str, Any]
+    """The task's data fingerprint (:func:`~iasf_search.results.records.study_data`; empty if none)."""
+    plugins: tuple[tuple[str, str], ...]
+    """The ``(module, source)`` pairs :attr:`components` loads besides the built-in and installed plugins, in load
+    order (:func:`~iasf_search.plugin_manager.plugins_to_load`): the extra modules asked for (``--plugin``,
+    ``plugins=``) first, then the ``plugins:`` of the study's space."""
+    loaded: Components | None = field(default=None, repr=False)
+    """The plugins once loaded (or handed in already loaded): read them as :attr:`components`."""
+
+    @property
+    def components(self) -> Components:
+        """The loaded plugins: built-ins, entry points, then :attr:`plugins` (loaded on first use, then kept)."""
+        if self.loaded is None:
+            self.loaded = load_components(self.plugins)
+        return self.loaded
+
+    @cached_property
+    def session(self) -> Session:
+        """The stored space validated against :attr:`components`, with them: the session the study's search ran,
+        as :func:`~iasf_search.search.setup.load_task` takes it to load the study's task again.
+
+        :raises BadInput: the study records no space, or it does not validate against the loaded plugins.
+        """
+        if not self.space:
+            raise BadInput(f"study '{self.study.study_name}' does not record its space (it was not made by an iasf-search "
+                           f"search)")
+        space = parse_space(self.space, self.components, file=f"study '{self.study.study_name}' space")
+        return Session(space, self.components)
+
+
+def open_stored_study(storage: str, study_name: str, *, plugins: Sequence[str] = (),
+                      session: Session | None = None) -> StoredStudy:
+    """Open the stored study ``study_name`` in ``storage`` (:func:`load_results`) with its recorded space and data,
+    and the plugins its models need (:class:`StoredStudy`): the one door ``best``, ``report``, ``export``,
+    ``analyze`` and the dashboard open a study through.
+
+    :param plugins: extra plugin modules (``--plugin``), loaded before the ``plugins:`` of the study's space.
+    :param session: the session of the ``--space`` file the command already opened to find the study: its plugins
+        are used, not loaded again, when it loaded the very modules the study needs, in the same order (and the
+        installed plugins as :attr:`StoredStudy.components` would: unless :data:`DISABLE_AUTOLOAD_ENV` is set).
+    :raises BadInput: no such storage or study.
+    """
+    opened = stored_study(load_results(storage, study_name), plugins=plugins)
+    if session is not None and _same_plugins(opened, session):
+        opened.loaded = session.components  # loaded once per command
+    return opened
+
+
+def stored_study(study: optuna.Study, *, plugins: Sequence[str] = (), components: Components | None = None) -> StoredStudy:
+    """:func:`open_stored_study` for a study already open.
+
+    :param components: plugins the caller already loaded for this study (used as they are); default: loaded on
+        first use, ``plugins`` first, then the ``plugins:`` of the study's space.
+    """
+    space = study_space(study)
+    return StoredStudy(study, space, study_data(study),
+                       tuple(plugins_to_load(plugins, space.get("plugins", []), recorded_from="the study's space")), components)
+
+
+def _same_plugins(opened: StoredStudy, session: Session) -> bool:
+    """Whether ``session`` loaded what ``opened.components`` would load: the same modules in the same order, and
+    the installed plugins alike."""
+    loaded = plugins_to_load(session.space.extra_plugins, session.space.plugins)
+    return ([module for module, _ in loaded] == [module for module, _ in opened.plugins]
+            and session.space.autoload == (not os.environ.get(DISABLE_AUTOLOAD_ENV)))
 
 
 def load_results(storage: str, study_name: str) -> optuna.Study:
@@ -196,14 +284,14 @@ def trial_weights(study: optuna.Study, trial: FrozenTrial, store: ArtifactStore)
 
 
 def study_components(study: optuna.Study, plugins: Sequence[str] = ()) -> Components:
-    """The plugins the study's space names (plus ``plugins``), with built-ins and entry points."""
-    named = study.user_attrs.get("space", {}).get("plugins", [])
-    return load_components([*((m, "the study's space") for m in named), *((m, "--plugin") for m in plugins)])
+    """The plugins the study's space names (plus ``plugins``), with built-ins and entry points: the
+    :attr:`StoredStudy.components` of :func:`stored_study`, loaded now."""
+    return stored_study(study, plugins=plugins).components
 
 
 def data_shape(study: optuna.Study) -> tuple[tuple[int, ...], int]:
     """``(sample_shape, num_classes)`` the study's models were built for."""
-    data = study.user_attrs.get("data")
+    data = study_data(study)
     if not data:
         raise BadInput(f"study '{study.study_name}' does not record its data shape (it was made by an older iasf-search); "
                        f"rerun its search with --study NEW_NAME")

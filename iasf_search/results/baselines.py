@@ -24,11 +24,11 @@ from optuna.trial import FrozenTrial
 
 from iasf_search.components import SplitSpec, TaskData
 from iasf_search.results.access import lead_trial
-from iasf_search.results.records import TEST_ACCURACY
+from iasf_search.results.records import STUDY_BASELINES, TEST_ACCURACY
 from iasf_search.trial.cross_validation import fold_tasks, pooled
 
-BASELINES = "baselines"
-"""The study user attribute holding the fitted baselines."""
+BASELINES = STUDY_BASELINES
+"""The study user attribute holding the fitted baselines (:data:`~iasf_search.results.records.STUDY_BASELINES`)."""
 DATA_KEY = "data"
 """The key, inside :data:`BASELINES`, of the data fingerprint the baselines were fitted on."""
 LABELS = {"1nn": "1-NN", "logistic_regression": "logistic regression"}

@@ -15,6 +15,7 @@ import optuna
 import optuna_dashboard
 
 from iasf_search.errors import BadInput
+from iasf_search.results.access import StoredStudy, open_stored_study
 from iasf_search.results.artifacts import open_artifact_store
 from iasf_search.search.storage import open_storage, safe_url
 
@@ -43,23 +44,22 @@ def make_dashboard_server(storage: str | optuna.storages.BaseStorage, artifact_d
         raise BadInput(f"cannot listen on {host}:{port}: {exc.strerror}; pass another --port (0 picks a free one)") from None
 
 
-def study_path(storage: optuna.storages.BaseStorage, study_name: str | None, storage_url: str) -> str:
-    """The dashboard's page for ``study_name`` (its study id), or its start page."""
-    if study_name is None:
+def study_path(storage: optuna.storages.BaseStorage, opened: StoredStudy | None) -> str:
+    """The dashboard's page for the study ``opened`` (its id in ``storage``, the storage served), or its start page."""
+    if opened is None:
         return "/dashboard"
-    try:
-        return f"/dashboard/studies/{storage.get_study_id_from_name(study_name)}"
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-        raise BadInput(f"no study '{study_name}' in {safe_url(storage_url)}; studies there: {', '.join(names) or 'none'}") from None
+    return f"/dashboard/studies/{storage.get_study_id_from_name(opened.study.study_name)}"
 
 
 def serve_dashboard(storage_url: str, artifact_dir: Path | None, *, study_name: str | None = None, host: str = "127.0.0.1",
                     port: int = 8080, out: TextIO | None = None) -> None:
     """Print the address and serve until interrupted (Ctrl-C returns normally)."""
     out = out or sys.stdout
+    # a named study is found through the results' door (no such storage or study: the errors of best or report); the
+    # dashboard serves a storage of its own, as Optuna opened it (not the study's, which Optuna wraps in a cache)
+    opened = open_stored_study(storage_url, study_name) if study_name is not None else None
     storage = open_storage(storage_url, create=False)
-    path = study_path(storage, study_name, storage_url)
+    path = study_path(storage, opened)
     server = make_dashboard_server(storage, artifact_dir, host=host, port=port)
     shown_host = f"[{host}]" if ":" in host else host
     address = f"http://{shown_host}:{server.server_port}{path}"

@@ -31,8 +31,8 @@ from optuna.trial import FrozenTrial, TrialState
 from iasf_search.build import ArchNet, build_model
 from iasf_search.errors import BadInput
 from iasf_search.graph import from_json
-from iasf_search.plugin_manager import load_components
-from iasf_search.results.access import data_shape, rebuild_trial_model, study_components, trained_source, trial_numbers
+from iasf_search.plugin_manager import Components, load_components, plugins_to_load
+from iasf_search.results.access import data_shape, rebuild_trial_model, stored_study, trained_source, trial_numbers
 from iasf_search.results.artifacts import CHECKPOINT, trial_files
 from iasf_search.results.model_card import FORMAT, model_card, model_info
 from iasf_search.results.records import ARCHITECTURE, record
@@ -66,18 +66,22 @@ class ExportResult:
 
 
 def export_trial(study: optuna.Study, trial: FrozenTrial, store: ArtifactStore, out: str | Path, *,
-                 onnx: bool = False, plugins: Sequence[str] = ()) -> ExportResult:
+                 onnx: bool = False, plugins: Sequence[str] = (), components: Components | None = None) -> ExportResult:
     """Write ``trial``'s export folder (see the module docstring) to ``out``.
 
+    :param plugins: extra plugin modules to build the model with (``--plugin``), besides those the study's space names.
+    :param components: the study's plugins, already loaded (:attr:`~iasf_search.results.access.StoredStudy.components`);
+        default: loaded here (``plugins`` and the study's space's).
     :raises BadInput: the trial kept no checkpoint (naming the trials that did), or ``out`` is unusable.
     """
     out = Path(out)
-    model = rebuild_trial_model(study, trial, store, study_components(study, plugins))
+    opened = stored_study(study, plugins=plugins, components=components)
+    model = rebuild_trial_model(study, trial, store, opened.components)
     if model is None:
         raise _no_checkpoint(study, trial)
     sample_shape, num_classes = data_shape(study)
     prepare_out_dir(out)
-    files = _write_export_files(study, trial, model, out, model_info(study, trial, sample_shape, num_classes))
+    files = _write_export_files(study, trial, model, out, model_info(study, trial, sample_shape, num_classes), opened.space)
     onnx_error = None
     if onnx:
         onnx_error = export_onnx(model, sample_shape, out / "model.onnx")
@@ -94,9 +98,10 @@ def _no_checkpoint(study: optuna.Study, trial: FrozenTrial) -> BadInput:
                     f"finished; artifacts.checkpoints: all keeps every one); trials with one: {trial_numbers(kept) or 'none'}")
 
 
-def _write_export_files(study: optuna.Study, trial: FrozenTrial, model: ArchNet, out: Path, info: dict[str, Any]) -> list[str]:
-    """Write the architecture, weights, ``model.json``, space and model card into ``out``; their names."""
-    space = study.user_attrs.get("space", {})
+def _write_export_files(study: optuna.Study, trial: FrozenTrial, model: ArchNet, out: Path, info: dict[str, Any],
+                        space: dict[str, Any]) -> list[str]:
+    """Write the architecture, weights, ``model.json``, ``space`` (the study's, resolved) and model card into ``out``;
+    their names."""
     (out / "arch.json").write_text(json.dumps(json.loads(record(trial, ARCHITECTURE)), indent=2) + "\n", encoding="utf-8")
     safetensors.torch.save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / CHECKPOINT),
                                 metadata={"format": FORMAT, "trial": str(trial.number)})
@@ -145,7 +150,8 @@ def load_model(directory: str | Path, *, device: str | torch.device = "cpu", plu
     info = json.loads(info_path.read_text(encoding="utf-8"))
     if info.get("format") != FORMAT:
         raise BadInput(f"{info_path}: format {info.get('format')!r}, this iasf-search reads {FORMAT!r}")
-    components = load_components([*((m, str(info_path)) for m in info.get("plugins", [])), *((m, "plugins=") for m in plugins)])
+    components = load_components(plugins_to_load(plugins, info.get("plugins", []), extra_from="plugins=",
+                                                 recorded_from=str(info_path)))
     graph = from_json((folder / "arch.json").read_text(encoding="utf-8"))
     model = build_model(graph, components, tuple(info["sample_shape"]), int(info["num_classes"]))
     weights = safetensors.torch.load_file(str(folder / CHECKPOINT))

@@ -24,6 +24,9 @@ from iasf_search.results.records import (
     VAL_ACCURACY_STD,
     VAL_LOSS,
     record,
+    study_commands,
+    study_data,
+    study_space,
 )
 
 FORMAT = "iasf-search-model/1"
@@ -35,7 +38,7 @@ METRICS = (VAL_ACCURACY, VAL_LOSS, TEST_ACCURACY, EPOCHS, TRAIN_SECONDS, PARAMS,
 def model_info(study: optuna.Study, trial: FrozenTrial, sample_shape: tuple[int, ...], num_classes: int) -> dict[str, Any]:
     """The content of ``model.json``."""
     a = trial.user_attrs
-    space = study.user_attrs.get("space", {})
+    space = study_space(study)
     return {
         "format": FORMAT,
         "study": study.study_name,
@@ -45,7 +48,7 @@ def model_info(study: optuna.Study, trial: FrozenTrial, sample_shape: tuple[int,
         "summary": a.get(SUMMARY),
         "sample_shape": list(sample_shape),
         "num_classes": num_classes,
-        "modality": study.user_attrs.get("data", {}).get("modality"),
+        "modality": study_data(study).get("modality"),
         "dataset": space.get("task", {}),
         "plugins": space.get("plugins", []),
         "objectives": [{"metric": o.get("metric"), "direction": o.get("direction"), "value": v}
@@ -53,7 +56,7 @@ def model_info(study: optuna.Study, trial: FrozenTrial, sample_shape: tuple[int,
         "metrics": {k: a[k] for k in METRICS if k in a},
         "costs": {k[len(COST_PREFIX):]: v for k, v in a.items() if k.startswith(COST_PREFIX)},
         "train_config": record(trial, TRAIN_CONFIG, {}),
-        "commands": study.user_attrs.get("commands", []),
+        "commands": study_commands(study),
     }
 
 

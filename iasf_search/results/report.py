@@ -35,7 +35,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from iasf_search import optuna_internals
 from iasf_search.plugin_manager import Components
-from iasf_search.results.access import best_trials, lead_trial, objective_names, study_components
+from iasf_search.results.access import best_trials, lead_trial, objective_names, stored_study
 from iasf_search.results.analysis import analyze
 from iasf_search.results.folders import output_folder
 from iasf_search.results.report_figures import (
@@ -68,13 +68,13 @@ def write_report(study: optuna.Study, out_dir: str | Path, *, store: ArtifactSto
 
     :param store: the artifact store the search wrote to (checkpoints, heat maps); None: the
         heat maps are only what can be said without it.
-    :param components: the plugins the study's space names (default: :func:`~iasf_search.results.access.study_components`).
+    :param components: the plugins the study's space names, already loaded (default: loaded here, as
+        :attr:`~iasf_search.results.access.StoredStudy.components` of :func:`~iasf_search.results.access.stored_study`).
     :param storage_url: shown on the page (password hidden); default: the study's RDB storage URL.
     :raises BadInput: ``out_dir`` is a file or cannot be created.
     """
     out = output_folder(out_dir)
-    if components is None:
-        components = study_components(study)
+    components = stored_study(study, components=components).components  # loaded before anything is drawn
     use_agg()  # before optuna's plotting module imports pyplot
     url = storage_url or optuna_internals.storage_url(study)
     names = objective_names(study)

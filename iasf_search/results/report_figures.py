@@ -23,12 +23,20 @@ from optuna.trial import FrozenTrial, TrialState
 
 from iasf_search.errors import BadInput
 from iasf_search.plugin_manager import Components
-from iasf_search.results.access import objective_names, rebuild_trial_model, representation_metrics, trained_source, trial_architecture
+from iasf_search.results.access import (
+    objective_names,
+    rebuild_trial_model,
+    representation_metrics,
+    stored_study,
+    trained_source,
+    trial_architecture,
+)
 from iasf_search.results.analysis import Analysis, correlations_png
 from iasf_search.results.artifacts import HEATMAPS, read_trial_file
 from iasf_search.results.attention_maps import attention_maps
 from iasf_search.results.figures import architecture_figure, heatmap_figure, node_labels, save
 from iasf_search.results.records import ARCH_HASH, ARCHITECTURE, SUMMARY, VAL_ACCURACY, record
+from iasf_search.search.setup import load_task
 
 if TYPE_CHECKING:
     from iasf_search.optuna_internals import ArtifactStore
@@ -37,6 +45,8 @@ HEATMAP_SAMPLES = 64
 """Validation samples the report's attention maps are averaged over."""
 PREFERRED_METRIC = ("aux.cds", "cosine")
 """The representation metric plotted against validation accuracy when the trials carry it."""
+_SEARCH_WARNED = r"dataset '.*': \d+ of the \d+ samples of its own test split also appear"
+"""What :func:`~iasf_search.data.check_task` warns of a published test split; the search said it already."""
 
 
 @dataclass
@@ -218,10 +228,10 @@ def _computed_heatmaps(study: optuna.Study, trial: FrozenTrial, store: ArtifactS
         return None, (f"trial #{trial.number} kept no checkpoint (the search keeps one for trials that were best "
                       f"when they finished; artifacts.checkpoints: all keeps every one)")
     try:
-        from iasf_search.space import parse_space
-
-        space = parse_space(study.user_attrs["space"], components, file=f"study '{study.study_name}' space")
-        data = components.datasets.get(space.dataset).load(space.dataset_options, space.split)
+        session = stored_study(study, components=components).session  # the study's space, parsed against these plugins
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_SEARCH_WARNED)
+            data = load_task(session)  # the very samples and split the search validated on
         samples = data.x_val[:HEATMAP_SAMPLES]
         maps = attention_maps(model, samples)
     except Exception as exc:

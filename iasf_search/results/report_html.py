@@ -30,6 +30,9 @@ from iasf_search.results.records import (
     TRAIN_SECONDS,
     VAL_ACCURACY,
     VAL_LOSS,
+    study_commands,
+    study_data,
+    study_space,
 )
 from iasf_search.results.report_figures import Figured
 from iasf_search.search.storage import safe_url
@@ -91,7 +94,7 @@ def report_page(study: optuna.Study, url: str | None, names: list[str], trials: 
     body = [f"<h1>iasf-search report: {_e(study.study_name)}</h1>",
             "<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in _overview(study, url, names, trials))
             + "</table>"]
-    commands = study.user_attrs.get("commands", [])
+    commands = study_commands(study)
     if commands:
         body.append("<p>Produced by: " + "; ".join(f"<code>{_e(c)}</code>" for c in commands) + "</p>")
     body += _best_section(study, names, best, lead)
@@ -116,8 +119,8 @@ def report_page(study: optuna.Study, url: str | None, names: list[str], trials: 
 
 def _overview(study: optuna.Study, url: str | None, names: list[str], trials: list[FrozenTrial]) -> list[tuple[str, str]]:
     """The overview table's rows: study, storage (password hidden), objectives, dataset, trials by state, date."""
-    space = study.user_attrs.get("space", {})
-    data = study.user_attrs.get("data", {})
+    space = study_space(study)
+    data = study_data(study)
     counts = Counter(t.state.name for t in trials)
     directions = [d.name.lower() for d in study.directions]
     task = space.get("task", {})

@@ -22,6 +22,7 @@ from iasf_search.components import TaskData
 from iasf_search.data import check_task
 from iasf_search.errors import BadInput
 from iasf_search.graph import GraphError, from_json, validate
+from iasf_search.plugin_manager import plugins_to_load
 from iasf_search.results.artifacts import CHECKPOINT
 from iasf_search.results.export import prepare_out_dir
 from iasf_search.results.model_card import FORMAT
@@ -120,10 +121,13 @@ def read_architecture(arch: Path) -> nx.DiGraph:
 
 def _settings(arch: Path, space_file: Path, epochs: int | None,
               plugins: Sequence[str]) -> tuple[Session, dict[str, Any], dict[str, Any]]:
-    """``(session, model.json beside arch or {}, training settings with the retraining's epochs)``."""
+    """``(session, model.json beside arch or {}, training settings with the retraining's epochs)``.
+
+    The session loads ``plugins`` (``--plugin``), then the plugins ``model.json`` records, then the space file's
+    (:func:`~iasf_search.plugin_manager.plugins_to_load`'s order)."""
     info_file = arch.parent / "model.json"
     info = json.loads(info_file.read_text(encoding="utf-8")) if info_file.is_file() else {}
-    session = open_session(space_file, plugins=[*info.get("plugins", []), *plugins])
+    session = open_session(space_file, plugins=[module for module, _ in plugins_to_load(plugins, info.get("plugins", []))])
     config = training_config(session.space, info, arch)
     config["epochs"] = epochs or EPOCH_FACTOR * int(config["epochs"])
     return session, info, config

@@ -29,6 +29,8 @@ from iasf_search.results.records import (
     VAL_ACCURACY,
     VAL_ACCURACY_STD,
     record,
+    study_data,
+    study_space,
 )
 from iasf_search.search.storage import safe_url
 
@@ -77,7 +79,7 @@ def print_baselines(study: optuna.Study, best: list[FrozenTrial]) -> None:
 def folds_advice(study: optuna.Study) -> str | None:
     """The advice to cross-validate when the study's validation split (its ``data`` attribute) holds fewer than
     :data:`FOLDS_ADVICE_BELOW` samples and it does not cross-validate already; else None."""
-    data = study.user_attrs.get("data") or {}
+    data = study_data(study)
     val, train = data.get("val"), data.get("train")
     if "cross_validation" in data or not isinstance(val, int) or not isinstance(train, int) or not 0 < val < FOLDS_ADVICE_BELOW:
         return None
@@ -136,7 +138,7 @@ def print_architecture(graph: nx.DiGraph) -> None:
 
 def print_pareto(study: optuna.Study, best: list[FrozenTrial]) -> None:
     """The Pareto set as a table: each trial's objective values, test accuracy and architecture summary."""
-    space = study.user_attrs.get("space", {})
+    space = study_space(study)
     names = [o["metric"] for o in space.get("objectives", [])] or [f"objective {i}" for i in range(len(study.directions))]
     print(f"Pareto set ({len(best)} trials):")
     print("  trial  " + "  ".join(f"{n:>12}" for n in names) + "  test acc  architecture")

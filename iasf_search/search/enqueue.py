@@ -46,16 +46,13 @@ from iasf_search.graph import (
     sample_graph,
 )
 from iasf_search.params import Range
+from iasf_search.results.records import ENQUEUED
 from iasf_search.trial.cost_measurement import violations
 
 if TYPE_CHECKING:
     from iasf_search.components import TaskData
     from iasf_search.plugin_manager import Components
     from iasf_search.space import SearchSpace
-
-ENQUEUED = "enqueued"
-"""The user attribute naming the ``search.enqueue`` entry a trial evaluates."""
-
 
 class NotInSpace(ValueError):
     """An architecture (or one of its settings) that the space cannot sample."""

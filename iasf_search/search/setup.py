@@ -20,7 +20,7 @@ from iasf_search.data import check_task
 from iasf_search.errors import BadInput
 from iasf_search.results.artifacts import check_artifact_dir, default_artifact_dir, open_artifact_store
 from iasf_search.results.baselines import SEARCH_FIT_LIMIT, fit_baselines, fit_work, record_baselines, recorded_baselines
-from iasf_search.results.records import STUDY_COMMANDS, STUDY_DATA, STUDY_SPACE
+from iasf_search.results.records import STUDY_COMMANDS, STUDY_DATA, STUDY_SPACE, study_commands, study_space
 from iasf_search.search.enqueue import check_feasible, enqueue
 from iasf_search.search.enqueue import resolve as resolve_enqueued
 from iasf_search.search.prescreen import new_sampler
@@ -88,8 +88,8 @@ def prepare_search(space: SearchSpace | Session, *, trials: int | None = None, t
     enqueue(study, queued)  # the baselines of search.enqueue first (once per study)
     if not recorded_baselines(study, fingerprint):  # once per study (and again if its data changed): well under a second
         _fit_and_record_baselines(study, host_data, seed, fingerprint, space.split)
-    if command and command not in study.user_attrs.get(STUDY_COMMANDS, []):
-        study.set_user_attr(STUDY_COMMANDS, [*study.user_attrs.get(STUDY_COMMANDS, []), command])
+    if command and command not in study_commands(study):
+        study.set_user_attr(STUDY_COMMANDS, [*study_commands(study), command])
     return PreparedSearch(study, url, settings.trials if trials is None else trials,
                           settings.timeout if timeout is None else timeout, seed, torch_device, data, store, artifact_dir)
 
@@ -201,8 +201,8 @@ def open_study(session: Session, url: str, name: str, *, seed: int,
         raise BadInput(f"study '{name}' in {safe_url(url)} optimises {[d.name.lower() for d in study.directions]}, "
                        f"the space asks {space.directions}; use --study NEW_NAME")
     resolved = space.resolved()
-    stored = study.user_attrs.get(STUDY_SPACE)
-    if stored is None:
+    stored = study_space(study)
+    if not stored:
         study.set_user_attr(STUDY_SPACE, resolved)
     elif _without_budget(stored) != _without_budget(resolved):
         warnings.warn(f"study '{name}' was created from a different space; trials from both are compared", stacklevel=3)

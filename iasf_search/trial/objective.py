@@ -1,21 +1,8 @@
 """One trial: sample an architecture and training settings, reuse or build, train, record.
 
-User attributes written on every trial (the dashboard shows them):
-
-``architecture`` (graph JSON), ``arch_hash`` (canonical WL hash), ``summary`` (one line),
-``train_config``, ``reuse_key``; after training ``params``, ``train_seconds``, ``epochs``,
-``val_accuracy``, ``val_loss``, ``test_accuracy`` (with cross-validation, ``val_accuracy`` and
-``val_loss`` are the folds' means, and ``fold_val_accuracies`` and ``val_accuracy_std`` are added);
-``proxy.<name>`` for every zero-cost proxy the space records (``search.proxies``, ``search.prescreen``;
-scored on the untrained model, :mod:`iasf_search.search.prescreen`), ``prescreen`` on a trial a prescreen queued;
-``cost.<name>`` for every cost the space measures (and ``cost_details.<name>`` when the cost model
-returned details, e.g. the spread of a timing); ``constraints`` (``{cost: {value, max, feasible}}``) when the space has constraints, and
-``infeasible`` (the violated costs) when it broke one; ``aux.<objective>`` (a mapping of what each
-auxiliary objective measured on a validation batch after training); ``reused_from`` (trial number) when the result
-was copied from an identical finished trial; ``pruned_at_epoch`` when pruned; ``oom_retries`` when
-training ran out of memory and was retried with a smaller batch; ``failure_reason``
-when the trial failed or was stopped for a reason other than ordinary pruning (naming the plugin
-whose code raised, also in ``failed_plugin``).
+What a trial records (user and system attributes, each name a constant of
+:mod:`iasf_search.results.records`) is catalogued in ``docs/results.md`` ("What a trial records"),
+generated from that module by ``scripts/generate_docs.py``.
 
 Constraints reach the sampler through ``trial.set_constraint`` (Optuna 5); the same values are
 also written as the older ``constraints`` list system attribute, the only form optuna-dashboard
@@ -56,6 +43,7 @@ from iasf_search.results.records import (
     FOLD_VAL_ACCURACIES,
     GRAD_ACCUMULATION,
     INFEASIBLE,
+    LEGACY_CONSTRAINTS,
     METRIC_DETAILS_PREFIX,
     METRIC_PREFIX,
     METRICS_SECONDS,
@@ -94,8 +82,6 @@ if TYPE_CHECKING:
 
 REUSED_ATTRS = (PARAMS, TRAIN_SECONDS, EPOCHS, STEPS, VAL_ACCURACY, VAL_LOSS, TEST_ACCURACY, OOM_RETRIES, MICRO_BATCH_SIZE,
                 GRAD_ACCUMULATION, FOLD_VAL_ACCURACIES, VAL_ACCURACY_STD)
-LEGACY_CONSTRAINTS = "constraints"
-"""The system attribute optuna-dashboard 0.21 reads constraint values from (a list)."""
 
 
 class Surplus(Exception):

@@ -11,20 +11,25 @@ import torch
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
+import iasf_search.results.access as access
 from iasf_search.build import build_model
 from iasf_search.errors import BadInput
 from iasf_search.graph import to_json
+from iasf_search.plugin_manager import load_components
 from iasf_search.results.access import (
     FINISHED,
+    StoredStudy,
     best_trials,
     data_shape,
     finished_trials,
     lead_trial,
     load_results,
     objective_names,
+    open_stored_study,
     pick_trial,
     rebuild_trial_model,
     representation_metrics,
+    stored_study,
     study_components,
     trained_source,
     trial_architecture,
@@ -32,7 +37,9 @@ from iasf_search.results.access import (
     trial_weights,
 )
 from iasf_search.results.artifacts import CHECKPOINT, open_artifact_store, upload_bytes
-from iasf_search.results.records import ARCHITECTURE, set_record
+from iasf_search.results.records import ARCHITECTURE, STUDY_DATA, STUDY_SPACE, set_record
+from iasf_search.search.setup import load_task
+from iasf_search.session import open_session
 
 
 def trial(state=TrialState.COMPLETE, values=None, **user_attrs):
@@ -164,6 +171,82 @@ def test_study_components_load_the_plugins_its_space_names():
     assert components.sources["plugin_samples.scale_op"] == "the study's space"
     assert "scaled_linear" not in study_components(study_of()).ops
     assert study_components(study_of(), ["plugin_samples.scale_op"]).sources["plugin_samples.scale_op"] == "--plugin"
+
+
+@pytest.fixture
+def loads(monkeypatch):
+    """Every plugin list the door loads, in call order (the plugins are loaded as usual)."""
+    calls = []
+
+    def counted(modules=(), **kwargs):
+        calls.append(list(modules))
+        return load_components(modules, **kwargs)
+
+    monkeypatch.setattr(access, "load_components", counted)
+    return calls
+
+
+def test_the_door_opens_a_stored_study_with_its_records(tmp_path):
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    study = optuna.create_study(study_name="vision", storage=url)
+    study.set_user_attr(STUDY_SPACE, {"name": "vision", "plugins": ["plugin_samples.scale_op"]})
+    study.set_user_attr(STUDY_DATA, {"sample_shape": [1, 8, 8], "num_classes": 10})
+    opened = open_stored_study(url, "vision", plugins=["plugin_samples.nan_op"])
+    assert isinstance(opened, StoredStudy) and opened.study.study_name == "vision"
+    assert opened.space == {"name": "vision", "plugins": ["plugin_samples.scale_op"]}
+    assert opened.data == {"sample_shape": [1, 8, 8], "num_classes": 10}
+    with pytest.raises(BadInput, match="no study 'text' in .*studies there: vision"):  # load_results' errors
+        open_stored_study(url, "text")
+    bare = stored_study(study_of())  # not made by a search: empty records, no plugins of its own
+    assert (bare.space, bare.data, bare.plugins) == ({}, {}, ())
+
+
+def test_the_door_loads_plugins_once_on_first_use_in_the_documented_order(loads):
+    study = study_of()
+    study.set_user_attr(STUDY_SPACE, {"plugins": ["plugin_samples.scale_op", "plugin_samples.nan_op"]})
+    opened = stored_study(study, plugins=["plugin_samples.nan_op", "plugin_samples.explode_op"])
+    # the extra modules (--plugin, plugins=) first, then the space's; a module named twice once, where first named
+    assert opened.plugins == (("plugin_samples.nan_op", "--plugin"), ("plugin_samples.explode_op", "--plugin"),
+                              ("plugin_samples.scale_op", "the study's space"))
+    assert loads == []  # nothing loaded until a command needs the plugins (best and analyze never do)
+    components = opened.components
+    assert opened.components is components
+    assert loads == [list(opened.plugins)]  # loaded once, in that order
+    assert {"scaled_linear", "nan_op", "explode"} <= set(components.ops)
+    assert [m for m in components.sources if m.startswith("plugin_samples.")] == [m for m, _ in opened.plugins]
+    assert components.sources["plugin_samples.nan_op"] == "--plugin"
+
+
+def test_the_door_takes_plugins_already_loaded(tmp_path, write_space, loads):
+    components = load_components()
+    assert stored_study(study_of(), components=components).components is components
+    path = write_space({"plugins": ["plugin_samples.scale_op"]})
+    session = open_session(path, plugins=["plugin_samples.nan_op"])
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    study = optuna.create_study(study_name="tiny", storage=url)
+    study.set_user_attr(STUDY_SPACE, session.space.resolved())
+    # the --space file's session loaded the very modules the study names, in the same order: used, not loaded again
+    assert open_stored_study(url, "tiny", plugins=["plugin_samples.nan_op"], session=session).components is session.components
+    assert loads == []
+    # a study whose space names other plugins than the file's (or other --plugin modules) gets its own
+    other = open_stored_study(url, "tiny", session=session)
+    assert other.components is not session.components and loads == [[("plugin_samples.scale_op", "the study's space")]]
+    # so does a session that loaded the installed plugins otherwise than the door would
+    unlike = open_session(path, plugins=["plugin_samples.nan_op"], autoload=not session.space.autoload)
+    assert open_stored_study(url, "tiny", plugins=["plugin_samples.nan_op"], session=unlike).components is not unlike.components
+
+
+def test_the_door_gives_the_session_that_loads_the_studys_task(tmp_path, write_space):
+    session = open_session(write_space())
+    study = study_of()
+    study.set_user_attr(STUDY_SPACE, session.space.resolved())
+    opened = stored_study(study)
+    stored = opened.session  # the stored space parsed against the loaded plugins
+    assert stored.space.resolved() == session.space.resolved() and stored.components is opened.components
+    data, again = load_task(session), load_task(stored)
+    assert torch.equal(data.x_val, again.x_val) and torch.equal(data.y_train, again.y_train)  # the search's samples
+    with pytest.raises(BadInput, match="study '.*' does not record its space"):
+        _ = stored_study(study_of()).session
 
 
 @pytest.fixture

@@ -5,7 +5,21 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
-from iasf_search.results.records import ARCHITECTURE, EPOCH_VALUES, TRAIN_CONFIG, epoch_values, record, set_epoch_values, set_record
+from iasf_search.results.records import (
+    ARCHITECTURE,
+    EPOCH_VALUES,
+    STUDY_COMMANDS,
+    STUDY_DATA,
+    STUDY_SPACE,
+    TRAIN_CONFIG,
+    epoch_values,
+    record,
+    set_epoch_values,
+    set_record,
+    study_commands,
+    study_data,
+    study_space,
+)
 
 
 def test_a_record_is_a_system_attribute_not_a_user_attribute():
@@ -57,3 +71,25 @@ def test_epoch_values_are_read_through_records():
                                               system_attrs={EPOCH_VALUES: {"1": [0.5, 2.0]}}))
     trial = study.trials[-1]
     assert epoch_values(trial) == {1: [0.5, 2.0]}
+
+
+def test_the_study_records_are_read_back_by_their_readers(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="s", storage=url)
+    space = {"name": "s", "plugins": ["my_ops"], "task": {"dataset": "digits"}}
+    data = {"sample_shape": [1, 8, 8], "num_classes": 10, "modality": "image"}
+    study.set_user_attr(STUDY_SPACE, space)
+    study.set_user_attr(STUDY_DATA, data)
+    study.set_user_attr(STUDY_COMMANDS, ["iasf-search --space s.yaml", "iasf-search --space s.yaml --trials 9"])
+    stored = optuna.load_study(study_name="s", storage=url)  # as the results commands open it
+    assert study_space(stored) == space and study_data(stored) == data
+    assert study_commands(stored) == ["iasf-search --space s.yaml", "iasf-search --space s.yaml --trials 9"]
+    assert (STUDY_SPACE, STUDY_DATA, STUDY_COMMANDS) == ("space", "data", "commands")  # the keys stored studies hold
+
+
+def test_a_study_without_records_reads_as_empty():
+    study = optuna.create_study()  # not made by a search
+    assert study_space(study) == {} and study_data(study) == {} and study_commands(study) == []
+    commands = study_commands(study)
+    commands.append("changed")  # a fresh list: nothing is written back
+    assert study_commands(study) == [] and STUDY_COMMANDS not in study.user_attrs

@@ -18,7 +18,7 @@ from iasf_search.params import Range
 from iasf_search.search.enqueue import ENQUEUED, NotInSpace, graph_params, middle
 from iasf_search.session import open_session
 
-SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
+SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
 
 
 @pytest.mark.parametrize("name", ["vision.yaml", "sequence.yaml", "timeseries.yaml", "text.yaml"])

@@ -189,7 +189,7 @@ def test_a_stop_signal_swallowed_on_its_way_still_stops_the_search(write_space, 
     import signal
     import time
 
-    from iasf_search import objective
+    from iasf_search.trial import objective
 
     def swallowing_build(*args, **kwargs):
         try:
