@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import networkx as nx
 
     from iasf_search.plugin_manager import Components
-    from iasf_search.space import SearchSpace
+    from iasf_search.space.spec import SearchSpace
 
 Suggest = Callable[[str], Any]
 """``suggest(param_name)`` samples one declared parameter of a component in the current trial."""

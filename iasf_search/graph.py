@@ -27,7 +27,7 @@ from iasf_search.params import Range
 
 if TYPE_CHECKING:
     from iasf_search.plugin_manager import Components
-    from iasf_search.space import SearchSpace
+    from iasf_search.space.spec import SearchSpace
 
 INPUT = "input"
 OUTPUT = "output"

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from iasf_search.optuna_internals import ArtifactStore
     from iasf_search.plugin_manager import Components
     from iasf_search.registry import Registry
-    from iasf_search.space import SearchSpace
+    from iasf_search.space.spec import SearchSpace
 
 hookspec = pluggy.HookspecMarker("iasf_search")
 hookimpl = pluggy.HookimplMarker("iasf_search")

@@ -14,7 +14,7 @@ from iasf_search import graph as arch
 
 if TYPE_CHECKING:
     from iasf_search.plugin_manager import Components
-    from iasf_search.space import SearchSpace
+    from iasf_search.space.spec import SearchSpace
 
 
 def describe_graph(graph: nx.DiGraph, comps: Components) -> str:

@@ -83,6 +83,16 @@ def test_the_core_has_no_import_circle_at_run_time():
         "\n".join(" <-> ".join(c) for c in found)
 
 
+CONTRACT = {"iasf_search.components", "iasf_search.hookspecs", "iasf_search.plugin_manager", "iasf_search.space.spec"}
+"""The plugin contract: the hooks name the components, the loaded plugins and the space in their signatures, and
+a component's methods take the loaded plugins and the space. These name each other's types (for typing only)."""
+
+
+def test_type_only_imports_close_no_circle_beyond_the_plugin_contract():
+    found = circles(import_graph(runtime=False))
+    assert all(set(c) <= CONTRACT for c in found), f"import circles counting typing-only imports: {found}"
+
+
 def test_no_module_imports_names_from_the_top_package():
     """``iasf_search/__init__.py`` imports the public API from every room: a module importing it back would close a circle."""
     graph = import_graph()

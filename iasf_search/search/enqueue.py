@@ -52,7 +52,7 @@ from iasf_search.trial.cost_measurement import violations
 if TYPE_CHECKING:
     from iasf_search.components import TaskData
     from iasf_search.plugin_manager import Components
-    from iasf_search.space import SearchSpace
+    from iasf_search.space.spec import SearchSpace
 
 class NotInSpace(ValueError):
     """An architecture (or one of its settings) that the space cannot sample."""

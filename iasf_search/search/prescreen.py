@@ -42,7 +42,7 @@ from iasf_search.trial.cost_measurement import violations
 
 if TYPE_CHECKING:
     from iasf_search.session import Session
-    from iasf_search.space import SearchSpace
+    from iasf_search.space.spec import SearchSpace
 
 PROXY_BATCH = 64
 """Training samples every proxy scores a model on (the same ones for every trial of a search)."""

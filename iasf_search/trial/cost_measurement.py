@@ -13,7 +13,7 @@ from iasf_search.components import Measurement
 
 if TYPE_CHECKING:
     from iasf_search.plugin_manager import Components
-    from iasf_search.space import SearchSpace
+    from iasf_search.space.spec import SearchSpace
 
 COST_BATCH = 32
 """Validation samples on which cost models measure a model."""
