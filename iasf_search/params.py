@@ -35,7 +35,8 @@ class Param:
     :param choices: for ``str`` parameters, every value the component accepts.
     :param low: smallest value accepted (numbers only).
     :param high: largest value accepted (numbers only).
-    :param help: one line for ``iasf-search plugins`` and the README.
+    :param help: one line for the space reference, docs/space.md (generated from these declarations by
+        scripts/generate_docs.py).
     """
 
     default: Any

@@ -1,5 +1,6 @@
-"""The plain settings of a space file — ``training:``, ``task.split`` and ``search:`` — each key
-with its type, bounds and default, stated once here. :mod:`iasf_search.space` validates against
+"""The plain settings of a space file — ``manifold:``'s graph size and width, ``training:``, ``task.split``,
+``metrics.batch``, ``search:`` and ``search.prescreen`` — each key with its type, bounds, default and help,
+stated once here (``docs/space.md`` is generated from these tables). :mod:`iasf_search.space` validates against
 these tables, the dataclasses that carry the values (:class:`~iasf_search.components.SplitSpec`,
 :class:`~iasf_search.space.SearchSettings`) take their defaults from them, and the resolved space
 saved with a study writes them back.
@@ -8,6 +9,17 @@ saved with a study writes them back.
 from __future__ import annotations
 
 from iasf_search.params import Param
+
+MANIFOLD_PARAMS: dict[str, Param] = {
+    "nodes": Param({"low": 1, "high": 4}, int, low=1, high=64,
+                   help="number of token-mixing nodes in an architecture (a range: searched)"),
+    "max_in_degree": Param(2, int, low=1, high=16, help="how many earlier representations a node may read (fused if several)"),
+    "lookback": Param(None, int, low=1, nullable=True,
+                      help="a node reads only from this many most recent earlier ones, the stem counting (null: any)"),
+    "width": Param([64], int, low=4, high=8192, help="token width D of every node (a list or range: searched)"),
+}
+"""Keys of ``manifold:`` besides the component lists (``ops``, ``fusions``, ``readouts``, ``norms``); ``nodes`` and
+``width`` may be ranges, the others are fixed values."""
 
 TRAINING_PARAMS: dict[str, Param] = {
     "epochs": Param(20, int, low=1, help="passes over the training split"),
@@ -54,3 +66,14 @@ SEARCH_PARAMS: dict[str, Param] = {
     "grace_period": Param(120, int, low=2, help="a running trial without a heartbeat this long is failed and retried once"),
 }
 """Keys of ``search:`` besides ``sampler_options`` and ``pruner_options`` (fixed values)."""
+
+PRESCREEN_PARAMS: dict[str, Param] = {
+    "candidates": Param(16, int, low=1, help="architectures sampled and scored by the proxy before each training"),
+    "keep": Param(1, int, low=1, help="the best-scored of them that are trained (at most candidates)"),
+}
+"""Keys of ``search.prescreen`` besides ``proxy`` (required)."""
+
+METRICS_PARAMS: dict[str, Param] = {
+    "batch": Param(256, int, low=2, help="validation samples (the split's first) every trained model's metrics are measured on"),
+}
+"""Keys of ``metrics:`` besides ``record`` (the metrics, with their options)."""

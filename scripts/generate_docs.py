@@ -8,8 +8,8 @@ A generated region sits between two markers in a Markdown page::
 
 The prose around the markers is written by hand and left alone. The regions:
 
-* ``settings.training``, ``settings.split``, ``settings.search``: the tables of
-  :mod:`iasf_search.settings` (``TRAINING_PARAMS``, ``SPLIT_PARAMS``, ``SEARCH_PARAMS``);
+* ``settings.manifold``, ``settings.training``, ``settings.split``, ``settings.metrics``, ``settings.search``,
+  ``settings.prescreen``: the tables of :mod:`iasf_search.settings` (``MANIFOLD_PARAMS``, ``TRAINING_PARAMS``, ...);
 * ``components.<registry>`` (``components.ops``, ``components.datasets``, ...): one per registry of
   :class:`iasf_search.plugin_manager.Components`, the built-in plugins' components with their
   ``Param(..., help=...)`` declarations. Only the built-in plugins are loaded (``autoload=False``:
@@ -214,9 +214,12 @@ def regions() -> dict[str, Callable[[], list[str]]]:
     """Every region this script writes, by the name its markers carry."""
     components = load_components(autoload=False)
     out: dict[str, Callable[[], list[str]]] = {
+        "settings.manifold": settings_region("MANIFOLD_PARAMS"),
         "settings.training": settings_region("TRAINING_PARAMS"),
         "settings.split": settings_region("SPLIT_PARAMS"),
+        "settings.metrics": settings_region("METRICS_PARAMS"),
         "settings.search": settings_region("SEARCH_PARAMS"),
+        "settings.prescreen": settings_region("PRESCREEN_PARAMS"),
     }
     for attr in registries(components):
         out[f"components.{attr}"] = components_region(attr, components)

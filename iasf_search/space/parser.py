@@ -21,9 +21,15 @@ from iasf_search.components import SplitSpec
 from iasf_search.errors import SpaceError, allowed, did_you_mean
 from iasf_search.params import Param, Range, parse_params
 from iasf_search.registry import Registry
-from iasf_search.settings import SEARCH_PARAMS, SPLIT_PARAMS, TRAINING_PARAMS
+from iasf_search.settings import (
+    MANIFOLD_PARAMS,
+    METRICS_PARAMS,
+    PRESCREEN_PARAMS,
+    SEARCH_PARAMS,
+    SPLIT_PARAMS,
+    TRAINING_PARAMS,
+)
 from iasf_search.space.spec import (
-    DEFAULT_METRICS_BATCH,
     DEFAULT_NORMS,
     DEFAULT_READOUTS,
     METRICS,
@@ -191,10 +197,9 @@ def _parse_manifold(doc: Mapping[str, Any], r: _Reader, components: Components) 
     """``manifold:``: graph size, connectivity, widths, ops, fusions, readouts and norms (each checked by its component)."""
     manifold = r.mapping(doc.get("manifold"), "manifold", _MANIFOLD_KEYS)
     out = {
-        "nodes": Range.parse(manifold.get("nodes", {"low": 1, "high": 4}), Param(1, int, low=1, high=64), r.file, "manifold.nodes"),
-        "max_in_degree": r.value(manifold, "max_in_degree", Param(2, int, low=1, high=16), "manifold"),
-        "lookback": r.value(manifold, "lookback", Param(None, int, low=1, nullable=True), "manifold"),
-        "width": Range.parse(manifold.get("width", [64]), Param(64, int, low=4, high=8192), r.file, "manifold.width"),
+        **{key: Range.parse(manifold.get(key, MANIFOLD_PARAMS[key].default), MANIFOLD_PARAMS[key], r.file, f"manifold.{key}")
+           for key in ("nodes", "width")},
+        **{key: r.value(manifold, key, MANIFOLD_PARAMS[key], "manifold") for key in ("max_in_degree", "lookback")},
         "ops": r.components(manifold.get("ops"), "manifold.ops", components.ops),
         "fusions": r.components(manifold.get("fusions", ["sum"]), "manifold.fusions", components.fusions),
         "readouts": r.components(manifold.get("readouts", list(DEFAULT_READOUTS)), "manifold.readouts", components.readouts),
@@ -234,7 +239,7 @@ def _parse_metrics(doc: Mapping[str, Any], r: _Reader, components: Components) -
     if isinstance(value, list):
         value = {"record": value}
     section = r.mapping(value, "metrics", ("batch", "record"))
-    batch = r.value(section, "batch", Param(DEFAULT_METRICS_BATCH, int, low=2), "metrics")
+    batch = r.value(section, "batch", METRICS_PARAMS["batch"], "metrics")
     registry = components.metrics
     if "record" not in section:
         return ({name: {k: p.default for k, p in registry.get(name).params.items()} for name in registry
@@ -339,13 +344,6 @@ def _parse_proxies(value: Any, r: _Reader, components: Components) -> tuple[str,
     if len(set(value)) != len(value):
         raise r.fail("search.proxies", f"names repeat in {value!r}; list each once")
     return tuple(value)
-
-
-PRESCREEN_PARAMS = {
-    "candidates": Param(16, int, low=1, help="architectures sampled and scored by the proxy before each training"),
-    "keep": Param(1, int, low=1, help="the best-scored of them that are trained (at most candidates)"),
-}
-"""Keys of ``search.prescreen`` besides ``proxy`` (required)."""
 
 
 def _parse_prescreen(value: Any, r: _Reader, components: Components) -> dict[str, Any] | None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from iasf_search.components import SplitSpec
 from iasf_search.params import Range
+from iasf_search.settings import METRICS_PARAMS
 
 METRICS = {"accuracy": "maximize", "loss": "minimize"}
 """Training metrics usable as objectives (validation accuracy and loss), with their default direction.
@@ -20,7 +21,7 @@ DEFAULT_READOUTS = {"mean": {}}
 """``manifold.readouts`` when a space gives none: every architecture reads its output by the mean over tokens."""
 DEFAULT_NORMS = {"layer": {}}
 """``manifold.norms`` when a space gives none: every residual node pre-normalises with LayerNorm."""
-DEFAULT_METRICS_BATCH = 256
+DEFAULT_METRICS_BATCH = METRICS_PARAMS["batch"].default
 """``metrics.batch`` when a space gives none."""
 
 
