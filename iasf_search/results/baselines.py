@@ -3,10 +3,10 @@ architecture beat them: 1-nearest-neighbour and logistic regression (scikit-lear
 
 Both are fitted on the training split only and scored on the validation split (the split the search
 selects on) and the test split (the one it reports). They are recorded on the study as the user
-attribute ``baselines`` (:data:`BASELINES`): ``{name: {"val_accuracy", "test_accuracy", "seconds"},
-"data": <the study's data fingerprint>}``; :func:`recorded_baselines` reads them back, and the
-summary, ``best``, the report and the JSON summary event show them beside the best trial, compared
-on test accuracy.
+attribute ``baselines`` (:data:`~iasf_search.results.records.STUDY_BASELINES`):
+``{name: {"val_accuracy", "test_accuracy", "seconds"}, "data": <the study's data fingerprint>}``;
+:func:`recorded_baselines` reads them back, and the summary, ``best``, the report and the JSON summary
+event show them beside the best trial, compared on test accuracy.
 """
 
 from __future__ import annotations
@@ -27,10 +27,8 @@ from iasf_search.results.access import lead_trial
 from iasf_search.results.records import STUDY_BASELINES, TEST_ACCURACY
 from iasf_search.trial.cross_validation import fold_tasks, pooled
 
-BASELINES = STUDY_BASELINES
-"""The study user attribute holding the fitted baselines (:data:`~iasf_search.results.records.STUDY_BASELINES`)."""
 DATA_KEY = "data"
-"""The key, inside :data:`BASELINES`, of the data fingerprint the baselines were fitted on."""
+"""The key, inside the study's baselines record, of the data fingerprint the baselines were fitted on."""
 LABELS = {"1nn": "1-NN", "logistic_regression": "logistic regression"}
 """Each baseline's name as recorded -> as printed, in the order they are fitted and shown."""
 LOGISTIC_MAX_ITER = 2000
@@ -146,13 +144,13 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
 
 def record_baselines(study: optuna.Study, baselines: Mapping[str, Mapping[str, float]], data: Mapping[str, Any]) -> None:
     """Store ``baselines`` (:func:`fit_baselines`) on ``study``, with the fingerprint of the ``data`` they were fitted on."""
-    study.set_user_attr(BASELINES, {**{k: dict(v) for k, v in baselines.items()}, DATA_KEY: dict(data)})
+    study.set_user_attr(STUDY_BASELINES, {**{k: dict(v) for k, v in baselines.items()}, DATA_KEY: dict(data)})
 
 
 def recorded_baselines(study: optuna.Study, data: Mapping[str, Any] | None = None) -> dict[str, dict[str, float]]:
     """The baselines recorded on ``study`` (``{name: metrics}``, without the fingerprint); empty when none,
     or when ``data`` is given and they were fitted on other data."""
-    stored = study.user_attrs.get(BASELINES) or {}
+    stored = study.user_attrs.get(STUDY_BASELINES) or {}
     if data is not None and stored.get(DATA_KEY) != dict(data):
         return {}
     return {k: v for k, v in stored.items() if k != DATA_KEY and isinstance(v, Mapping)}

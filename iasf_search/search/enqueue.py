@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from iasf_search.plugin_manager import Components
     from iasf_search.space.spec import SearchSpace
 
+
 class NotInSpace(ValueError):
     """An architecture (or one of its settings) that the space cannot sample."""
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -125,7 +124,7 @@ def prescreen(study: optuna.Study, session: Session, data: TaskData, device: tor
     for i in range(settings["candidates"]):
         trial = memory.ask()
         try:
-            graph, _, _ = arch_of(trial, session)
+            graph, _, _ = sample_trial(trial, space, components)
             trial.set_user_attr(ARCH_HASH, arch.canonical_hash(graph))  # a graph-aware sampler avoids repeats
             torch.manual_seed(seed)  # the initial weights the trial itself will train from
             model = build_model(graph, components, data.sample_shape, data.num_classes).to(device)
@@ -154,8 +153,3 @@ def prescreen(study: optuna.Study, session: Session, data: TaskData, device: tor
         if queued >= min(settings["keep"], limit):
             break
     return queued
-
-
-def arch_of(trial: optuna.Trial, session: Session) -> tuple[Any, Mapping[str, Any], Mapping[str, Any]]:
-    """:func:`iasf_search.sampling.sample_trial` of ``trial`` on the session's space."""
-    return sample_trial(trial, session.space, session.components)

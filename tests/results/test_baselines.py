@@ -14,7 +14,6 @@ from scipy import sparse
 
 from iasf_search.components import SplitSpec, TaskData
 from iasf_search.results.baselines import (
-    BASELINES,
     baseline_features,
     baseline_line,
     baselines_event,
@@ -26,6 +25,7 @@ from iasf_search.results.baselines import (
     record_baselines,
     recorded_baselines,
 )
+from iasf_search.results.records import STUDY_BASELINES
 from iasf_search.trial.cross_validation import fold_tasks, pooled
 
 DATA = {"sample_shape": [2], "num_classes": 2, "modality": "sequence", "train": 40, "val": 20, "test": 20}
@@ -138,7 +138,7 @@ def test_recorded_baselines_round_trip_and_name_their_data():
     assert recorded_baselines(study) == {}
     fitted = {"1nn": {"val_accuracy": 0.9, "test_accuracy": 0.8, "seconds": 0.1}}
     record_baselines(study, fitted, DATA)
-    assert study.user_attrs[BASELINES] == {**fitted, "data": DATA}
+    assert study.user_attrs[STUDY_BASELINES] == {**fitted, "data": DATA}
     assert recorded_baselines(study) == fitted
     assert recorded_baselines(study, DATA) == fitted
     assert recorded_baselines(study, {**DATA, "train": 41}) == {}  # fitted on other data: as if none
