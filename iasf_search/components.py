@@ -93,11 +93,18 @@ class Component(ABC):
         return f"{self.name}({inner})" if inner else self.name
 
 
+MASK_CONTRACT = """A module's ``forward`` may take a ``mask`` keyword: for series padded to one length
+(:attr:`TaskData.padded`) it then gets the padding mask ``(B, T)`` bool, True at real tokens (None for a batch
+of a task without padding). A module without that keyword keeps working: it is called as before and sees
+padded tokens as zeros (:mod:`iasf_search.build`)."""
+
+
 class NodeOp(Component):
     """A token-mixing operation: the module maps ``(B, T, D) -> (B, T, D)``.
 
     The core wraps it as ``x + op(norm(x))`` (pre-norm residual) unless ``residual`` is False,
-    in which case the op's output replaces its input (``identity`` does this).
+    in which case the op's output replaces its input (``identity`` does this). Padding: see
+    :data:`MASK_CONTRACT` (``forward(x, mask=None)``).
     """
 
     residual: ClassVar[bool] = True
@@ -108,7 +115,8 @@ class NodeOp(Component):
 
 
 class Fusion(Component):
-    """A synthesis operator for a node with several inputs: ``list[(B, T, D)] -> (B, T, D)``."""
+    """A synthesis operator for a node with several inputs: ``list[(B, T, D)] -> (B, T, D)``. Padding: see
+    :data:`MASK_CONTRACT` (``forward(inputs, mask=None)``)."""
 
     @abstractmethod
     def build(self, config: Mapping[str, Any], n_inputs: int, ctx: BuildContext) -> nn.Module:
@@ -118,6 +126,7 @@ class Fusion(Component):
 class Readout(Component):
     """How the head reads the output node: normalised tokens ``(B, T, D) -> (B, F)`` features, then
     ``Linear(F, classes)``. Chosen per architecture from ``manifold.readouts``; ``mean`` when a graph names none.
+    Padding: see :data:`MASK_CONTRACT` (``forward(x, mask=None)``); a readout that pools over tokens should take it.
     """
 
     def features(self, config: Mapping[str, Any], ctx: BuildContext) -> int:
@@ -131,7 +140,8 @@ class Readout(Component):
 
 class Norm(Component):
     """The normalisation a residual node applies before its op: ``x + op(norm(x))``. Chosen per node
-    from ``manifold.norms``; ``layer`` when a node names none. Non-residual ops get no norm."""
+    from ``manifold.norms``; ``layer`` when a node names none. Non-residual ops get no norm. Padding: see
+    :data:`MASK_CONTRACT`; a norm with statistics over tokens should take the mask."""
 
     @abstractmethod
     def build(self, config: Mapping[str, Any], ctx: BuildContext) -> nn.Module:
@@ -139,7 +149,12 @@ class Norm(Component):
 
 
 class Stem(Component):
-    """Turns a batch of raw inputs of one modality into tokens ``(B, T, D)``; ``name`` is the modality."""
+    """Turns a batch of raw inputs of one modality into tokens ``(B, T, D)``; ``name`` is the modality.
+
+    A stem whose module also defines ``padding_mask(x) -> (B, T) bool`` (True at tokens covering real values;
+    ``x`` still holds its NaN padding) takes padded tasks (:attr:`TaskData.padded`); the model sets the NaN to
+    zero before calling ``forward``. The built-in ``sequence`` stem does.
+    """
 
     @abstractmethod
     def layout(self, config: Mapping[str, Any], sample_shape: tuple[int, ...]) -> TokenLayout:
@@ -169,6 +184,9 @@ class TaskData:
     info: dict[str, Any] = field(default_factory=dict)
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
     """Optional training-time augmentation of a batch ``x`` (same shape out), drawn from ``generator``."""
+    padded: bool = False
+    """Samples ``(T, ...)`` of unequal lengths, padded to one length ``T`` with NaN at their end (every
+    feature of a padded step is NaN; no other value is NaN): models are built to mask it (:mod:`iasf_search.build`)."""
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -286,6 +304,8 @@ class Representations:
     :param labels: the batch's int64 labels ``(B,)``.
     :param cache: a scratch dict that metrics may share work through (e.g. one persistence
         diagram for two metrics); keys are the metric's own.
+    :param mask: for padded series (:attr:`TaskData.padded`), ``(B, T)`` bool, True at real tokens (padded
+        tokens are zeros in ``tokens``); None otherwise.
     """
 
     tokens: dict[str, torch.Tensor]
@@ -296,6 +316,7 @@ class Representations:
     layout: TokenLayout
     labels: torch.Tensor
     cache: dict[str, Any] = field(default_factory=dict)
+    mask: torch.Tensor | None = None
 
 
 class RepresentationMetric(Component):

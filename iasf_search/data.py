@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import warnings
 from collections.abc import Sequence
 
@@ -30,21 +31,34 @@ def split_indices(y: np.ndarray, split: SplitSpec, *, has_test: bool = False) ->
         if has_test:
             rest, test, val_share = idx, idx[:0], split.val
         else:
-            rest, test = train_test_split(idx, test_size=split.test, random_state=split.seed, stratify=y)
+            rest, test = train_test_split(idx, test_size=_held_out(split.test, y, "test"), random_state=split.seed, stratify=y)
             val_share = split.val / (1.0 - split.test)
-        train, val = train_test_split(rest, test_size=val_share, random_state=split.seed, stratify=y[rest])
+        train, val = train_test_split(rest, test_size=_held_out(val_share, y[rest], "val"), random_state=split.seed,
+                                      stratify=y[rest])
     except ValueError as exc:
         raise BadInput(f"cannot split {len(y)} samples into train/val/test by class: {exc}; use more data") from None
     return train, val, test
 
 
+def _held_out(share: float, y: np.ndarray, name: str) -> float | int:
+    """What ``train_test_split`` holds out of ``y`` for a ``share``: the share, or one sample per class (with a
+    warning) when the share holds fewer samples than there are classes, so that a stratified split of a small
+    dataset with many classes (the UCR archive has 50 series of 10 classes) still works."""
+    classes = len(np.unique(y))
+    if math.ceil(share * len(y)) >= classes:
+        return share
+    warnings.warn(f"split.{name}: {share:.2f} of {len(y)} samples is fewer than their {classes} classes; "
+                  f"{name} holds {classes} samples instead, one per class", stacklevel=4)
+    return classes
+
+
 def split_arrays(x: np.ndarray, y: np.ndarray, split: SplitSpec, *, modality: str, info: dict | None = None,
-                 x_test: np.ndarray | None = None, y_test: np.ndarray | None = None) -> TaskData:
+                 x_test: np.ndarray | None = None, y_test: np.ndarray | None = None, padded: bool = False) -> TaskData:
     """Stratified train/val/test split of ``(x, y)`` into a :class:`TaskData` (integer ``x`` stays int64).
 
     When the dataset ships its own test set (``x_test``, ``y_test``), that is the test split and
     ``split.val`` is taken from the rest; ``split.test`` is then ignored, and ``info`` gets
-    :data:`OWN_TEST_SPLIT`.
+    :data:`OWN_TEST_SPLIT`. ``padded``: see :attr:`TaskData.padded`.
     """
     y = np.asarray(y)
     train, val, test = split_indices(y, split, has_test=x_test is not None)
@@ -63,7 +77,7 @@ def split_arrays(x: np.ndarray, y: np.ndarray, split: SplitSpec, *, modality: st
 
     num_classes = int(max(y.max(), np.asarray(y_test).max())) + 1
     return TaskData(tensor(x[train]), labels(y[train]), tensor(x[val]), labels(y[val]), tensor(x_test), labels(y_test),
-                    num_classes=num_classes, modality=modality, info=info)
+                    num_classes=num_classes, modality=modality, info=info, padded=padded)
 
 
 def class_indices(labels: Sequence[str], classes: Sequence[str], *, name: str, where: str, train: str) -> np.ndarray:
@@ -84,7 +98,8 @@ def class_indices(labels: Sequence[str], classes: Sequence[str], *, name: str, w
 def check_task(name: str, data: TaskData) -> None:
     """Raise :class:`BadInput` naming ``name`` if the task's tensors are unusable.
 
-    Checks: non-empty splits, dtypes (float or int64 samples, int64 labels), matching sample shapes and lengths, finite values, labels in
+    Checks: non-empty splits, dtypes (float or int64 samples, int64 labels), matching sample shapes and lengths, finite values
+    (but for the NaN padding of a padded task, :attr:`TaskData.padded`, at the end of each sample only), labels in
     ``[0, num_classes)``, every class present in the training split, and no sample of the
     validation or test split repeated in the training split. Test samples repeated in the training
     split are only a warning when the test split is the dataset's own (:data:`OWN_TEST_SPLIT`): a
@@ -102,7 +117,9 @@ def check_task(name: str, data: TaskData) -> None:
             raise BadInput(f"dataset '{name}': {split} split has {len(x)} samples but {len(y)} labels")
         if tuple(x.shape[1:]) != shape:
             raise BadInput(f"dataset '{name}': {split} samples have shape {tuple(x.shape[1:])}, train samples {shape}")
-        if not torch.isfinite(x).all():
+        if data.padded:
+            _check_padding(name, split, x)
+        elif not torch.isfinite(x).all():
             raise BadInput(f"dataset '{name}': the {split} split holds NaN or infinite values; clean the data")
         if y.min() < 0 or y.max() >= data.num_classes:
             raise BadInput(f"dataset '{name}': {split} labels must lie in [0, {data.num_classes}), got {int(y.min())}..{int(y.max())}")
@@ -118,6 +135,25 @@ def check_task(name: str, data: TaskData) -> None:
         elif shared:
             raise BadInput(f"dataset '{name}': {shared} {split} samples also appear in the training split; "
                            f"remove the duplicates so that {split} accuracy is measured on unseen data")
+
+
+def _check_padding(name: str, split: str, x: torch.Tensor) -> None:
+    """A padded task's samples ``(N, T, ...)``: no infinite value, and NaN only as padding: whole steps (every
+    feature NaN) at the end of a sample that starts with a real step."""
+    if torch.isinf(x).any():
+        raise BadInput(f"dataset '{name}': the {split} split holds infinite values; clean the data")
+    nan = torch.isnan(x).reshape(x.shape[0], x.shape[1], -1)
+    padding = nan.all(dim=-1)  # (N, T)
+    problem = None
+    if (nan.any(dim=-1) & ~padding).any():
+        problem = "NaN in some features of a step only (missing values: impute them)"
+    elif padding[:, 0].any():
+        problem = "a sample with no real value (all padding)"
+    elif (padding[:, :-1] & ~padding[:, 1:]).any():
+        problem = "NaN before a sample's last real step (missing values: impute them)"
+    if problem:
+        raise BadInput(f"dataset '{name}': the {split} split is padded, but holds {problem}; "
+                       f"NaN may only pad a sample's end")
 
 
 def _row_digests(x: torch.Tensor) -> set[bytes]:

@@ -62,6 +62,7 @@ class CrossAttentionFusion(nn.Module):
 
     ``x_1 + proj(softmax(q(x_1) k(X)^T / sqrt(d)) v(X))`` where ``X`` concatenates inputs 2..k along
     the token axis; ``heads`` split the width as in self-attention. Order matters: slot 0 is the query.
+    With a padding ``mask`` (``(B, T)``), the query attends to the other inputs' real tokens only.
     """
 
     def __init__(self, n: int, width: int, heads: int) -> None:
@@ -73,13 +74,14 @@ class CrossAttentionFusion(nn.Module):
         self.kv = nn.Linear(width, 2 * width)
         self.proj = nn.Linear(width, width)
 
-    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, inputs: list[torch.Tensor], mask: torch.Tensor | None = None) -> torch.Tensor:
         query, others = inputs[0], torch.cat(inputs[1:], dim=1)  # (B, T, D), (B, (k-1)T, D)
         B, T, D = query.shape
         H = self.heads
         q = self.q(query).view(B, T, H, D // H).transpose(1, 2)  # (B, H, T, hd)
         k, v = self.kv(others).view(B, -1, 2, H, D // H).permute(2, 0, 3, 1, 4)  # (B, H, S, hd) each
-        y = F.scaled_dot_product_attention(q, k, v)  # (B, H, T, hd)
+        keys = None if mask is None else mask.repeat(1, len(inputs) - 1)[:, None, None, :]  # (B, 1, 1, S)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=keys)  # (B, H, T, hd)
         return query + self.proj(y.transpose(1, 2).reshape(B, T, D))
 
 

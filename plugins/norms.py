@@ -2,7 +2,7 @@
 
 * ``layer`` — ``nn.LayerNorm(D)``, each token normalised over its channels; what a node that names no norm gets;
 * ``batch`` — ``BatchNorm1d(D)`` over ``(B, T, D)`` tokens: each channel normalised with statistics over the
-  batch and the tokens (running statistics in eval mode).
+  batch and the tokens (running statistics in eval mode); with padded series, over the real tokens only.
 """
 
 from __future__ import annotations
@@ -18,10 +18,15 @@ from iasf_search.components import BuildContext, Norm
 
 
 class TokenBatchNorm(nn.BatchNorm1d):
-    """``BatchNorm1d`` for tokens ``(B, T, D)``: per channel, over the batch and the tokens."""
+    """``BatchNorm1d`` for tokens ``(B, T, D)``: per channel, over the batch and the tokens (the real ones,
+    ``mask`` True, when training on padded series; padded tokens then come out as zeros)."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.reshape(-1, x.shape[-1])).view_as(x)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is None or not self.training:  # running statistics are per token: padding changes nothing
+            return super().forward(x.reshape(-1, x.shape[-1])).view_as(x)
+        out = torch.zeros_like(x)
+        out[mask] = super().forward(x[mask])
+        return out
 
 
 class Layer(Norm):

@@ -8,10 +8,13 @@ neighbourhood in the grid, not in the flattened order.
 The token-mixing MLPs (``token_mlp``, ``gmlp``) hold weights over all ``T = ctx.layout.length``
 tokens in token order, so a model built for one input shape takes inputs of that shape only (as
 learned position encodings already do); ``gmlp``'s ``T x T`` matrix grows with the square of the
-token count (a larger patch keeps it small). No op masks padding, and ops are given no padding
-mask: the image and sequence stems pad by less than one patch, so no token is padding alone, and
-the padding ids of a text sample are ordinary tokens (the zero pad embedding plus its position),
+token count (a larger patch keeps it small). The image and sequence stems pad by less than one patch, so no
+token is padding alone, and the padding ids of a text sample are ordinary tokens (the zero pad embedding plus its position),
 seen by attention, pooling and these MLPs alike.
+
+Series of unequal lengths padded to one length (:mod:`iasf_search.build`) are masked: ``attention`` attends
+to real tokens only and ``pool`` pools them only; ``conv``, ``token_mlp`` and ``gmlp`` see padded tokens as
+zeros, as a convolution sees the zero padding beyond a sequence's end.
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ class SelfAttention(nn.Module):
     """Multi-head self-attention through ``F.scaled_dot_product_attention`` with an optional mask.
 
     ``topk``: each query attends to its ``topk`` highest-scoring keys (a data-dependent mask).
+    With a padding ``mask`` (``(B, T)``, True at real tokens), queries attend to real keys only; a padded
+    query keeps its pattern's keys (its output is discarded, and a row with no key would be NaN).
     """
 
     def __init__(self, width: int, heads: int, mask: torch.Tensor | None, topk: int | None) -> None:
@@ -74,31 +79,40 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(width, width)
         self.register_buffer("mask", mask, persistent=False)
 
-    def _qkv_mask(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def _qkv_mask(self, x: torch.Tensor, padding: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         B, T, D = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # (B, H, T, hd) each
         mask = self.mask
+        real_keys = None if padding is None else padding[:, None, None, :]  # (B, 1, 1, T)
         if self.topk is not None and self.topk < T:
             with torch.no_grad():
                 scores = q @ k.transpose(-2, -1)  # (B, H, T, T); the scale does not change the ranking
+                if real_keys is not None:
+                    scores = scores.masked_fill(~real_keys, float("-inf"))
                 kth = scores.topk(self.topk, dim=-1).values[..., -1:]
                 mask = scores >= kth
+        if real_keys is not None:
+            allowed = real_keys | ~padding[:, None, :, None]  # padded queries: every key their pattern allows
+            mask = allowed if mask is None else mask & allowed
         return q, k, v, mask
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         B, T, D = x.shape
-        q, k, v, mask = self._qkv_mask(x)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, T, hd)
+        q, k, v, attend = self._qkv_mask(x, mask)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attend)  # (B, H, T, hd)
         return self.proj(y.transpose(1, 2).reshape(B, T, D))
 
-    def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
+    def attention_weights(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """The attention probabilities ``(B, heads, T, T)`` that :meth:`forward` applies to ``x``
-        (rows: queries; masked keys get 0). Reports and the dashboard draw them as heat maps."""
-        q, k, _, mask = self._qkv_mask(x)
+        (rows: queries; masked keys get 0; with a padding ``mask``, so do the rows of padded queries, whose
+        output is discarded). Reports and the dashboard draw them as heat maps."""
+        q, k, _, attend = self._qkv_mask(x, mask)
         scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
-        if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
-        return scores.softmax(dim=-1)
+        if attend is not None:
+            scores = scores.masked_fill(~attend, float("-inf"))
+        weights = scores.softmax(dim=-1)
+        return weights if mask is None else weights * mask[:, None, :, None].to(weights.dtype)
 
 
 class Attention(NodeOp):
@@ -272,18 +286,27 @@ class GMLP(NodeOp):
 
 
 class PoolMix(nn.Module):
-    """PoolFormer-style token mixer: pool(x) - x over the token grid."""
+    """PoolFormer-style token mixer: pool(x) - x over the token grid; with a padding ``mask``, over the real
+    tokens of each window only (as the grid's own edges are: ``count_include_pad=False``)."""
 
     def __init__(self, layout: TokenLayout, kind: str, kernel: int) -> None:
         super().__init__()
+        self.kind = kind
         if kind == "avg":
             pool = _spatial(layout, nn.AvgPool1d, nn.AvgPool2d)(kernel, stride=1, padding=kernel // 2, count_include_pad=False)
         else:
             pool = _spatial(layout, nn.MaxPool1d, nn.MaxPool2d)(kernel, stride=1, padding=kernel // 2)
         self.mix = GridMixer(layout, pool)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mix(x) - x
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is None:
+            return self.mix(x) - x
+        real = mask[..., None].to(x.dtype)  # (B, T, 1)
+        if self.kind == "avg":  # the mean of a window's real tokens: their sum over their count
+            pooled = self.mix(x * real) / self.mix(real).clamp(min=1e-6)
+        else:
+            pooled = self.mix(x.masked_fill(~mask[..., None], float("-inf")))
+        return pooled.masked_fill(~mask[..., None], 0.0) - x  # a window of padding only: nothing, not -inf
 
 
 class Pool(NodeOp):

@@ -9,6 +9,10 @@ The head is ``Linear(F, classes)`` over what the readout returns, ``(B, F)``:
   CaiT (attention then a feed-forward block, each residual) (``F = D``); ``heads`` must divide the width;
 * ``flatten`` — every token's features side by side (``F = T * D``): the head is then a linear map over
   all positions. ``T`` comes from the stem's layout, so the model serves inputs of the size it was built for.
+
+With padded series (:mod:`iasf_search.build`), ``mean``, ``max``, ``mean_max`` and ``class_token`` read
+the real tokens only: a short series is not diluted by its padding. ``flatten`` sees the padded tokens
+as zeros.
 """
 
 from __future__ import annotations
@@ -26,19 +30,34 @@ from iasf_search.params import Param, Range
 from iasf_search.plugins.ops import heads_fit_widths
 
 
-class MeanTokens(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The mean over tokens ``(B, T, D) -> (B, D)`` of the real ones (``mask`` True; all without a mask)."""
+    if mask is None:
         return x.mean(dim=1)
+    weight = mask[..., None].to(x.dtype)
+    return (x * weight).sum(dim=1) / weight.sum(dim=1).clamp(min=1.0)
+
+
+def masked_max(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The maximum over tokens ``(B, T, D) -> (B, D)`` of the real ones (``mask`` True; all without a mask)."""
+    if mask is None:
+        return x.amax(dim=1)
+    return x.masked_fill(~mask[..., None], float("-inf")).amax(dim=1)
+
+
+class MeanTokens(nn.Module):
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return masked_mean(x, mask)
 
 
 class MaxTokens(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.amax(dim=1)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return masked_max(x, mask)
 
 
 class MeanMaxTokens(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x.mean(dim=1), x.amax(dim=1)], dim=-1)  # (B, 2D)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.cat([masked_mean(x, mask), masked_max(x, mask)], dim=-1)  # (B, 2D)
 
 
 class FlattenTokens(nn.Module):
@@ -51,6 +70,7 @@ class ClassAttention(nn.Module):
 
     ``u = LN([c; x])``, ``c = c + proj(softmax(q(u_0) k(u)^T / sqrt(d)) v(u))``, then ``c = c + mlp(LN(c))``;
     returns ``LN(c)``, ``(B, D)``. Only the class token is updated, so the cost is linear in ``T``.
+    With a padding ``mask``, the class token attends to itself and the real tokens only.
     """
 
     def __init__(self, width: int, heads: int, expansion: int = 2) -> None:
@@ -68,14 +88,15 @@ class ClassAttention(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(width, expansion * width), nn.GELU(), nn.Linear(expansion * width, width))
         self.out_norm = nn.LayerNorm(width)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         B, T, D = x.shape
         H = self.heads
         c = self.token.expand(B, -1, -1).to(x.dtype)  # (B, 1, D)
         u = self.norm1(torch.cat([c, x], dim=1))  # (B, 1 + T, D)
         q = self.q(u[:, :1]).view(B, 1, H, D // H).transpose(1, 2)  # (B, H, 1, hd)
         k, v = self.kv(u).view(B, T + 1, 2, H, D // H).permute(2, 0, 3, 1, 4)  # (B, H, 1 + T, hd) each
-        y = F.scaled_dot_product_attention(q, k, v)  # (B, H, 1, hd)
+        keys = None if mask is None else torch.cat([mask.new_ones(B, 1), mask], dim=1)[:, None, None, :]  # (B, 1, 1, 1 + T)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=keys)  # (B, H, 1, hd)
         c = c + self.proj(y.transpose(1, 2).reshape(B, 1, D))
         c = c + self.mlp(self.norm2(c))
         return self.out_norm(c[:, 0])  # (B, D)

@@ -4,7 +4,11 @@
 Any length or size works with any patch: an input that a patch does not divide is padded with
 zeros at its end (right and bottom) up to the next multiple of the patch. The padding is always
 less than one patch, so every token still covers real samples: no token is padding alone, and
-attention, pooling and normalisation over tokens see no token to mask."""
+attention, pooling and normalisation over tokens see no token to mask.
+
+Series of unequal lengths padded to one length with NaN (a padded task, :attr:`~iasf_search.components.TaskData.padded`)
+are another matter: the ``sequence`` stem's module then gives the model the token mask (``padding_mask``):
+a token is real when its own patch of steps holds a real value (:mod:`iasf_search.build`)."""
 
 from __future__ import annotations
 
@@ -75,6 +79,19 @@ class GridStem(nn.Module):
         return self.position(self.embed(x).flatten(2).transpose(1, 2))  # (B, T, D)
 
 
+class SequenceStemModule(GridStem):
+    """The ``sequence`` stem's module: a :class:`GridStem` over ``(B, T, F)`` that also masks NaN padding."""
+
+    def padding_mask(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, ⌈T/p⌉)`` bool: True where the token's own ``p`` steps hold a value that is not NaN padding
+        (a step is padding when every feature is NaN)."""
+        real = ~torch.isnan(x).all(dim=-1)  # (B, T)
+        pad = -real.shape[1] % self.patch
+        if pad:
+            real = nn.functional.pad(real, (0, pad), value=False)
+        return real.view(real.shape[0], -1, self.patch).any(dim=-1)
+
+
 def padding_to_multiple(grid: tuple[int, ...], patch: int) -> tuple[int, ...]:
     """``F.pad``'s argument (last axis first, ``(before, after)`` each) that zero-pads each axis of
     ``grid`` at its end up to the next multiple of ``patch``."""
@@ -107,7 +124,8 @@ class _GridStemPlugin(Stem):
 
     def build(self, config: Mapping[str, Any], sample_shape: tuple[int, ...], width: int) -> nn.Module:
         _, channels = self._grid(sample_shape)
-        return GridStem(channels, self.axes, config["patch"], config["overlap"], width,
+        module = SequenceStemModule if self.channels_last else GridStem
+        return module(channels, self.axes, config["patch"], config["overlap"], width,
                         self.layout(config, sample_shape), config["position"], self.channels_last)
 
     def describe(self, config: Mapping[str, Any]) -> str:

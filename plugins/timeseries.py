@@ -1,14 +1,26 @@
-"""Time-series classification, offline: a local file in the UCR archive layout (``timeseries_file``)
-or a generated example (``timeseries_shapes``). Samples are ``(T, 1)`` for the ``sequence`` stem.
+"""Time-series classification, offline: local files (``timeseries_file``) or a generated example
+(``timeseries_shapes``). Samples are ``(T, C)``, ``C`` channels over ``T`` steps, for the ``sequence`` stem.
 
-UCR layout: one series per row, the class label in the first column, the values after it;
-comma-, tab- or whitespace-separated. A dataset that comes as a ``NAME_TRAIN`` / ``NAME_TEST`` pair
-is read with ``path`` (training file) and ``test_path``: the test split is then the test file as it
-is, and validation is drawn from the training file.
+``timeseries_file`` reads the archives' own formats (:mod:`iasf_search.series`: the UCR text layout, ``.ts``,
+``.arff``, and ``.npz`` files :func:`iasf_search.series.save_series` writes). A dataset that
+comes as a ``NAME_TRAIN`` / ``NAME_TEST`` pair is read with ``path`` (training file) and ``test_path``: the test
+split is then the test file as it is, and validation is drawn from the training file.
+
+The series then go through, in this order (training and test files alike):
+
+1. **normalisation** (``normalize``): each series and channel z-normalised over its own values (the UEA
+   convention; a constant channel becomes zeros), missing values left out;
+2. **missing values** (``impute``): ``interpolate`` (linear between the neighbouring values, the nearest value
+   at either end; a channel with no value at all becomes zeros), ``zero`` (the normalised series' mean), or
+   ``refuse`` (an error); a warning counts what was imputed;
+3. **lengths** (``lengths``), when the series differ in length: ``pad`` (the longest length, NaN after each
+   series' end: the model masks it, see :mod:`iasf_search.build`), ``resample`` (every series linearly
+   interpolated to the longest length) or ``truncate`` (every series cut to the shortest length).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,58 +32,10 @@ from iasf_search.components import Dataset, SplitSpec, TaskData
 from iasf_search.data import class_indices, split_arrays
 from iasf_search.errors import BadInput
 from iasf_search.params import Param
+from iasf_search.series import FORMATS, SeriesSet, file_format, read_file
 
-
-def standardize(x: np.ndarray) -> np.ndarray:
-    """Z-normalise each series (constant series become zeros)."""
-    mean = x.mean(axis=1, keepdims=True)
-    std = x.std(axis=1, keepdims=True)
-    return (x - mean) / np.where(std > 0, std, 1.0)
-
-
-def read_ucr(path: Path, name: str, option: str = "path") -> tuple[np.ndarray, list[str]]:
-    """``(values (N, T), labels)`` from a UCR-layout text file; BadInput naming the file and the problem
-    (``option``: the ``task.options`` key that named the file)."""
-    if not path.is_file():
-        raise BadInput(f"dataset '{name}': {path}: no such file; set task.options.{option} to a local UCR-style file")
-    rows, labels = [], []
-    with path.open(encoding="utf-8") as f:
-        for i, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            fields = line.replace(",", " ").split()
-            try:
-                values = [float(v) for v in fields[1:]]
-            except ValueError:
-                raise BadInput(f"dataset '{name}': {path}: line {i}: a value is not a number") from None
-            if not np.isfinite(values).all():
-                raise BadInput(f"dataset '{name}': {path}: line {i}: holds NaN or infinite values; clean the data")
-            if rows and len(values) != len(rows[0]):
-                raise BadInput(f"dataset '{name}': {path}: line {i} has {len(values)} values, line 1 has {len(rows[0])}; "
-                               f"series must have equal length")
-            rows.append(values)
-            labels.append(fields[0])
-    if not rows or not rows[0]:
-        raise BadInput(f"dataset '{name}': {path}: no series found (one per line: label, then values)")
-    x = np.asarray(rows, dtype=np.float32)
-    if not np.isfinite(x).all():  # a value beyond float32's range
-        raise BadInput(f"dataset '{name}': {path}: holds NaN or infinite values; clean the data")
-    return x, labels
-
-
-def _task(x: np.ndarray, labels: list[str], split: SplitSpec, normalize: bool, info: dict[str, Any],
-          test: tuple[np.ndarray, np.ndarray] | None = None) -> TaskData:
-    """``test``: the dataset's own test series and their class indices (into the classes of ``labels``)."""
-    classes = class_order(labels)
-    y = np.array([classes.index(c) for c in labels], dtype=np.int64)
-    if normalize:
-        x = standardize(x)
-    x_test = y_test = None
-    if test is not None:
-        x_test, y_test = test
-        x_test = (standardize(x_test) if normalize else x_test)[:, :, None]
-    return split_arrays(x[:, :, None], y, split, modality="sequence", info={**info, "classes": classes},
-                        x_test=x_test, y_test=y_test)
+LENGTHS = ("pad", "resample", "truncate")
+IMPUTE = ("interpolate", "zero", "refuse")
 
 
 def class_order(labels: list[str]) -> list[str]:
@@ -79,34 +43,155 @@ def class_order(labels: list[str]) -> list[str]:
     return sorted(set(labels), key=lambda c: (len(c), c))
 
 
+def stack(series: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``(values (n, C, L), lengths (n,))``: the series side by side, NaN after each one's end (``L``: the longest)."""
+    lengths = np.array([s.shape[1] for s in series], dtype=np.int64)
+    values = np.full((len(series), series[0].shape[0], int(lengths.max())), np.nan)
+    for i, s in enumerate(series):
+        values[i, :, : s.shape[1]] = s
+    return values, lengths
+
+
+def standardize(values: np.ndarray) -> np.ndarray:
+    """Z-normalise each series and channel of ``values (n, C, L)`` over its values that are not NaN (a constant
+    or empty channel becomes zeros; NaN stays NaN)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN channel: its mean is NaN, handled below
+        mean = np.nanmean(values, axis=2, keepdims=True)
+        std = np.nanstd(values, axis=2, keepdims=True)
+    mean, std = np.nan_to_num(mean), np.nan_to_num(std)
+    return (values - mean) / np.where(std > 0, std, 1.0)
+
+
+def missing_mask(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``(n, C, L)`` bool: the missing values, NaN before a series' end."""
+    inside = np.arange(values.shape[2])[None, None, :] < lengths[:, None, None]
+    return np.isnan(values) & inside
+
+
+def impute(values: np.ndarray, lengths: np.ndarray, how: str) -> None:
+    """Fill the missing values of ``values (n, C, L)`` in place: ``interpolate`` or ``zero`` (see the module's docstring)."""
+    missing = missing_mask(values, lengths)
+    if how == "zero":
+        values[missing] = 0.0
+        return
+    for i, c in zip(*np.nonzero(missing.any(axis=2)), strict=True):
+        row = values[i, c, : lengths[i]]
+        known = np.flatnonzero(~np.isnan(row))
+        row[:] = np.interp(np.arange(len(row)), known, row[known]) if len(known) else 0.0
+
+
+def resample(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Every series of ``values (n, C, L)`` linearly interpolated from its own length to ``L`` steps."""
+    out = values.copy()
+    target = np.linspace(0.0, 1.0, values.shape[2])
+    for i in np.flatnonzero(lengths != values.shape[2]):
+        source = np.linspace(0.0, 1.0, lengths[i]) if lengths[i] > 1 else np.zeros(1)
+        for c in range(values.shape[1]):
+            out[i, c] = np.interp(target, source, values[i, c, : lengths[i]])
+    return out
+
+
+def prepare(sets: list[SeriesSet], options: Mapping[str, Any], *, dataset: str, sources: list[str]) -> tuple[list[np.ndarray], bool, dict]:
+    """The samples ``(n, T, C)`` float32 of each set in ``sets`` (read from ``sources``), normalised, imputed and
+    brought to one length as ``options`` say (see the module's docstring); whether they are padded; and what
+    :class:`TaskData`'s ``info`` records of it (``lengths``: the shortest and longest, when they differ;
+    ``channels``).
+
+    :raises BadInput: a test file with other channels, or missing values with ``impute: refuse``.
+    """
+    channels = sets[0].channels
+    for s, source in zip(sets[1:], sources[1:], strict=True):
+        if s.channels != channels:
+            raise BadInput(f"dataset '{dataset}': {source}: series of {s.channels} channels, but those of {sources[0]} have "
+                           f"{channels}; task.options.test_path must be the test file of the same dataset")
+    values, lengths = stack([a for s in sets for a in s.series])
+    if options["normalize"]:
+        values = standardize(values)
+    masks = np.split(missing_mask(values, lengths), np.cumsum([len(s.series) for s in sets])[:-1])
+    counts = [int(m.sum()) for m in masks]
+    for count, mask, source in zip(counts, masks, sources, strict=True):
+        if count and options["impute"] == "refuse":
+            first = int(np.flatnonzero(mask.any(axis=(1, 2)))[0]) + 1
+            raise BadInput(f"dataset '{dataset}': {source}: series {first} holds missing values (NaN), {count} in the file; "
+                           f"clean the data, or set task.options.impute to interpolate or zero")
+        if count:
+            warnings.warn(f"dataset '{dataset}': {source}: {count} missing values imputed (task.options.impute: "
+                          f"{options['impute']})", stacklevel=3)
+    if sum(counts):
+        impute(values, lengths, options["impute"])
+    info: dict[str, Any] = {"channels": channels}
+    shortest, longest = int(lengths.min()), int(lengths.max())
+    padded = False
+    if shortest != longest:
+        info["lengths"] = {"shortest": shortest, "longest": longest, "made": options["lengths"]}
+        if options["lengths"] == "resample":
+            values = resample(values, lengths)
+        elif options["lengths"] == "truncate":
+            values = values[:, :, :shortest]
+        else:
+            padded = True
+    samples = values.transpose(0, 2, 1).astype(np.float32)  # (n, T, C)
+    return np.split(samples, np.cumsum([len(s.series) for s in sets])[:-1]), padded, info
+
+
+def series_task(sets: list[SeriesSet], options: Mapping[str, Any], split: SplitSpec, *, dataset: str, sources: list[str],
+                info: dict[str, Any]) -> TaskData:
+    """The task of ``sets`` (the training series, then the dataset's own test series if any), prepared by :func:`prepare`."""
+    arrays, padded, prepared = prepare(sets, options, dataset=dataset, sources=sources)
+    classes = class_order(sets[0].labels)
+    y = np.array([classes.index(c) for c in sets[0].labels], dtype=np.int64)
+    x_test = y_test = None
+    if len(sets) > 1:
+        x_test = arrays[1]
+        y_test = class_indices(sets[1].labels, classes, name=dataset, where=sources[1], train=sources[0])
+    return split_arrays(arrays[0], y, split, modality="sequence", info={**info, **prepared, "classes": classes},
+                        x_test=x_test, y_test=y_test, padded=padded)
+
+
+PREPARATION = {
+    "normalize": Param(True, bool, help="z-normalise each series and channel"),
+    "impute": Param("interpolate", str, choices=IMPUTE,
+                    help="missing values (NaN inside a series): interpolate linearly, zero (0: a normalised series' mean), or refuse"),
+    "lengths": Param("pad", str, choices=LENGTHS,
+                     help="series of unequal lengths: pad (masked), resample to the longest, or truncate to the shortest"),
+}
+"""The options of how series are prepared, shared by the time-series datasets."""
+
+
 class TimeSeriesFile(Dataset):
     name = "timeseries_file"
     modality = "sequence"
-    description = "time-series classification from a local file in the UCR layout (label, then values, per line)"
+    description = "time-series classification from local files: the UCR text layout, .ts, .arff or .npz (save_series)"
     params = {
         "path": Param(None, str, nullable=True, help="the local file (required)"),
         "test_path": Param(None, str, nullable=True,
-                           help="the dataset's own test file (e.g. NAME_TEST.tsv beside NAME_TRAIN.tsv): all its series, in "
+                           help="the dataset's own test file (e.g. NAME_TEST.ts beside NAME_TRAIN.ts): all its series, in "
                                 "file order, are the test split; validation comes from path (split.val of it; split.test is ignored)"),
-        "normalize": Param(True, bool, help="z-normalise each series"),
+        "format": Param("auto", str, choices=FORMATS, help="the files' format; auto: by extension (.ts, .arff, .npz; else UCR text)"),
+        **PREPARATION,
     }
 
     def load(self, options: Mapping[str, Any], split: SplitSpec) -> TaskData:
         if not options["path"]:
             raise BadInput("dataset 'timeseries_file': task.options.path is required: a local file, one series per line")
         path = Path(options["path"]).expanduser()
-        x, labels = read_ucr(path, self.name)
+        train, test = read_file(path, file_format(path, options["format"]), dataset=self.name, option="path")
         info: dict[str, Any] = {"source": str(path)}
-        test = None
+        sets, sources = [train], [str(path)]
         if options.get("test_path"):
             test_path = Path(options["test_path"]).expanduser()
-            x_test, test_labels = read_ucr(test_path, self.name, "test_path")
-            if x_test.shape[1] != x.shape[1]:
-                raise BadInput(f"dataset '{self.name}': {test_path}: series of {x_test.shape[1]} values, but those of the training "
-                               f"file {path} have {x.shape[1]}; task.options.test_path must be the test file of the same dataset")
-            test = x_test, class_indices(test_labels, class_order(labels), name=self.name, where=str(test_path), train=str(path))
-            info["test_source"] = str(test_path)
-        return _task(x, labels, split, options["normalize"], info, test)
+            if test is not None:
+                raise BadInput(f"dataset '{self.name}': {path} holds its own test set, and task.options.test_path names another; "
+                               f"remove test_path")
+            test, _ = read_file(test_path, file_format(test_path, options["format"]), dataset=self.name, option="test_path")
+            info["test_source"] = sources_test = str(test_path)
+        else:
+            sources_test = f"{path} (its test set)"
+        if test is not None:
+            sets.append(test)
+            sources.append(sources_test)
+        return series_task(sets, options, split, dataset=self.name, sources=sources, info=info)
 
 
 SHAPES = ("sine", "square", "sawtooth", "chirp")
@@ -141,12 +226,14 @@ class TimeSeriesShapes(Dataset):
         "length": Param(64, int, low=8, help="steps per series"),
         "noise": Param(0.4, float, low=0.0, help="standard deviation of the added white noise"),
         "seed": Param(0, int, help="generator seed"),
-        "normalize": Param(True, bool, help="z-normalise each series"),
+        "normalize": PREPARATION["normalize"],
     }
 
     def load(self, options: Mapping[str, Any], split: SplitSpec) -> TaskData:
         x, labels = generate_shapes(options["samples"], options["length"], options["noise"], options["seed"])
-        return _task(x, labels, split, options["normalize"], {"generator": "timeseries_shapes", "seed": options["seed"]})
+        generated = SeriesSet(list(x[:, None, :].astype(np.float64)), labels)
+        return series_task([generated], {**options, "impute": "refuse", "lengths": "pad"}, split, dataset=self.name,
+                           sources=["generated"], info={"generator": "timeseries_shapes", "seed": options["seed"]})
 
 
 @hookimpl

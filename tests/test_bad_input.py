@@ -54,6 +54,16 @@ def ucr(rows: int = 24, length: int = 8, *, line: int | None = None, text: str =
     return "\n".join(lines) + "\n"
 
 
+def ts_file(*, header: str = "@univariate true", rows: Iterable[str] | None = None) -> str:
+    """A ``.ts`` file (sktime/aeon format) of classes a and b: 24 univariate series of 3 values unless ``rows``
+    (``values:label`` lines) are given; ``header`` lines go before ``@classLabel`` (which ``header`` may replace)."""
+    if rows is None:
+        rows = [f"{i % 5},{(i * 3) % 7},{(i * 5) % 11}:{'ab'[i % 2]}" for i in range(24)]
+    rows = list(rows)
+    label = "" if "@classLabel" in header else "\n@classLabel true a b"
+    return f"@problemName toy\n{header}{label}\n@data\n" + "\n".join(rows) + "\n"
+
+
 def csv_rows(rows: int = 24, *, line: int | None = None, text: str = "") -> str:
     """A text_file CSV (header ``text,label``) of two classes; data ``line`` (1-based, after the header) replaced."""
     lines = [f"sample number {i} about {'cats' if i % 2 else 'dogs'},{'cat' if i % 2 else 'dog'}" for i in range(rows)]
@@ -250,15 +260,39 @@ CASES = [
          space=space({"task": {"dataset": "timeseries_file"}})),
     case("timeseries-file-missing", SEARCH, "timeseries_file", "missing.txt", "no such file", "task.options.path",
          space=space(file_task("timeseries_file", "missing.txt"))),
-    case("timeseries-nan", SEARCH, "timeseries_file", "series.txt", "line 5", "NaN", "clean the data",
-         space=space(file_task("timeseries_file", "series.txt")),
+    case("timeseries-missing-values-refused", SEARCH, "timeseries_file", "series.txt", "series 5", "missing values (NaN)",
+         "set task.options.impute to interpolate or zero",
+         space=space(file_task("timeseries_file", "series.txt", impute="refuse")),
          files={"series.txt": ucr(line=5, text="1,0.1,nan,0.3,0.4,0.5,0.6,0.7,0.8")}),
+    case("timeseries-series-all-missing", SEARCH, "timeseries_file", "series.txt", "line 5", "has no value (all missing)",
+         "remove the line", space=space(file_task("timeseries_file", "series.txt")),
+         files={"series.txt": ucr(line=5, text="1,nan,nan,nan,nan,nan,nan,nan,nan")}),
     case("timeseries-value-not-a-number", SEARCH, "timeseries_file", "series.txt", "line 5", "not a number",
          space=space(file_task("timeseries_file", "series.txt")),
          files={"series.txt": ucr(line=5, text="1,0.1,abc,0.3,0.4,0.5,0.6,0.7,0.8")}),
-    case("timeseries-rows-of-different-lengths", SEARCH, "timeseries_file", "series.txt", "line 6 has 5 values",
-         "equal length", space=space(file_task("timeseries_file", "series.txt")),
-         files={"series.txt": ucr(line=6, text="0,0.1,0.2,0.3,0.4,0.5")}),
+
+    case("ts-header-disagrees-with-its-data", SEARCH, "timeseries_file", "series.ts", "not a readable .ts file",
+         "Expecting univariate from metadata", space=space(file_task("timeseries_file", "series.ts")),
+         files={"series.ts": ts_file(rows=["1,2,3:4,5,6:a", "3,2,1:6,5,4:b"])}),
+    case("ts-rows-disagree", SEARCH, "timeseries_file", "series.ts", "not a readable .ts file",
+         "Inconsistent number of dimensions", space=space(file_task("timeseries_file", "series.ts")),
+         files={"series.ts": ts_file(rows=["1,2,3:4,5,6:a", "3,2,1:b"])}),
+    case("ts-label-its-header-does-not-declare", SEARCH, "timeseries_file", "series.ts", "labels ['c']",
+         "not among those its header declares", "@classLabel true a b", space=space(file_task("timeseries_file", "series.ts")),
+         files={"series.ts": ts_file(rows=["1,2,3:c"])}),
+    case("ts-series-all-missing", SEARCH, "timeseries_file", "series.ts", "series 3 has no value (all missing)",
+         "remove it", space=space(file_task("timeseries_file", "series.ts")), files={"series.ts": ts_file(rows=[
+             "1,2,3:a", "3,2,1:b", "?,?,?:a"])}),
+    case("ts-test-file-with-other-channels", SEARCH, "timeseries_file", "test.ts", "series of 2 channels", "series.ts have 1",
+         "task.options.test_path must be the test file of the same dataset",
+         space=space(file_task("timeseries_file", "series.ts", test_path="test.ts")),
+         files={"series.ts": ts_file(), "test.ts": ts_file(header="@univariate false\n@dimensions 2",
+                                                            rows=["1,2,3:3,2,1:a", "3,2,1:1,2,3:b"])}),
+    case("ts-test-labels-absent-from-training", SEARCH, "timeseries_file", "test.ts", "classes 'c' do not occur in the training data",
+         "series.ts", space=space(file_task("timeseries_file", "series.ts", test_path="test.ts")),
+         files={"series.ts": ts_file(), "test.ts": ts_file(header="@classLabel true a b c", rows=["1,2,3:c", "3,2,1:b"])}),
+    case("npz-not-a-series-file", SEARCH, "timeseries_file", "series.npz", "not a series file", "iasf_search.save_series",
+         space=space(file_task("timeseries_file", "series.npz")), files={"series.npz": b"PK\x03\x04 truncated"}),
     case("timeseries-empty-file", SEARCH, "timeseries_file", "series.txt", "no series found",
          space=space(file_task("timeseries_file", "series.txt")), files={"series.txt": "\n\n"}),
     case("timeseries-class-with-one-sample", SEARCH, "cannot split", "by class", "use more data",

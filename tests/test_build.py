@@ -263,3 +263,95 @@ def test_an_unknown_readout_or_norm_is_named(make_graph):
     graph.nodes["n0"]["norm"] = "bach"
     with pytest.raises(BadInput, match=r"unknown norm 'bach' \(did you mean 'batch'\?\)"):
         build_model(graph, COMPONENTS, (1, 8, 8), CLASSES)
+
+
+# -- padded inputs: series of unequal lengths, NaN after their end, masked (build.py's docstring) ----------------
+
+PADDED_NODES = [
+    {"op": "attention", "config": {"heads": 2, "pattern": "full"}, "norm": "batch"},
+    {"op": "conv", "config": {"kernel": 3, "dilation": 1}},
+    {"op": "attention", "config": {"heads": 2, "pattern": "local", "window": 3}, "inputs": ["n0", "n1"], "fusion": "cross_attention"},
+    {"op": "attention", "config": {"heads": 2, "pattern": "topk", "topk": 3}},
+    {"op": "pool", "config": {"kind": "avg", "kernel": 3}, "inputs": ["n2", "n3"], "fusion": "concat"},
+]
+"""Every built-in kind of token mixing that takes the mask (attention's patterns, cross-attention, batch norm) or sees
+zeros (conv, pool), with a length-independent stem (sinusoidal positions), so one set of weights serves every length."""
+
+
+def padded_graph(make_graph, readout: str = "mean"):
+    graph = make_graph(PADDED_NODES, width=8, modality="sequence", stem={"patch": 2, "overlap": True, "position": "sinusoidal"},
+                       output=["n3", "n4"])
+    for i, spec in enumerate(PADDED_NODES):
+        if "norm" in spec:
+            graph.nodes[f"n{i}"]["norm"] = spec["norm"]
+    graph.nodes[arch.OUTPUT]["readout"] = readout
+    if readout == "class_token":
+        graph.nodes[arch.OUTPUT]["readout_config"] = {"heads": 2}
+    return graph
+
+
+@pytest.mark.parametrize("readout", ["mean", "max", "mean_max", "class_token"])
+def test_padding_changes_nothing_a_padded_model_computes(make_graph, readout):
+    """A padded model's logits for a series are those of the same weights built for the series' own length: neither how
+    much padding follows it nor what the other series of the batch are changes them."""
+    graph = padded_graph(make_graph, readout)
+    torch.manual_seed(0)
+    own = {length: build_model(graph, COMPONENTS, (length, 3), CLASSES).eval() for length in (12, 6)}
+    own[6].load_state_dict(own[12].state_dict())
+    padded = {length: build_model(graph, COMPONENTS, (length, 3), CLASSES, padded=True).eval() for length in (12, 20, 31)}
+    for model in padded.values():
+        model.load_state_dict(own[12].state_dict())
+    x = torch.randn(4, 12, 3)
+    with torch.no_grad():
+        expected_12, expected_6 = own[12](x), own[6](x[:, :6])
+        for length, model in padded.items():
+            batch = torch.full((8, length, 3), float("nan"))
+            batch[:4, :12], batch[4:, :6] = x, x[:, :6]  # 4 series of 12 steps, the same 4 cut to 6 steps
+            out = model(batch)
+            torch.testing.assert_close(out[:4], expected_12, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(out[4:], expected_6, atol=1e-5, rtol=1e-5)
+
+
+def test_a_padded_model_trains_with_finite_gradients(make_graph):
+    """Padded queries of a local pattern see no real key: they keep their pattern's keys, so no row of the softmax is
+    empty and no NaN reaches a gradient."""
+    torch.manual_seed(0)
+    model = build_model(padded_graph(make_graph, "mean_max"), COMPONENTS, (16, 3), CLASSES, padded=True)
+    batch = torch.randn(6, 16, 3)
+    batch[1:, 3:] = float("nan")  # five series of 3 steps: most tokens padded
+    loss = torch.nn.functional.cross_entropy(model(batch), torch.arange(6) % CLASSES)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_an_unpadded_model_takes_no_mask_and_a_stem_that_cannot_mask_is_refused(make_graph):
+    model = build_model(padded_graph(make_graph), COMPONENTS, (12, 3), CLASSES)
+    x = torch.randn(2, 12, 3)
+    assert model.padding_mask(x) == (x, None) and model.run(x).mask is None
+    graph = make_graph([{"op": "mlp", "config": {"expansion": 2}}], width=8, modality="image")
+    with pytest.raises(iasf_search.BadInput, match="stem 'image' cannot mask padding.*task.options.lengths"):
+        build_model(graph, COMPONENTS, (1, 8, 8), CLASSES, padded=True)
+
+
+def test_a_third_party_op_without_a_mask_sees_padded_tokens_as_zeros(make_graph):
+    """An op whose forward takes no ``mask`` is called as before; the tokens it reads are zero wherever they are padding."""
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, x):
+            seen.append(x.detach().clone())
+            return x
+
+    torch.manual_seed(0)
+    model = build_model(make_graph([{"op": "mlp", "config": {"expansion": 2}}], width=8, modality="sequence",
+                                   stem={"patch": 2, "overlap": False, "position": "learned"}), COMPONENTS, (8, 2), CLASSES, padded=True)
+    model.blocks["n0"].op = Spy()
+    model.blocks["n0"].op_takes_mask = False
+    x = torch.randn(2, 8, 2)
+    x[1, 3:] = float("nan")  # steps 0-2 real: tokens 0 and 1 (patch 2) real, tokens 2 and 3 padding
+    with torch.no_grad():
+        forward = model.run(x)
+    assert forward.mask.tolist() == [[True] * 4, [True, True, False, False]]
+    assert seen[0][1, 2:].abs().sum() == 0 and seen[0][1, :2].abs().sum() > 0 and seen[0][0].abs().min() >= 0
+    assert forward.values["n0"][1, 2:].abs().sum() == 0

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
-from iasf_search.components import SplitSpec
-from iasf_search.data import check_task, class_indices, split_arrays
+from iasf_search.components import SplitSpec, TaskData
+from iasf_search.data import check_task, class_indices, split_arrays, split_indices
 from iasf_search.errors import BadInput
 
 
@@ -105,3 +108,45 @@ def test_a_dataset_s_own_test_split_keeps_repeated_training_samples_with_a_warni
     data.x_val[0] = data.x_train[3]  # a split the engine cut: still refused
     with pytest.raises(BadInput, match=r"1 val samples also appear in the training split"):
         check_task("toy", data)
+
+
+def _padded_task() -> TaskData:
+    """40 series of 6 steps and 2 features; every other one ends after 3 steps (NaN padding)."""
+    x = np.random.default_rng(0).normal(size=(40, 6, 2)).astype(np.float32)
+    x[::2, 3:] = np.nan
+    return split_arrays(x, np.arange(40) % 2, SplitSpec(), modality="sequence", padded=True)
+
+
+def test_check_task_accepts_nan_padding_at_the_end_of_a_padded_task_only():
+    data = _padded_task()
+    assert data.padded
+    check_task("toy", data)
+    unpadded = replace(data, padded=False)
+    with pytest.raises(BadInput, match="NaN or infinite"):
+        check_task("toy", unpadded)
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (lambda x: x.__setitem__((0, 1, 0), float("nan")), "NaN in some features of a step only (missing values: impute them)"),
+    (lambda x: x.__setitem__((0, slice(None)), float("nan")), "a sample with no real value"),
+    (lambda x: x.__setitem__((0, 1), float("nan")), "NaN before a sample's last real step"),
+    (lambda x: x.__setitem__((0, 0, 0), float("inf")), "holds infinite values"),
+])
+def test_check_task_refuses_nan_that_is_not_padding(damage, message):
+    """Damage done to a full-length series put first in the training split."""
+    data = _padded_task()
+    row = int(np.flatnonzero(torch.isfinite(data.x_train[:, 5, 0]).numpy())[0])  # a full-length series
+    data.x_train = torch.cat([data.x_train[row:row + 1], data.x_train])
+    data.y_train = torch.cat([data.y_train[row:row + 1], data.y_train])
+    data.x_train[0] += 0.5  # not a copy of a training sample
+    damage(data.x_train)
+    with pytest.raises(BadInput, match=re.escape(message)):
+        check_task("toy", data)
+
+
+def test_a_split_too_small_for_every_class_holds_one_sample_per_class():
+    """50 samples of 10 classes (the UCR archive's PickupGestureWiimoteZ): 15% is 8 samples, fewer than the classes."""
+    y = np.arange(50) % 10
+    with pytest.warns(UserWarning, match=r"split.val: 0.15 of 50 samples is fewer than their 10 classes; val holds 10 samples"):
+        train, val, _ = split_indices(y, SplitSpec(val=0.15), has_test=True)
+    assert len(val) == 10 and sorted(y[val].tolist()) == list(range(10)) and len(train) == 40

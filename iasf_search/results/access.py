@@ -298,12 +298,17 @@ def data_shape(study: optuna.Study) -> tuple[tuple[int, ...], int]:
     return tuple(data["sample_shape"]), int(data["num_classes"])
 
 
+def data_padded(study: optuna.Study) -> bool:
+    """Whether the study's samples are series padded to one length (:attr:`~iasf_search.components.TaskData.padded`)."""
+    return bool(study_data(study).get("padded", False))
+
+
 def rebuild_trial_model(study: optuna.Study, trial: FrozenTrial, store: ArtifactStore, components: Components) -> ArchNet | None:
     """The trial's trained model in eval mode on the CPU, or None when it kept no checkpoint."""
     weights = trial_weights(study, trial, store)
     if weights is None:
         return None
     sample_shape, num_classes = data_shape(study)
-    model = build_model(trial_architecture(trial), components, sample_shape, num_classes)
+    model = build_model(trial_architecture(trial), components, sample_shape, num_classes, padded=data_padded(study))
     model.load_state_dict(weights)
     return model.eval()

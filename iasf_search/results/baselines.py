@@ -48,7 +48,9 @@ def fit_baselines(data: TaskData, seed: int = 0, split: SplitSpec | None = None)
     the time of all those fits.
 
     Features: every sample flattened, each feature z-normalised with the training split's mean and
-    standard deviation (a constant feature is only centred). Token-id inputs (modality ``text``) are
+    standard deviation (a constant feature is only centred). Series of unequal lengths padded to one
+    length (:attr:`~iasf_search.components.TaskData.padded`) are compared padded with zeros: 1-NN is then
+    the Euclidean distance between the flattened, zero-padded series. Token-id inputs (modality ``text``) are
     not numbers to normalise -- id 7 is not "more" than id 6 -- so a text sample becomes a bag of
     words instead: how often each id occurs in it (the padding id included, which measures the
     length), each count divided by the training split's standard deviation (kept sparse, so not
@@ -112,7 +114,9 @@ def baseline_features(data: TaskData) -> tuple[Any, Any, Any]:
     (dense arrays), or scaled bags of words for token ids (modality ``text``; sparse matrices)."""
     if data.modality == "text":
         return _bags_of_words(data)
-    train, val, test = (_numpy(x).reshape(len(x), -1).astype(np.float64) for x in (data.x_train, data.x_val, data.x_test))
+    # NaN: the padding of series of unequal lengths (TaskData.padded) -> 0, the mean of a z-normalised series
+    train, val, test = (np.nan_to_num(_numpy(x).reshape(len(x), -1).astype(np.float64), nan=0.0)
+                        for x in (data.x_train, data.x_val, data.x_test))
     mean, std = train.mean(axis=0), train.std(axis=0)
     std[std == 0] = 1.0
     return (train - mean) / std, (val - mean) / std, (test - mean) / std

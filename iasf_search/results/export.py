@@ -28,7 +28,7 @@ import torch
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from iasf_search.build import ArchNet, build_model
+from iasf_search.build import ArchNet, build_model, example_batch
 from iasf_search.errors import BadInput
 from iasf_search.graph import from_json
 from iasf_search.plugin_manager import Components, load_components, plugins_to_load
@@ -118,7 +118,7 @@ def export_onnx(model: ArchNet, sample_shape: tuple[int, ...], path: Path) -> st
         import onnxscript  # noqa: F401
     except ImportError:
         return "ONNX export needs the onnx extra: pip install 'iasf-search[onnx]'"
-    example = torch.zeros(2, *sample_shape)
+    example = example_batch(sample_shape, model.padded)  # a padded model is traced through its mask
     exporter_log = logging.getLogger("torch.onnx")
     level = exporter_log.level
     exporter_log.setLevel(logging.ERROR)  # it logs every optional op set it skips
@@ -153,7 +153,7 @@ def load_model(directory: str | Path, *, device: str | torch.device = "cpu", plu
     components = load_components(plugins_to_load(plugins, info.get("plugins", []), extra_from="plugins=",
                                                  recorded_from=str(info_path)))
     graph = from_json((folder / "arch.json").read_text(encoding="utf-8"))
-    model = build_model(graph, components, tuple(info["sample_shape"]), int(info["num_classes"]))
+    model = build_model(graph, components, tuple(info["sample_shape"]), int(info["num_classes"]), padded=bool(info.get("padded")))
     weights = safetensors.torch.load_file(str(folder / CHECKPOINT))
     try:
         model.load_state_dict(weights)

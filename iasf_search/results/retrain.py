@@ -157,7 +157,7 @@ def _train_from_scratch(graph: nx.DiGraph, session: Session, data: TaskData, con
                         torch_device: torch.device, seed: int, space_file: Path) -> _Trained:
     """Build ``graph`` with fresh weights (seeded), train it with ``config``, evaluate it on the test split."""
     torch.manual_seed(seed)
-    model = build_model(graph, session.components, data.sample_shape, data.num_classes).to(torch_device)
+    model = build_model(graph, session.components, data.sample_shape, data.num_classes, padded=data.padded).to(torch_device)
     params = count_parameters(model)
     aux = attach_aux(model, config.get("auxiliary", {}), session.components, data.x_train[:2], torch_device)
     try:

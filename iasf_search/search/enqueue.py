@@ -232,7 +232,7 @@ def check_feasible(space: SearchSpace, components: Components, entries: Sequence
         key = f"{space.file}: search.enqueue[{i}]"
         try:
             torch.manual_seed(0)
-            model = build_model(entry.graph, components, data.sample_shape, data.num_classes).to(device).eval()
+            model = build_model(entry.graph, components, data.sample_shape, data.num_classes, padded=data.padded).to(device).eval()
         except (ValueError, RuntimeError) as exc:
             raise BadInput(f"{key}: {entry.label} does not build for the data ({type(exc).__name__}: {exc})") from None
         broken = violations(model, space, components, data.x_val, device)

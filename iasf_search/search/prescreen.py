@@ -127,7 +127,7 @@ def prescreen(study: optuna.Study, session: Session, data: TaskData, device: tor
             graph, _, _ = sample_trial(trial, space, components)
             trial.set_user_attr(ARCH_HASH, arch.canonical_hash(graph))  # a graph-aware sampler avoids repeats
             torch.manual_seed(seed)  # the initial weights the trial itself will train from
-            model = build_model(graph, components, data.sample_shape, data.num_classes).to(device)
+            model = build_model(graph, components, data.sample_shape, data.num_classes, padded=data.padded).to(device)
             score = measure_proxy(proxy, model, batch, device)
             feasible = _feasible(model, session, data, device)
         except Exception as exc:  # a candidate that cannot be built or scored is skipped, never the search's end

@@ -130,7 +130,7 @@ def data_fingerprint(data: TaskData, split: SplitSpec | None = None) -> dict[str
         "cross_validation": {"folds": split.folds, "repeats": split.repeats}}
     return {"sample_shape": list(data.sample_shape), "num_classes": data.num_classes,
             "modality": data.modality, "train": len(data.x_train), "val": len(data.x_val),
-            "test": len(data.x_test),
+            "test": len(data.x_test), **({"padded": True} if data.padded else {}),
             **{k: str(data.info[k]) for k in ("source", "test_source") if k in data.info}, **cross_validation}
 
 

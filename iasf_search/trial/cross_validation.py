@@ -13,6 +13,7 @@ they are meant for (on a GPU the copies live in device memory).
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -24,9 +25,8 @@ from iasf_search.errors import BadInput
 def pooled(data: TaskData) -> TaskData:
     """``data`` with its training and validation splits joined as the training split (training samples
     first); the validation and test splits are kept as they are."""
-    return TaskData(torch.cat([data.x_train, data.x_val]), torch.cat([data.y_train, data.y_val]), data.x_val, data.y_val,
-                    data.x_test, data.y_test, num_classes=data.num_classes, modality=data.modality, info=dict(data.info),
-                    augment=data.augment)
+    return replace(data, x_train=torch.cat([data.x_train, data.x_val]), y_train=torch.cat([data.y_train, data.y_val]),
+                   info=dict(data.info))
 
 
 def fold_indices(y: np.ndarray, split: SplitSpec) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -60,9 +60,8 @@ def fold_tasks(data: TaskData, split: SplitSpec) -> list[TaskData]:
     out = []
     for train, val in fold_indices(pool.y_train.cpu().numpy(), split):
         train_idx, val_idx = (torch.as_tensor(i, device=pool.x_train.device) for i in (train, val))
-        out.append(TaskData(pool.x_train[train_idx], pool.y_train[train_idx], pool.x_train[val_idx], pool.y_train[val_idx],
-                            data.x_test, data.y_test, num_classes=data.num_classes, modality=data.modality,
-                            info=dict(data.info), augment=data.augment))
+        out.append(replace(data, x_train=pool.x_train[train_idx], y_train=pool.y_train[train_idx], x_val=pool.x_train[val_idx],
+                           y_val=pool.y_train[val_idx], info=dict(data.info)))
     return out
 
 

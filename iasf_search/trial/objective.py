@@ -153,7 +153,7 @@ class TrialObjective:
         graph, train_config, aux_config = sample_trial(trial, self.space, self.components)
         key = self._record_architecture(trial, graph, train_config)
         torch.manual_seed(self.seed)
-        model = build_model(graph, self.components, self.data.sample_shape, self.data.num_classes).to(self.device)
+        model = build_model(graph, self.components, self.data.sample_shape, self.data.num_classes, padded=self.data.padded).to(self.device)
         if self.proxy_batch is not None:  # the untrained model, before anything else (reused trials too)
             record_proxies(trial, model, self.session, self.proxy_batch, self.device)
         previous = self._finished_twin(trial.study, key, graph)

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from iasf_search.build import ArchNet, ForwardPass, fuse
+from iasf_search.build import ArchNet, ForwardPass, takes_mask
 from iasf_search.components import Measurement, Representations
 from iasf_search.graph import INPUT, OUTPUT
 from iasf_search.plugin_manager import Components
@@ -21,14 +21,16 @@ from iasf_search.plugin_manager import Components
 
 def node_attention(model: ArchNet, forward: ForwardPass) -> dict[str, torch.Tensor]:
     """``{node: (B, heads, T, T)}`` attention probabilities of every node whose op defines
-    ``attention_weights(x)``, recomputed from the node's own (fused, normalised) input in ``forward``."""
+    ``attention_weights(x)``, recomputed from the node's own (fused, normalised) input in ``forward`` (and given
+    the padding mask, for a padded model whose op's ``attention_weights`` takes a ``mask``)."""
     out = {}
     for node in forward.order:
         block = model.blocks[node]
         weights = getattr(block.op, "attention_weights", None)
         if weights is not None:
-            inputs = [forward.values[s] for s in forward.sources[node]]
-            out[node] = weights(block.norm(fuse(block.fusion, inputs, node)))
+            _, normed = block.op_input([forward.values[s] for s in forward.sources[node]], forward.mask)
+            masked = forward.mask is not None and takes_mask(block.op, "attention_weights")
+            out[node] = weights(normed, mask=forward.mask) if masked else weights(normed)
     return out
 
 
@@ -48,7 +50,7 @@ def capture(model: ArchNet, x: torch.Tensor, y: torch.Tensor) -> Representations
     model.eval()
     try:
         forward = model.run(x)
-        pooled = model.readout(model.norm(forward.values[OUTPUT]))
+        pooled = model.pool(forward.values[OUTPUT], forward.mask)
         attention = node_attention(model, forward)
     finally:
         model.train(was_training)
@@ -61,6 +63,7 @@ def capture(model: ArchNet, x: torch.Tensor, y: torch.Tensor) -> Representations
         attention={node: a.detach().float().cpu() for node, a in attention.items()},
         layout=model.layout,
         labels=y.detach().cpu(),
+        mask=None if forward.mask is None else forward.mask.cpu(),
     )
 
 

@@ -116,3 +116,13 @@ def test_cross_attention_heads_must_divide_the_width():
 def test_describe_labels():
     assert FUSIONS.get("sum").describe({}) == "sum"
     assert FUSIONS.get("cross_attention").describe({"heads": 2}) == "cross_attention(2)"
+
+
+def test_masked_cross_attention_reads_the_real_tokens_of_the_other_inputs():
+    torch.manual_seed(0)
+    fusion = CrossAttentionFusion(3, 8, 2)
+    real = [torch.randn(2, 4, 8) for _ in range(3)]
+    padded = [torch.cat([t, 30 * torch.randn(2, 3, 8)], dim=1) for t in real]
+    mask = torch.arange(7)[None, :].expand(2, 7) < 4
+    with torch.no_grad():
+        torch.testing.assert_close(fusion(padded, mask=mask)[:, :4], fusion(real), atol=1e-5, rtol=1e-5)

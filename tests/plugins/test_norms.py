@@ -124,3 +124,16 @@ def test_a_plugin_norm_with_a_parameter(write_space):
                 assert f"{n}.rms.learned" not in trial.params
         study.tell(trial, 0.0)
     assert configs == {True, False}
+
+
+def test_batch_norm_in_training_takes_its_statistics_from_real_tokens_only():
+    torch.manual_seed(0)
+    real = torch.randn(3, 4, 8) * 2 + 1
+    x = torch.cat([real, torch.zeros(3, 5, 8)], dim=1)  # padded tokens are zeros
+    mask = torch.arange(9)[None, :].expand(3, 9) < 4
+    masked, plain = TokenBatchNorm(8), TokenBatchNorm(8)
+    out = masked(x, mask=mask)
+    torch.testing.assert_close(out[:, :4], plain(real))
+    assert out[:, 4:].abs().max() == 0
+    torch.testing.assert_close(masked.running_mean, plain.running_mean)
+    torch.testing.assert_close(masked.running_var, plain.running_var)

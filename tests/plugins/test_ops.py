@@ -405,3 +405,36 @@ def test_a_search_offering_the_token_mixers_completes_through_the_cli(capsys, tm
         assert 0.0 <= t.user_attrs["val_accuracy"] <= 1.0
     assert ops and ops <= {"token_mlp", "gmlp"}
     assert any(label in out for label in ("tmlp2", "gmlp2"))
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_masked_attention_attends_to_real_keys_only(pattern):
+    """With a padding mask, real queries get what they get without the padded tokens; padded queries get finite
+    values (they keep their pattern's keys); the attention maps give padded keys exactly 0."""
+    torch.manual_seed(0)
+    layout, short = TokenLayout((10,)), TokenLayout((6,))
+    config = {"heads": 2, "pattern": pattern, "window": 3, "dilation": 2, "topk": 3}
+    op = COMPONENTS.ops.get("attention")
+    padded_op = op.build(config, BuildContext(width=8, layout=layout)).eval()
+    short_op = op.build(config, BuildContext(width=8, layout=short)).eval()
+    short_op.load_state_dict(padded_op.state_dict())
+    real = torch.randn(2, 6, 8)
+    x = torch.cat([real, torch.randn(2, 4, 8)], dim=1)
+    mask = torch.arange(10)[None, :].expand(2, 10) < 6
+    with torch.no_grad():
+        out = padded_op(x, mask=mask)
+        torch.testing.assert_close(out[:, :6], short_op(real), atol=1e-5, rtol=1e-5)
+        assert torch.isfinite(out).all()
+        weights = padded_op.attention_weights(x, mask=mask)
+    assert weights[:, :, :6, 6:].abs().max() == 0 and torch.isfinite(weights).all()
+
+
+@pytest.mark.parametrize("kind", ["avg", "max"])
+def test_masked_pool_pools_real_tokens_only(kind):
+    torch.manual_seed(0)
+    real = torch.randn(2, 5, 4)
+    x = torch.cat([real, 50 * torch.ones(2, 3, 4)], dim=1)
+    mask = torch.arange(8)[None, :].expand(2, 8) < 5
+    out = PoolMix(TokenLayout((8,)), kind, 3)(x, mask=mask)
+    torch.testing.assert_close(out[:, :5], PoolMix(TokenLayout((5,)), kind, 3)(real))
+    assert torch.isfinite(out).all()

@@ -205,3 +205,19 @@ def test_a_plugin_registers_its_own_readout(make_graph, write_space):
     tokens = model.run(torch.randn(2, 1, 8, 8)).values[OUTPUT]
     torch.testing.assert_close(model.head(model.readout(model.norm(tokens))), model.head(model.norm(tokens)[:, 0]))
     assert "head=first_token" in arch.summary(graph)
+
+
+@pytest.mark.parametrize("name", ["mean", "max", "mean_max", "class_token"])
+def test_a_masked_readout_reads_the_real_tokens_only(name):
+    """Padded tokens, whatever they hold, do not change a masked readout's output: it equals the readout of the real tokens."""
+    readout = COMPONENTS.readouts.get(name)
+    ctx = BuildContext(width=WIDTH, layout=TokenLayout((12,)))
+    torch.manual_seed(0)
+    module = readout.build({"heads": 2} if name == "class_token" else {}, ctx).eval()
+    real = torch.randn(3, 5, WIDTH)
+    padded = torch.cat([real, 100 * torch.randn(3, 7, WIDTH)], dim=1)  # 7 padded tokens of large values
+    mask = torch.zeros(3, 12, dtype=torch.bool)
+    mask[:, :5] = True
+    with torch.no_grad():
+        torch.testing.assert_close(module(padded, mask=mask), module(real), atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(module(padded), module(real), atol=1e-3)  # unmasked, the padding would count

@@ -125,3 +125,14 @@ def test_describe_and_modalities():
     assert sequence.describe({"patch": 1, "overlap": False, "position": "none"}) == "p1/none"
     assert [n for n in COMPONENTS.stems if COMPONENTS.stems.owner(n) == "iasf_search.plugins.stems"] == ["image", "sequence"]
     assert sequence.layout({"patch": 4, "overlap": False, "position": "none"}, (12, 3)) == TokenLayout((3,))
+
+
+@pytest.mark.parametrize(("patch", "expected"), [(1, [[1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0, 0]]),
+                                                 (3, [[1, 1, 1], [1, 0, 0]])])
+def test_the_sequence_stem_masks_tokens_of_padding_only(patch, expected):
+    """A token is real when its own patch holds a step that is not padding (every feature NaN)."""
+    stem = load_components(autoload=False).stems.get("sequence").build({"patch": patch, "overlap": True, "position": "none"}, (7, 2), 8)
+    x = torch.randn(2, 7, 2)
+    x[1, 3:] = float("nan")
+    x[0, 5, 0] = float("nan")  # one feature missing is not padding
+    assert stem.padding_mask(x).int().tolist() == expected

@@ -1,8 +1,12 @@
 """Time-series datasets (plugins/timeseries.py): UCR-layout files and their errors, a _TRAIN/_TEST pair (the test
-split is the test file), the generated shapes."""
+split is the test file), the generated shapes; the preparation of series (normalisation, missing values, unequal
+lengths, channels); the file formats through the dataset: .ts (univariate, multivariate, unequal lengths, missing values)
+and .arff through aeon, the UCR layout with the archive's NaN padding, .npz from save_series; the four archive datasets
+aeon ships, read from their own files."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +18,10 @@ from iasf_search.components import SplitSpec
 from iasf_search.data import check_task
 from iasf_search.errors import BadInput
 from iasf_search.plugin_manager import load_components
-from iasf_search.plugins.timeseries import SHAPES, generate_shapes, read_ucr, standardize
+from iasf_search.plugins.timeseries import SHAPES, generate_shapes
+from iasf_search.plugins.timeseries import standardize as standardize_channels
+from iasf_search.series import read_ucr as read_series
+from iasf_search.series import save_series
 from iasf_search.testing import check_dataset
 
 DATASETS = load_components(autoload=False).datasets
@@ -22,6 +29,17 @@ DATASETS = load_components(autoload=False).datasets
 
 def options(name, **given):
     return {**{k: p.default for k, p in DATASETS.get(name).params.items()}, **given}
+
+
+def standardize(x: np.ndarray) -> np.ndarray:
+    """Each row of ``x (N, T)`` z-normalised."""
+    return standardize_channels(np.asarray(x, dtype=np.float64)[:, None, :])[:, 0]
+
+
+def read_ucr(path: Path, name: str) -> tuple[np.ndarray, list[str]]:
+    """``(values (N, T), labels)`` of an equal-length UCR file."""
+    read = read_series(path, name)
+    return np.stack([s[0] for s in read.series]), read.labels
 
 
 def test_generated_shapes_and_standardize():
@@ -45,9 +63,10 @@ def test_ucr_file_is_read_with_any_separator(tmp_path, sep):
 
 
 @pytest.mark.parametrize(("content", "fragment"), [
-    ("1,0.1,0.2\n2,0.3\n", "line 2 has 1 values, line 1 has 2"),
     ("1,0.1,abc\n", "line 1: a value is not a number"),
-    ("1,0.1,nan\n2,0.2,0.3\n", "NaN or infinite"),
+    ("1,0.1,inf\n2,0.2,0.3\n", "line 1: holds infinite values"),
+    ("1,0.1,1e39\n2,0.2,0.3\n", "line 1: holds infinite values"),
+    ("1,0.1,0.2\n2,nan,NaN\n", "line 2: the series has no value"),
     ("\n", "no series found"),
 ])
 def test_ucr_file_errors(tmp_path, content, fragment):
@@ -117,7 +136,7 @@ def test_a_train_test_pair_makes_the_test_file_the_test_split(tmp_path):
     data = dataset.load(given, SplitSpec(val=0.2, test=0.5, seed=3))  # split.test is ignored
     check_task("timeseries_file", data)
     assert data.info == {"source": str(train_path), "test_source": str(test_path), "classes": ["1", "2", "10"],
-                         "own_test_split": True}
+                         "own_test_split": True, "channels": 1}
     assert data.sample_shape == (151, 1) and data.num_classes == 3
     # the test split: every series of the test file, in file order, normalised one by one, labels by the training file's classes
     x_test, test_labels = read_ucr(test_path, "timeseries_file")
@@ -137,7 +156,7 @@ def test_a_train_test_pair_makes_the_test_file_the_test_split(tmp_path):
     check_dataset(dataset, given, SplitSpec(val=0.2, test=0.5, seed=3))
     # without normalisation the test split holds the file's values as written
     raw = dataset.load({**given, "normalize": False}, SplitSpec(val=0.2))
-    np.testing.assert_array_equal(raw.x_test[:, :, 0].numpy(), x_test)
+    np.testing.assert_array_equal(raw.x_test[:, :, 0].numpy(), x_test.astype(np.float32))
 
 
 def test_without_a_test_file_the_training_file_is_split_three_ways(tmp_path):
@@ -148,17 +167,13 @@ def test_without_a_test_file_the_training_file_is_split_three_ways(tmp_path):
 
 @pytest.mark.parametrize(("test_file", "fragments"), [
     (None, ["Pair_TEST.tsv: no such file", "set task.options.test_path"]),
-    ("150", ["Pair_TEST.tsv: series of 150 values, but those of the training file", "Pair_TRAIN.tsv have 151",
-             "task.options.test_path must be the test file of the same dataset"]),
     ("7", ["Pair_TEST.tsv: classes '7' do not occur in the training data", "Pair_TRAIN.tsv",
            "fix the labels or remove those samples"]),
 ])
 def test_a_test_file_that_does_not_match_the_training_file(tmp_path, test_file, fragments):
     train_path, test_path = _ucr_pair(tmp_path)
     test_path.unlink()
-    if test_file == "150":
-        _write_ucr(test_path, ["1", "2"], np.ones((2, 150)))
-    elif test_file == "7":
+    if test_file == "7":
         _write_ucr(test_path, ["1", "7", "2"], np.arange(3 * 151, dtype=float).reshape(3, 151))
     with pytest.raises(BadInput) as info:
         DATASETS.get("timeseries_file").load(options("timeseries_file", path=str(train_path), test_path=str(test_path)), SplitSpec())
@@ -198,3 +213,229 @@ def test_a_search_on_a_train_test_pair_through_the_cli(tmp_path, split):
     if split:  # three folds of all 60 training series: 20 validation series each
         assert data["cross_validation"] == {"folds": 3, "repeats": 1}
         assert all(abs(a * 20 - round(a * 20)) < 1e-6 for a in trial.user_attrs["fold_val_accuracies"])
+
+
+# -- end to end: unequal multivariate series with missing values, through the CLI and the Python API -------------
+
+
+def _unequal_series(seed: int = 0, n: int = 60) -> tuple[list[np.ndarray], list[str]]:
+    """``n`` series of 2 channels and 12 to 24 steps; class "up" rises, "down" falls; a few values missing."""
+    rng = np.random.default_rng(seed)
+    series, labels = [], []
+    for i in range(n):
+        length = 12 + (i * 5) % 13
+        slope = 1.0 if i % 2 else -1.0
+        values = slope * np.linspace(0, 2, length)[None, :] + 0.3 * rng.normal(size=(2, length))
+        if i % 7 == 0:
+            values[1, length // 2] = np.nan
+        series.append(values)
+        labels.append("up" if i % 2 else "down")
+    return series, labels
+
+
+def test_unequal_multivariate_series_search_export_and_serve_padded(tmp_path, capsys, monkeypatch):
+    """A .npz of unequal, 2-channel series (written by save_series) searched through the CLI: the study records the
+    padding, an export's model.json too, and the exported model and its ONNX file give the same logits on padded input."""
+    onnxruntime = pytest.importorskip("onnxruntime")
+    import torch
+    from conftest import make_doc, run
+
+    import iasf_search
+
+    monkeypatch.chdir(tmp_path)
+    x, y = _unequal_series()
+    x_test, y_test = _unequal_series(seed=1, n=20)
+    save_series("series.npz", x, y, x_test=x_test, y_test=y_test)
+    doc = make_doc({"task": {"dataset": "timeseries_file", "options": {"path": "series.npz"}, "split": {"val": 0.25}},
+                    "stem": {"patch": 2, "overlap": True, "position": "learned"},
+                    "manifold.ops": {"attention": {"heads": 2, "pattern": ["full", "local"], "window": 3}, "conv": {"kernel": 3},
+                                     "pool": {"kind": ["avg", "max"]}},
+                    "manifold.readouts": ["mean", "max", "class_token"], "training.epochs": 3, "training.lr": 0.01})
+    Path("series.yaml").write_text(yaml.safe_dump(doc))
+    rc, out, err = run(capsys, "--space", "series.yaml", "--trials", "4")
+    assert rc == 0, err
+    assert "missing values imputed" in err
+    study = optuna.load_study(study_name="tiny", storage="sqlite:///runs/tiny.db")
+    assert study.user_attrs["data"]["padded"] is True and study.user_attrs["data"]["sample_shape"] == [24, 2]
+    assert len([t for t in study.trials if t.state.name == "COMPLETE"]) == 4
+    rc, _, err = run(capsys, "export", "--space", "series.yaml", "--out", "exported", "--onnx")
+    assert rc == 0, err
+    assert json.loads(Path("exported/model.json").read_text())["padded"] is True
+    model = iasf_search.load_model("exported")
+    batch = torch.full((3, 24, 2), float("nan"))
+    for i, length in enumerate((24, 13, 5)):
+        batch[i, :length] = torch.randn(length, 2)
+    with torch.no_grad():
+        logits = model(batch)
+    assert torch.isfinite(logits).all()
+    session = onnxruntime.InferenceSession("exported/model.onnx")
+    np.testing.assert_allclose(session.run(None, {"x": batch.numpy()})[0], logits.numpy(), atol=1e-4)
+
+
+def test_series_in_memory_through_the_python_api(tmp_path, monkeypatch):
+    """The documented recipe: save_series, then a space whose task reads the file, then run_search."""
+    from conftest import make_doc
+
+    import iasf_search
+
+    monkeypatch.chdir(tmp_path)
+    x, y = _unequal_series()
+    iasf_search.save_series("data/mine.npz", x, np.array(y))
+    doc = make_doc({"task": {"dataset": "timeseries_file", "options": {"path": "data/mine.npz", "lengths": "resample"}},
+                    "stem": {"patch": 2, "overlap": False, "position": "learned"}})
+    Path("mine.yaml").write_text(yaml.safe_dump(doc))
+    result = iasf_search.run_search(iasf_search.open_session("mine.yaml"), trials=2)
+    assert result.study.user_attrs["data"]["sample_shape"] == [24, 2] and "padded" not in result.study.user_attrs["data"]
+    assert len(result.study.trials) == 2 and all(t.state.name == "COMPLETE" for t in result.study.trials)
+
+
+def test_imputation_choices(tmp_path):
+    """``zero`` fills a missing value with the normalised series' mean (0); ``interpolate`` fills a channel without any
+    value with zeros; both count what they filled."""
+    x = [np.array([[1.0, np.nan, 3.0, 5.0], [np.nan] * 4]), np.array([[2.0, 4.0, 6.0, 8.0], [1.0, 2.0, 1.0, 2.0]])] * 12
+    path = save_series(tmp_path / "gaps.npz", x, ["a", "b"] * 12)
+    dataset = DATASETS.get("timeseries_file")
+    for how in ("zero", "interpolate"):
+        with pytest.warns(UserWarning, match=rf"60 missing values imputed \(task.options.impute: {how}\)"):
+            data = dataset.load(options("timeseries_file", path=str(path), impute=how), SplitSpec())
+        everything = np.concatenate([data.x_train, data.x_val, data.x_test])
+        gappy = everything[np.concatenate([data.y_train, data.y_val, data.y_test]) == 0]  # class "a"
+        assert len(gappy) == 12 and np.all(gappy[:, :, 1] == 0.0)  # the channel without a value: zeros
+        known = standardize(np.array([[1.0, 3.0, 5.0]]))[0]  # normalised over the values there are, then filled
+        np.testing.assert_allclose(gappy[:, 1, 0], {"zero": 0.0, "interpolate": (known[0] + known[1]) / 2}[how], atol=1e-6)
+        assert np.isfinite(everything).all()
+
+
+# -- the file formats through the dataset ------------------------------------------------------------------------
+
+
+def load_file(path: Path, split: SplitSpec | None = None, **given):
+    dataset = DATASETS.get("timeseries_file")
+    options = {**{k: p.default for k, p in dataset.params.items()}, "path": str(path), **given}
+    data = dataset.load(options, split or SplitSpec(val=0.25, test=0.25))
+    check_task("timeseries_file", data)
+    return data
+
+
+def ts_text(rows: list[list[list[float | None]]], labels: list[str], *, equal: bool, missing: bool) -> str:
+    """A .ts file of ``rows[i][channel]`` values (None: missing, written ``?``)."""
+    channels = len(rows[0])
+    header = ["@problemName toy", "@timeStamps false", f"@missing {str(missing).lower()}",
+              f"@univariate {str(channels == 1).lower()}", *([f"@dimensions {channels}"] if channels > 1 else []),
+              f"@equalLength {str(equal).lower()}", *([f"@seriesLength {len(rows[0][0])}"] if equal else []),
+              f"@classLabel true {' '.join(sorted(set(labels)))}", "@data"]
+    lines = [":".join(",".join("?" if v is None else f"{v:g}" for v in channel) for channel in row) + f":{label}"
+             for row, label in zip(rows, labels, strict=True)]
+    return "\n".join(header + lines) + "\n"
+
+
+def toy_rows(n: int = 24, channels: int = 3, lengths=(10,), seed: int = 0) -> tuple[list, list[str]]:
+    """``n`` series of ``channels`` channels, lengths cycling through ``lengths``; the class sets the level of channel 0."""
+    rng = np.random.default_rng(seed)
+    rows, labels = [], []
+    for i in range(n):
+        length = lengths[i % len(lengths)]
+        values = rng.normal(size=(channels, length)) + np.linspace(0, 1 + i % 2, length)[None, :]
+        rows.append(values.round(4).tolist())
+        labels.append("ab"[i % 2])
+    return rows, labels
+
+
+@pytest.fixture
+def aeon():
+    return pytest.importorskip("aeon", reason="the timeseries extra (aeon) is not installed")
+
+
+def test_a_multivariate_equal_length_ts_file(tmp_path, aeon):
+    rows, labels = toy_rows()
+    path = tmp_path / "toy_TRAIN.ts"
+    path.write_text(ts_text(rows, labels, equal=True, missing=False))
+    data = load_file(path)
+    assert data.sample_shape == (10, 3) and not data.padded and data.info["channels"] == 3 and data.info["classes"] == ["a", "b"]
+    everything = np.concatenate([data.x_train, data.x_val, data.x_test])  # (n, T, C)
+    np.testing.assert_allclose(everything.mean(axis=1), 0, atol=1e-5)  # each series and channel z-normalised
+    np.testing.assert_allclose(everything.std(axis=1), 1, atol=1e-4)
+
+
+def test_an_unequal_length_ts_file_with_missing_values_is_padded_and_imputed(tmp_path, aeon):
+    rows, labels = toy_rows(lengths=(10, 6, 8))
+    rows[4][1][2] = None  # two missing values, inside series
+    rows[5][0][0] = None
+    path = tmp_path / "toy_TRAIN.ts"
+    path.write_text(ts_text(rows, labels, equal=False, missing=True))
+    with pytest.warns(UserWarning, match=rf"{path}: 2 missing values imputed \(task.options.impute: interpolate\)"):
+        data = load_file(path, normalize=False)
+    assert data.sample_shape == (10, 3) and data.padded
+    assert data.info["lengths"] == {"shortest": 6, "longest": 10, "made": "pad"}
+    everything = np.concatenate([data.x_train, data.x_val, data.x_test])
+    real_steps = sorted((~np.isnan(everything).all(axis=2)).sum(axis=1).tolist())
+    assert real_steps == sorted([10, 6, 8] * 8)  # each series keeps its own length; NaN after it
+    by_first_value = {round(float(s[0, 0]), 4): s for s in everything}
+    series = by_first_value[round(rows[4][0][0], 4)]
+    assert series[2, 1] == pytest.approx((rows[4][1][1] + rows[4][1][3]) / 2, abs=1e-4)  # interpolated
+
+
+@pytest.mark.parametrize(("lengths", "shape"), [("resample", (10, 2)), ("truncate", (6, 2))])
+def test_unequal_lengths_resampled_or_truncated(tmp_path, aeon, lengths, shape):
+    rows, labels = toy_rows(channels=2, lengths=(10, 6))
+    path = tmp_path / "toy.ts"
+    path.write_text(ts_text(rows, labels, equal=False, missing=False))
+    data = load_file(path, lengths=lengths, normalize=False)
+    assert data.sample_shape == shape and not data.padded and np.isfinite(data.x_train.numpy()).all()
+    everything = {round(float(s[0, 1]), 4): s for s in np.concatenate([data.x_train, data.x_val, data.x_test])}
+    short = np.array(rows[1])  # 6 steps
+    got = everything[round(float(short[1, 0]), 4)]
+    if lengths == "truncate":
+        np.testing.assert_allclose(got.T, short, atol=1e-4)
+    else:  # linear interpolation of 6 steps onto 10: the ends stay, the middle is interpolated
+        np.testing.assert_allclose(got.T, [np.interp(np.linspace(0, 1, 10), np.linspace(0, 1, 6), c) for c in short], atol=1e-4)
+
+
+def test_an_arff_file(tmp_path, aeon):
+    rows, labels = toy_rows(channels=1)
+    lines = ["@relation toy", *[f"@attribute t{i} numeric" for i in range(10)], "@attribute target {a,b}", "@data"]
+    lines += [",".join(f"{v:g}" for v in row[0]) + f",{label}" for row, label in zip(rows, labels, strict=True)]
+    path = tmp_path / "toy.arff"
+    path.write_text("\n".join(lines) + "\n")
+    data = load_file(path, normalize=False)
+    assert data.sample_shape == (10, 1) and data.num_classes == 2
+    firsts = np.concatenate([data.x_train, data.x_val, data.x_test])[:, 0, 0].tolist()
+    assert sorted(round(v, 4) for v in firsts) == sorted(round(r[0][0], 4) for r in rows)
+
+
+def test_the_ucr_text_layout_pads_with_trailing_nan_and_imputes_inner_nan(tmp_path):
+    # series of 4, 5 or 6 values, each line padded to 6 with NaN (the archive's padding); series 0 misses its third value
+    rows = [f"{i % 2}\t" + "\t".join([f"{i}", "2", "NaN" if i == 0 else "3", "4", *(["5"] * (i % 3)), *(["NaN"] * (2 - i % 3))])
+            for i in range(24)]
+    path = tmp_path / "toy_TRAIN.tsv"
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.warns(UserWarning, match="1 missing values imputed"):
+        data = load_file(path, normalize=False)
+    assert data.sample_shape == (6, 1) and data.padded
+    everything = {int(s[0, 0]): s[:, 0] for s in np.concatenate([data.x_train, data.x_val, data.x_test])}
+    np.testing.assert_array_equal(everything[0], [0, 2, 3, 4, np.nan, np.nan])  # interpolated between 2 and 4
+    np.testing.assert_array_equal(everything[5], [5, 2, 3, 4, 5, 5])
+
+
+def test_an_npz_file_with_its_own_test_set(tmp_path):
+    rng = np.random.default_rng(1)
+    x = [rng.normal(size=(2, n)) for n in [5, 8] * 12]
+    path = save_series(tmp_path / "mine.npz", x, ["a", "b"] * 12, x_test=rng.normal(size=(6, 2, 8)), y_test=["b", "a"] * 3)
+    data = load_file(path, SplitSpec(val=0.25))
+    assert data.sample_shape == (8, 2) and data.padded and len(data.x_test) == 6 and data.y_test.tolist() == [1, 0] * 3
+    assert data.info["own_test_split"]
+    with pytest.raises(BadInput, match="holds its own test set, and task.options.test_path names another; remove test_path"):
+        load_file(path, test_path=str(path))
+
+
+ARCHIVE = {"BasicMotions": ((100, 6), False, 40, 40, 4), "JapaneseVowels": ((29, 12), True, 270, 370, 9),
+           "PickupGestureWiimoteZ": ((361, 1), True, 50, 50, 10), "ACSF1": ((1460, 1), False, 100, 100, 10)}
+
+
+@pytest.mark.parametrize("name", list(ARCHIVE))
+def test_the_archive_datasets_aeon_ships_load_from_their_own_files(aeon, name):
+    folder = Path(aeon.__file__).parent / "datasets" / "data" / name
+    shape, padded, train, test, classes = ARCHIVE[name]
+    data = load_file(folder / f"{name}_TRAIN.ts", SplitSpec(val=0.15), test_path=str(folder / f"{name}_TEST.ts"))
+    assert (data.sample_shape, data.padded, len(data.x_train) + len(data.x_val), len(data.x_test), data.num_classes) == \
+        (shape, padded, train, test, classes)

@@ -44,3 +44,18 @@ def test_weights_are_what_forward_applies(components, make_graph):
     v = op.qkv(x).view(B, T, 3, 2, D // 2).permute(2, 0, 3, 1, 4)[2]
     manual = op.proj((a @ v).transpose(1, 2).reshape(B, T, D))
     assert torch.allclose(manual, op(x), atol=1e-5)
+
+
+def test_maps_of_padded_multivariate_series_give_padded_keys_nothing(components, make_graph):
+    """Series of 3 channels padded to 12 steps: the maps still draw, and a key that is padding in every series gets 0."""
+    graph = make_graph([{"op": "attention", "config": {"heads": 2, "pattern": "full"}}], modality="sequence",
+                       stem={"patch": 2, "overlap": False, "position": "learned"})
+    torch.manual_seed(0)
+    model = build_model(graph, components, (12, 3), 4, padded=True)
+    x = torch.randn(5, 12, 3)
+    x[:, 8:] = float("nan")  # every series ends after 8 steps: tokens 4 and 5 are padding
+    x[0, 4:] = float("nan")
+    maps = attention_maps(model, x)
+    h = maps["n0"]
+    assert h.shape == (6, 6) and torch.isfinite(h).all() and h.max() == 1.0
+    assert torch.all(h[:4, 4:] == 0) and torch.all(h[:4, :2] > 0)

@@ -30,7 +30,7 @@ def test_model_info_says_how_to_rebuild_the_model_and_what_it_scored():
     info = model_info(study, trial, (1, 8, 8), 10)
     assert info == {
         "format": FORMAT, "study": "vision", "trial": 0, "reused_from": None, "arch_hash": "abc123",
-        "summary": "p2/learned w8 mlp1", "sample_shape": [1, 8, 8], "num_classes": 10, "modality": "image",
+        "summary": "p2/learned w8 mlp1", "sample_shape": [1, 8, 8], "num_classes": 10, "padded": False, "modality": "image",
         "dataset": SPACE["task"], "plugins": ["my_ops"],
         "objectives": [{"metric": "accuracy", "direction": "maximize", "value": 0.9},
                        {"metric": "flops", "direction": "minimize", "value": 67890.0}],
