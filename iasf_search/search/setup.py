@@ -75,7 +75,7 @@ def prepare_search(space: SearchSpace | Session, *, trials: int | None = None, t
     seed = settings.seed if seed is None else seed
 
     host_data = load_task(session)
-    check_stem_fits(session, host_data.sample_shape)
+    check_stem_fits(session, host_data.sample_shape, padded=host_data.padded)
     data = host_data.to(torch_device)
     queued = resolve_enqueued(space, comps)
     check_feasible(space, comps, queued, data, torch_device)
@@ -134,6 +134,12 @@ def data_fingerprint(data: TaskData, split: SplitSpec | None = None) -> dict[str
             **{k: str(data.info[k]) for k in ("source", "test_source") if k in data.info}, **cross_validation}
 
 
+def _some_width(space: SearchSpace) -> int:
+    """A token width the space allows: its fixed width, its first choice, or its lowest."""
+    width = space.width
+    return int(width.fixed if width.is_fixed else width.choices[0] if width.choices is not None else width.low)
+
+
 def _fit_and_record_baselines(study: optuna.Study, data: TaskData, seed: int, fingerprint: dict[str, Any],
                               split: SplitSpec) -> None:
     """Fit the classic baselines (:mod:`iasf_search.results.baselines`) and record them on the study; a task
@@ -160,8 +166,9 @@ def _artifact_folder(artifacts: str | Path | ArtifactStore | None, url: str) -> 
     return folder
 
 
-def check_stem_fits(session: Session, sample_shape: tuple[int, ...]) -> None:
-    """Every combination of the space's stem values must accept the data's sample shape.
+def check_stem_fits(session: Session, sample_shape: tuple[int, ...], *, padded: bool = False) -> None:
+    """Every combination of the space's stem values must accept the data's sample shape, and, for ``padded``
+    samples (:attr:`~iasf_search.components.TaskData.padded`), give a module that masks the padding.
 
     :raises BadInput: naming the space file and the stem's complaint (e.g. samples with the wrong number of axes).
     """
@@ -171,11 +178,16 @@ def check_stem_fits(session: Session, sample_shape: tuple[int, ...]) -> None:
     if any(v is None for v in choices.values()):
         return  # a float interval: nothing finite to enumerate
     for combo in itertools.product(*choices.values()):
+        config = dict(zip(choices, combo, strict=True))
         try:
-            stem.layout(dict(zip(choices, combo, strict=True)), sample_shape)
+            stem.layout(config, sample_shape)
         except ValueError as exc:
             raise BadInput(f"{space.file}: stem: {exc} (dataset '{space.dataset}' samples have shape {sample_shape}); "
                            f"narrow the stem's values") from None
+        if padded and not callable(getattr(stem.build(config, sample_shape, _some_width(space)), "padding_mask", None)):
+            raise BadInput(f"{space.file}: task: dataset '{space.dataset}' gives series of unequal lengths padded to one, "
+                           f"but stem '{space.modality}' cannot mask padding (its module has no padding_mask); "
+                           f"set task.options.lengths to resample or truncate")
 
 
 def open_study(session: Session, url: str, name: str, *, seed: int,

@@ -80,3 +80,21 @@ def test_a_task_too_large_to_fit_baselines_in_passing_is_left_to_the_baseline_co
                                          r"waiting; `iasf-search baseline --space \.\.\.` fits and records them"):
         run = prepare_search(iasf_search.open_session(write_space()), storage=f"sqlite:///{tmp_path / 'l.db'}", device="cpu")
     assert "baselines" not in run.study.user_attrs
+
+
+def test_padded_series_need_a_stem_that_masks_padding(make_session, monkeypatch):
+    """Series of unequal lengths padded to one are refused at set-up, naming the space file and the way out, when the
+    stem's module cannot mask the padding; the built-in sequence stem can."""
+    from iasf_search.search.setup import check_stem_fits
+
+    session = make_session({"task": {"dataset": "timeseries_shapes", "options": {"samples": 60, "length": 16}}})
+    check_stem_fits(session, (16, 1), padded=True)
+    stem = session.components.stems.get("sequence")
+    plain = stem.build  # a stem of a third party: its module has no padding_mask
+    monkeypatch.setattr(stem, "build", lambda config, shape, width: torch.nn.Sequential(plain(config, shape, width)))
+    check_stem_fits(session, (16, 1))  # unpadded: fine
+    with pytest.raises(iasf_search.BadInput) as info:
+        check_stem_fits(session, (16, 1), padded=True)
+    assert str(info.value) == ("test-space.yaml: task: dataset 'timeseries_shapes' gives series of unequal lengths padded to one, "
+                               "but stem 'sequence' cannot mask padding (its module has no padding_mask); "
+                               "set task.options.lengths to resample or truncate")
