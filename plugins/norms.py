@@ -24,8 +24,9 @@ class TokenBatchNorm(nn.BatchNorm1d):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if mask is None or not self.training:  # running statistics are per token: padding changes nothing
             return super().forward(x.reshape(-1, x.shape[-1])).view_as(x)
-        out = torch.zeros_like(x)
-        out[mask] = super().forward(x[mask])
+        normed = super().forward(x[mask])  # (real tokens, D); under autocast its dtype may differ from x's
+        out = normed.new_zeros(x.shape)
+        out[mask] = normed
         return out
 
 

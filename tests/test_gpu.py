@@ -103,3 +103,28 @@ def test_compiled_training_on_cuda_learns(make_graph, components, digits, train_
     result = train(model, digits.to("cuda"), {**train_config, "epochs": 4, "lr": 1.0e-2, "warmup": 0.0, "compile": True},
                    device=torch.device("cuda"), seed=0)
     assert result.val_accuracy > 0.3
+
+
+def test_a_padded_model_trains_under_bf16_autocast(make_graph, components):
+    """Series padded with NaN, masked attention, pooling, batch norm and readouts, on the GPU in bf16: finite loss and
+    gradients, and the same logits for a series however much padding follows it."""
+    graph = make_graph([{"op": "attention", "config": {"heads": 2, "pattern": "local", "window": 3}},
+                        {"op": "pool", "config": {"kind": "max", "kernel": 3}}], width=16, modality="sequence",
+                       stem={"patch": 2, "overlap": True, "position": "sinusoidal"})
+    graph.nodes["n0"]["norm"] = "batch"
+    graph.nodes["output"]["readout"] = "mean_max"
+    torch.manual_seed(0)
+    model = build_model(graph, components, (20, 3), 4, padded=True).cuda()
+    x = torch.randn(8, 20, 3, device="cuda")
+    x[4:, 6:] = float("nan")
+    with autocast(torch.device("cuda")):
+        loss = torch.nn.functional.cross_entropy(model(x), torch.arange(8, device="cuda") % 4)
+    loss.backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    model.eval()
+    longer = torch.full((8, 32, 3), float("nan"), device="cuda")
+    longer[:, :20] = x
+    wider = build_model(graph, components, (32, 3), 4, padded=True).cuda().eval()
+    wider.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), wider(longer), atol=1e-4, rtol=1e-4)
