@@ -119,7 +119,7 @@ def one_run(work: Path, dataset: str, seed: int, seconds: float) -> dict[str, An
             "best_trial": best.number if best else None, "best_val": best.value if best else None,
             "best_test": best.user_attrs.get("test_accuracy") if best else None,
             "best_summary": best.user_attrs.get("summary") if best else None,
-            **{f"{name}": m["test_accuracy"] for name, m in classic.items()},
+            **{name: m["test_accuracy"] for name, m in classic.items()},
             **{f"{name}_seconds": round(m["seconds"], 3) for name, m in classic.items()},
             "minirocket": rocket["test_accuracy"], "minirocket_seconds": round(rocket["seconds"], 2)}
 

@@ -83,7 +83,7 @@ def fuse(fusion: nn.Module | None, inputs: list[torch.Tensor], node: str, mask: 
     ``mask``: the padding mask, for a fusion that takes one."""
     if fusion is None:
         return inputs[0]
-    out = call(fusion, inputs, mask)
+    out = call(fusion, inputs, mask, getattr(fusion, "fusion_takes_mask", None))
     if out.shape != inputs[0].shape:
         raise OpContractError(f"fusion '{getattr(fusion, 'fusion_name', type(fusion).__name__)}' at node {node} returned shape "
                               f"{tuple(out.shape)}, expected {tuple(inputs[0].shape)} (fusions must keep (B, T, D))")
@@ -126,6 +126,7 @@ def make_fusion(components: Components, attrs: dict, n_inputs: int, ctx: BuildCo
         return None
     module = components.fusions.get(attrs["fusion"]).build(attrs.get("fusion_config", {}), n_inputs, ctx)
     module.fusion_name = attrs["fusion"]  # for error messages
+    module.fusion_takes_mask = takes_mask(module)  # looked up once, not on every forward pass
     return module
 
 

@@ -5,6 +5,11 @@ Each contract is a small abstract class. A plugin registers *instances* of them 
 (the word used in space files) and a ``params`` mapping of :class:`~iasf_search.params.Param`
 declarations that the space file may narrow; the core validates the space against these
 declarations, samples them with Optuna and hands the sampled values back as a plain ``dict``.
+
+**Padding.** A module's ``forward`` may take a ``mask`` keyword: for series padded to one length
+(:attr:`TaskData.padded`) it then gets the padding mask ``(B, T)`` bool, True at real tokens (None for a batch
+of a task without padding). A module without that keyword keeps working: it is called as before and sees
+padded tokens as zeros (:mod:`iasf_search.build`).
 """
 
 from __future__ import annotations
@@ -93,18 +98,12 @@ class Component(ABC):
         return f"{self.name}({inner})" if inner else self.name
 
 
-MASK_CONTRACT = """A module's ``forward`` may take a ``mask`` keyword: for series padded to one length
-(:attr:`TaskData.padded`) it then gets the padding mask ``(B, T)`` bool, True at real tokens (None for a batch
-of a task without padding). A module without that keyword keeps working: it is called as before and sees
-padded tokens as zeros (:mod:`iasf_search.build`)."""
-
-
 class NodeOp(Component):
     """A token-mixing operation: the module maps ``(B, T, D) -> (B, T, D)``.
 
     The core wraps it as ``x + op(norm(x))`` (pre-norm residual) unless ``residual`` is False,
     in which case the op's output replaces its input (``identity`` does this). Padding: see
-    :data:`MASK_CONTRACT` (``forward(x, mask=None)``).
+    the module's docstring (``forward(x, mask=None)``).
     """
 
     residual: ClassVar[bool] = True
@@ -116,7 +115,7 @@ class NodeOp(Component):
 
 class Fusion(Component):
     """A synthesis operator for a node with several inputs: ``list[(B, T, D)] -> (B, T, D)``. Padding: see
-    :data:`MASK_CONTRACT` (``forward(inputs, mask=None)``)."""
+    the module's docstring (``forward(inputs, mask=None)``)."""
 
     @abstractmethod
     def build(self, config: Mapping[str, Any], n_inputs: int, ctx: BuildContext) -> nn.Module:
@@ -126,7 +125,7 @@ class Fusion(Component):
 class Readout(Component):
     """How the head reads the output node: normalised tokens ``(B, T, D) -> (B, F)`` features, then
     ``Linear(F, classes)``. Chosen per architecture from ``manifold.readouts``; ``mean`` when a graph names none.
-    Padding: see :data:`MASK_CONTRACT` (``forward(x, mask=None)``); a readout that pools over tokens should take it.
+    Padding: see the module's docstring (``forward(x, mask=None)``); a readout that pools over tokens should take it.
     """
 
     def features(self, config: Mapping[str, Any], ctx: BuildContext) -> int:
@@ -141,7 +140,7 @@ class Readout(Component):
 class Norm(Component):
     """The normalisation a residual node applies before its op: ``x + op(norm(x))``. Chosen per node
     from ``manifold.norms``; ``layer`` when a node names none. Non-residual ops get no norm. Padding: see
-    :data:`MASK_CONTRACT`; a norm with statistics over tokens should take the mask."""
+    the module's docstring; a norm with statistics over tokens should take the mask."""
 
     @abstractmethod
     def build(self, config: Mapping[str, Any], ctx: BuildContext) -> nn.Module:

@@ -106,9 +106,10 @@ def prepare(sets: list[SeriesSet], options: Mapping[str, Any], *, dataset: str, 
             raise BadInput(f"dataset '{dataset}': {source}: series of {s.channels} channels, but those of {sources[0]} have "
                            f"{channels}; task.options.test_path must be the test file of the same dataset")
     values, lengths = stack([a for s in sets for a in s.series])
+    bounds = np.cumsum([len(s.series) for s in sets])[:-1]  # where each set's series start in values
     if options["normalize"]:
         values = standardize(values)
-    masks = np.split(missing_mask(values, lengths), np.cumsum([len(s.series) for s in sets])[:-1])
+    masks = np.split(missing_mask(values, lengths), bounds)
     counts = [int(m.sum()) for m in masks]
     for count, mask, source in zip(counts, masks, sources, strict=True):
         if count and options["impute"] == "refuse":
@@ -132,7 +133,7 @@ def prepare(sets: list[SeriesSet], options: Mapping[str, Any], *, dataset: str, 
         else:
             padded = True
     samples = values.transpose(0, 2, 1).astype(np.float32)  # (n, T, C)
-    return np.split(samples, np.cumsum([len(s.series) for s in sets])[:-1]), padded, info
+    return np.split(samples, bounds), padded, info
 
 
 def series_task(sets: list[SeriesSet], options: Mapping[str, Any], split: SplitSpec, *, dataset: str, sources: list[str],

@@ -135,9 +135,9 @@ def data_fingerprint(data: TaskData, split: SplitSpec | None = None) -> dict[str
 
 
 def _some_width(space: SearchSpace) -> int:
-    """A token width the space allows: its fixed width, its first choice, or its lowest."""
-    width = space.width
-    return int(width.fixed if width.is_fixed else width.choices[0] if width.choices is not None else width.low)
+    """A token width the space allows: the first of its values (its lowest, for a very large range)."""
+    values = space.width.values()
+    return int(values[0] if values else space.width.low)
 
 
 def _fit_and_record_baselines(study: optuna.Study, data: TaskData, seed: int, fingerprint: dict[str, Any],
