@@ -171,7 +171,7 @@ def iasf_register_metrics(registry: Registry) -> None:
 
 @hookspec
 def iasf_study_start(study: optuna.Study, space: SearchSpace, components: Components, target: int,
-                     timeout: float | None) -> None:
+                     timeout: float | None, worker: int) -> None:
     """Called once per search run, after the study is created or loaded and before any trial.
 
     :param study: the Optuna study (may already hold trials when a search resumes).
@@ -179,6 +179,9 @@ def iasf_study_start(study: optuna.Study, space: SearchSpace, components: Compon
     :param components: the loaded plugins' registries (``components.ops.get(name)``, ...).
     :param target: the number of finished (complete or pruned) trials the run aims for.
     :param timeout: seconds from now after which the run starts no new trial (None: no limit).
+    :param worker: this process's index among the processes searching the study together (``--workers N``,
+        ``--worker i/N``); 0 for a search in one process. A record of the whole study that only one process should
+        write while the search goes on (the dashboard's study page) is written by worker 0.
     """
 
 

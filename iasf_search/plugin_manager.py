@@ -57,6 +57,7 @@ BUILTIN_PLUGINS = (
     "iasf_search.plugins.text",
     "iasf_search.plugins.timeseries",
     "iasf_search.plugins.trial_records",
+    "iasf_search.plugins.study_page",
     "iasf_search.plugins.meta_representation",
     "iasf_search.plugins.cds",
     "iasf_search.plugins.costs",

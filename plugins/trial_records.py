@@ -16,12 +16,9 @@ The space's ``artifacts:`` section switches each part (see its ``params``).
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-import threading
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
@@ -35,6 +32,7 @@ from iasf_search.graph import INPUT, OUTPUT, from_json, hidden_nodes, inputs_of
 from iasf_search.params import Param
 from iasf_search.results.access import tie_break
 from iasf_search.results.artifacts import CHECKPOINT, DIAGRAM, HEATMAPS, upload_bytes
+from iasf_search.results.markdown import number, table_row
 from iasf_search.results.records import (
     ARCH_HASH,
     ARCHITECTURE,
@@ -79,17 +77,11 @@ def objective_names(space: SearchSpace) -> list[str]:
     return [f"val {o.metric}" if o.metric in ("accuracy", "loss") else o.metric for o in space.objectives]
 
 
-def _number(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
-    return f"{value:,}" if isinstance(value, int) else str(value)
-
-
 def _metric(name: str, value: Any) -> str:
     """Accuracies and losses with 4 decimals (``0.9250``), anything else (costs) as :func:`_number`."""
     if isinstance(value, int | float) and not isinstance(value, bool) and ("accuracy" in name or "loss" in name):
         return f"{value:.4f}"
-    return _number(value)
+    return number(value)
 
 
 def _value(value: Any) -> str:
@@ -115,16 +107,6 @@ def key_values(config: Mapping[str, Any], first: Sequence[str] = (), *, sort: bo
     return " ".join(f"{k}={_value(config[k])}" for k in keys)
 
 
-SPACER = "\u2003"  # an em space: markdown keeps it (it trims only spaces and tabs), the dashboard shows a gap
-
-
-def table_row(cells: Sequence[str]) -> str:
-    """A markdown table row; every cell but the last ends with :data:`SPACER`, since optuna-dashboard
-    pads cells by 1 px and columns would otherwise run together."""
-    shown = [c.replace("|", "\\|") + (SPACER if c and i < len(cells) - 1 else "") for i, c in enumerate(cells)]
-    return "| " + " | ".join(shown) + " |"
-
-
 TRAINING_FIRST = ("optimizer", "lr", "epochs", "batch_size")
 
 
@@ -142,7 +124,7 @@ def trial_note(trial: optuna.Trial, graph: nx.DiGraph, space: SearchSpace, compo
     labels = node_labels(graph, components)
     lines = [f"## Trial {trial.number}: {attrs.get(SUMMARY, '')}", "",
              f"architecture `{attrs.get(ARCH_HASH, '?')}`, width {graph.graph.get('width')}, "
-             f"{_number(attrs.get(PARAMS, 0))} parameters", "",
+             f"{number(attrs.get(PARAMS, 0))} parameters", "",
              table_row(("node", "op", "label", "configuration", "reads")), "|:---|:---|:---|:---|:---|"]
     for n in [INPUT, *hidden_nodes(graph), OUTPUT]:
         node = graph.nodes[n]
@@ -155,7 +137,7 @@ def trial_note(trial: optuna.Trial, graph: nx.DiGraph, space: SearchSpace, compo
         lines.append(table_row(cells))
     costs = {k[len(COST_PREFIX):]: v for k, v in attrs.items() if k.startswith(COST_PREFIX)}
     if costs:
-        lines += ["", "**Costs:** " + ", ".join(f"{k} {_number(v)}" for k, v in sorted(costs.items()))]
+        lines += ["", "**Costs:** " + ", ".join(f"{k} {number(v)}" for k, v in sorted(costs.items()))]
     constraints = attrs.get(CONSTRAINTS) or {}
     if constraints:
         shown = [_constraint(k, c) for k, c in constraints.items()]
@@ -174,7 +156,7 @@ def trial_note(trial: optuna.Trial, graph: nx.DiGraph, space: SearchSpace, compo
         lines += metrics_table(attrs)
         aux = {k: v for k, v in attrs.items() if k.startswith(AUX_PREFIX)}
         for name, measured in sorted(aux.items()):
-            shown = ", ".join(f"{k} {_number(v)}" for k, v in measured.items()) if isinstance(measured, Mapping) else _number(measured)
+            shown = ", ".join(f"{k} {number(v)}" for k, v in measured.items()) if isinstance(measured, Mapping) else number(measured)
             lines.append(f"- {name}: {shown}")
     return "\n".join(lines) + "\n"
 
@@ -217,26 +199,13 @@ def iasf_study_start(study: optuna.Study, space: SearchSpace, target: int) -> No
         study.set_metric_names(objective_names(space))  # the dashboard labels the objectives with them
 
 
-def _save_note() -> Callable[[Any, str], None]:
-    """optuna-dashboard's ``save_note``, imported on first use on a separate thread: optuna-dashboard
-    keeps the ImportErrors of its optional dependencies (Optuna's ``try_import``), whose tracebacks
-    would otherwise hold the importing frames — this trial, its study and the database connection —
-    alive for the rest of the process."""
-    if "optuna_dashboard" not in sys.modules:
-        thread = threading.Thread(target=importlib.import_module, args=("optuna_dashboard",), daemon=True)
-        thread.start()
-        thread.join()
-    from optuna_dashboard import save_note
-
-    return save_note
-
-
 @hookimpl
 def iasf_trial_built(trial: optuna.Trial, graph: nx.DiGraph, space: SearchSpace, components: Components,
                      artifacts: ArtifactStore | None) -> None:
+    from iasf_search.results.dashboard_page import optuna_dashboard_api  # plotly and optuna-dashboard load when first used
     from iasf_search.results.figures import architecture_figure, node_labels, save
 
-    save_note = _save_note()
+    save_note = optuna_dashboard_api().save_note
 
     settings = space.sections["artifacts"]
     if settings["notes"]:
@@ -250,10 +219,11 @@ def iasf_trial_built(trial: optuna.Trial, graph: nx.DiGraph, space: SearchSpace,
 @hookimpl
 def iasf_trial_trained(trial: optuna.Trial, model: nn.Module, data: TaskData, space: SearchSpace, components: Components,
                        values: list[float], artifacts: ArtifactStore | None) -> None:
-    save_note = _save_note()
-
     from iasf_search.results.attention_maps import attention_maps
+    from iasf_search.results.dashboard_page import optuna_dashboard_api
     from iasf_search.results.figures import heatmap_figure, node_labels, save
+
+    save_note = optuna_dashboard_api().save_note
 
     settings = space.sections["artifacts"]
     graph = from_json(record(trial, ARCHITECTURE))
@@ -276,8 +246,8 @@ def iasf_trial_trained(trial: optuna.Trial, model: nn.Module, data: TaskData, sp
 
 def _constraint(name: str, c: Mapping[str, Any]) -> str:
     """``"params 1.2e+05 (within max 2e+05)"``: one entry of the ``constraints`` user attribute."""
-    value = "not measured" if c.get("value") is None else _number(c["value"])
-    bounds = " and ".join(f"{k} {_number(c[k])}" for k in ("min", "max") if c.get(k) is not None)
+    value = "not measured" if c.get("value") is None else number(c["value"])
+    bounds = " and ".join(f"{k} {number(c[k])}" for k in ("min", "max") if c.get(k) is not None)
     return f"{name} {value} ({'within' if c['feasible'] else 'outside'} {bounds})"
 
 
@@ -290,7 +260,7 @@ def metrics_table(attrs: Mapping[str, Any]) -> list[str]:
     details = {name: attrs.get(METRIC_DETAILS_PREFIX + name) or {} for name in numbers}
     batch = next((d["batch"] for d in details.values() if "batch" in d), None)
     lines = ["", f"**Representation metrics** ({batch} validation samples): "
-             + ", ".join(f"{k} {_number(v)}" for k, v in numbers.items())]
+             + ", ".join(f"{k} {number(v)}" for k, v in numbers.items())]
     per_node = {name: d["per_node"] for name, d in details.items() if d.get("per_node")}
     if per_node:
         levels: dict[str, Any] = {}
@@ -298,5 +268,5 @@ def metrics_table(attrs: Mapping[str, Any]) -> list[str]:
             levels.update(d.get("level") or {})
         nodes = [n for n in levels if any(n in values for values in per_node.values())]
         lines += ["", table_row(("node", "level", *per_node)), "|:---|---:|" + "---:|" * len(per_node)]
-        lines += [table_row((n, str(levels[n]), *(_number(v[n]) if n in v else "" for v in per_node.values()))) for n in nodes]
+        lines += [table_row((n, str(levels[n]), *(number(v[n]) if n in v else "" for v in per_node.values()))) for n in nodes]
     return lines

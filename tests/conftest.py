@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import copy
 import importlib
-from collections.abc import Iterable, Mapping, Sequence
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import networkx as nx
+import optuna
 import pytest
 import torch
 import yaml
+from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from iasf_search.components import SplitSpec, TaskData
-from iasf_search.graph import INPUT, OUTPUT, node_name
+from iasf_search.graph import INPUT, OUTPUT, node_name, to_json
 from iasf_search.plugin_manager import DISABLE_AUTOLOAD_ENV, Components, load_components
 
 # Another process may keep both cores busy; OpenMP threads that spin-wait then make even a tiny model
@@ -243,6 +246,54 @@ def postgres_db_url(postgres_url: str):
     drop_database(postgres_url, url)
 
 
+OPS = {"attention": {"heads": 2, "pattern": "full"}, "conv": {"kernel": 3, "dilation": 1}, "mlp": {"expansion": 2},
+       "pool": {"kind": "avg", "kernel": 3}}
+
+
+def made_up_trial(number: int, rng: random.Random, accuracy_of: Callable[[nx.DiGraph, float], float], *,
+                  state: TrialState = TrialState.COMPLETE, **attrs: Any) -> FrozenTrial:
+    """A trial as a search records one (for readers of studies: the study page), made up: a random chain of 1-4
+    nodes, a random width, stem, learning rate and readout, whose validation accuracy is ``accuracy_of(graph, lr)``,
+    with its parameter count and FLOPs, a learning curve over 3 epochs, and ``attrs`` added to its user attributes."""
+    ops = [rng.choice(sorted(OPS)) for _ in range(rng.randint(1, 4))]
+    graph = build_graph([{"op": op, "config": OPS[op]} for op in ops], width=rng.choice([16, 32]),
+                        stem={"patch": rng.choice([1, 2]), "overlap": False, "position": rng.choice(["learned", "sinusoidal"])})
+    if rng.random() < 0.5:
+        graph.nodes["output"]["readout"] = "max"
+    lr = 10 ** rng.uniform(-3.5, -2)
+    accuracy = accuracy_of(graph, lr)
+    user_attrs = {"val_accuracy": accuracy, "val_loss": 1.0 - accuracy, "params": 1000 * len(ops) * graph.graph["width"],
+                  "cost.params": 1000.0 * len(ops) * graph.graph["width"], "cost.flops": 5e4 * len(ops) ** 2,
+                  "summary": f"w{graph.graph['width']} " + " > ".join(ops), **attrs}
+    curve = {1: accuracy - 0.2, 2: accuracy - 0.05, 3: accuracy}
+    complete = state == TrialState.COMPLETE
+    trial = create_trial(state=state, value=accuracy if complete else None, user_attrs=user_attrs,
+                         intermediate_values=curve if complete else {1: curve[1]},
+                         system_attrs={"architecture": to_json(graph), "train_config": {"lr": lr, "optimizer": "adamw"}})
+    trial.number = number
+    return trial
+
+
+def attention_decides(graph, lr) -> float:
+    """Accuracy rises with the number of attention nodes, plus a little noise: nothing else matters."""
+    count = sum(graph.nodes[n].get("op") == "attention" for n in graph)
+    return 0.6 + 0.08 * count + random.Random(hash(to_json(graph)) % 1000 + int(lr * 1e6)).uniform(-0.005, 0.005)
+
+
+def made_up_study(count: int, seed: int = 0, directions: Sequence[str] = ("maximize",)) -> optuna.Study:
+    """An in-memory study of ``count`` :func:`made_up_trial` trials (attention decides accuracy); with two
+    directions its objectives are validation accuracy and parameters."""
+    rng = random.Random(seed)
+    study = optuna.create_study(directions=list(directions), study_name="made-up")
+    for i in range(count):
+        trial = made_up_trial(i, rng, attention_decides)
+        if len(directions) > 1:
+            trial = create_trial(values=[trial.value, trial.user_attrs["params"]], user_attrs=trial.user_attrs,
+                                 system_attrs=trial.system_attrs, intermediate_values=trial.intermediate_values)
+        study.add_trial(trial)
+    return study
+
+
 def run(capsys, *args: str) -> tuple[int, str, str]:
     """``iasf-search ARGS`` in this process: ``(exit status, stdout, stderr)``."""
     from iasf_search.cli import main
@@ -276,4 +327,24 @@ def export_search(tmp_path_factory):
     path.write_text(yaml.safe_dump(EXPORT_SPACE), encoding="utf-8")
     url = f"sqlite:///{tmp / 'runs' / 'tiny.db'}"
     assert main(["--space", str(path), "--storage", url, "--trials", "4", "-q"]) == 0
+    return tmp, path, url
+
+
+PAGE_SPACE = make_doc({"manifold.ops": {"attention": {"heads": 2, "pattern": "full"}, "conv": {"kernel": 3}, "mlp": {"expansion": 2}},
+                       "manifold.width": 16, "training.lr": [0.003, 0.01], "training.epochs": 2, "costs": ["params", "flops"],
+                       "search.pruner": "none"})
+"""The space of :func:`page_search`: three ops, two learning rates, 2 epochs, two costs, no pruning."""
+
+
+@pytest.fixture(scope="session")
+def page_search(tmp_path_factory):
+    """A finished 7-trial search of :data:`PAGE_SPACE` through the CLI, for the study page's tests:
+    ``(folder, space file, storage URL)``; the study is ``tiny``, its artifacts beside the database."""
+    from iasf_search.cli import main
+
+    tmp = tmp_path_factory.mktemp("page")
+    path = tmp / "space.yaml"
+    path.write_text(yaml.safe_dump(PAGE_SPACE), encoding="utf-8")
+    url = f"sqlite:///{tmp / 'runs' / 'tiny.db'}"
+    assert main(["--space", str(path), "--storage", url, "--trials", "7", "-q"]) == 0
     return tmp, path, url

@@ -1,4 +1,5 @@
-"""Serve optuna-dashboard for a study's storage, with the artifact store the search wrote to.
+"""Serve optuna-dashboard for a study's storage, with the artifact store the search wrote to, opening on the study's
+page (refreshed first: :func:`refresh_study_page`).
 
 optuna-dashboard's own WSGI app (:func:`optuna_dashboard.wsgi`) on the standard library's server,
 bound here so that a busy port is a one-line error and ``--port 0`` picks a free one.
@@ -13,11 +14,17 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna
 import optuna_dashboard
+from optuna.trial import TrialState
 
 from iasf_search.errors import BadInput
 from iasf_search.results.access import StoredStudy, open_stored_study
 from iasf_search.results.artifacts import open_artifact_store
-from iasf_search.search.storage import open_storage, safe_url
+from iasf_search.results.dashboard_page import StudyPage
+from iasf_search.results.study_note import TOP
+from iasf_search.search.storage import absolute_url, open_storage, safe_url
+
+STUDY_PAGE_SECTION = "study_page"
+"""The space section (plugin ``study_page``) that sets what the study's page shows."""
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -51,6 +58,26 @@ def study_path(storage: optuna.storages.BaseStorage, opened: StoredStudy | None)
     return f"/dashboard/studies/{storage.get_study_id_from_name(opened.study.study_name)}"
 
 
+def refresh_study_page(opened: StoredStudy, storage_url: str, out: TextIO) -> bool:
+    """Write the study's page (note and plots, :class:`~iasf_search.results.dashboard_page.StudyPage`, as the space's
+    ``study_page:`` section sets it) unless a trial is running (a search is going on, and its worker 0 writes the page);
+    returns whether it was written. A study made before the page existed gets one this way."""
+    if opened.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        print("a search is running: its worker 0 keeps the study page up to date", file=out)
+        return False
+    settings = opened.space.get(STUDY_PAGE_SECTION) or {}
+    page = StudyPage(top=settings.get("top", TOP), note=settings.get("note", True), plots=settings.get("plots", True),
+                     storage_url=absolute_url(storage_url))
+    if not (page.note or page.plots):
+        return False
+    try:
+        page.publish(opened)
+    except Exception as exc:  # serving the trials matters more than the page
+        print(f"the study page was not refreshed ({type(exc).__name__}: {exc})", file=out)
+        return False
+    return True
+
+
 def serve_dashboard(storage_url: str, artifact_dir: Path | None, *, study_name: str | None = None, host: str = "127.0.0.1",
                     port: int = 8080, out: TextIO | None = None) -> None:
     """Print the address and serve until interrupted (Ctrl-C returns normally)."""
@@ -58,6 +85,8 @@ def serve_dashboard(storage_url: str, artifact_dir: Path | None, *, study_name: 
     # a named study is found through the results' door (no such storage or study: the errors of best or report); the
     # dashboard serves a storage of its own, as Optuna opened it (not the study's, which Optuna wraps in a cache)
     opened = open_stored_study(storage_url, study_name) if study_name is not None else None
+    if opened is not None:
+        refresh_study_page(opened, storage_url, out)
     storage = open_storage(storage_url, create=False)
     path = study_path(storage, opened)
     server = make_dashboard_server(storage, artifact_dir, host=host, port=port)

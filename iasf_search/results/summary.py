@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import networkx as nx
@@ -92,8 +93,15 @@ def stop_reasons(study: optuna.Study) -> Counter[str]:
     """How many trials failed or were stopped for each kind of reason (pruning by the pruner aside):
     the reason's text up to its first colon (``diverged``, ``time limit``, ``surplus``, an exception
     type, ``interrupted``), or ``worker lost`` for a trial failed by the heartbeat check."""
+    return count_stop_reasons(study.get_trials(deepcopy=False, states=(TrialState.FAIL, TrialState.PRUNED)))
+
+
+def count_stop_reasons(trials: Sequence[FrozenTrial]) -> Counter[str]:
+    """:func:`stop_reasons` of these trials (those not failed or pruned are not counted)."""
     counts: Counter[str] = Counter()
-    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL, TrialState.PRUNED)):
+    for t in trials:
+        if t.state not in (TrialState.FAIL, TrialState.PRUNED):
+            continue
         reason = t.user_attrs.get(FAILURE_REASON)
         if reason is None:
             if t.state == TrialState.FAIL:

@@ -118,7 +118,8 @@ def run_search(space: SearchSpace | Session, *, trials: int | None = None, timeo
     run = prepare_search(session, trials=trials, timeout=timeout, storage=storage, study_name=study_name, device=device,
                          seed=seed, artifacts=artifacts, command=command, worker=worker)
     study = run.study
-    hook.iasf_study_start(study=study, space=space, components=session.components, target=run.target, timeout=run.timeout)
+    hook.iasf_study_start(study=study, space=space, components=session.components, target=run.target, timeout=run.timeout,
+                          worker=worker)
     guard = _FailureGuard()
     before = len(study.trials)
     deadline = None if run.timeout is None else time.perf_counter() + run.timeout  # set-up is not counted

@@ -16,7 +16,7 @@ from optuna_dashboard._note import get_note_from_system_attrs
 
 import iasf_search
 from iasf_search.build import build_model
-from iasf_search.plugins.trial_records import SPACER, dominates, is_front_runner, key_values, trial_note
+from iasf_search.plugins.trial_records import dominates, is_front_runner, key_values, trial_note
 from iasf_search.results.access import trained_source
 from iasf_search.results.artifacts import (
     CHECKPOINT,
@@ -27,6 +27,7 @@ from iasf_search.results.artifacts import (
     read_trial_file,
     trial_files,
 )
+from iasf_search.results.markdown import SPACER
 from iasf_search.train import evaluate
 
 ATTENTION_SPACE = {

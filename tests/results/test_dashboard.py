@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import json
 import re
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
+import optuna
 import pytest
 import yaml
-from conftest import make_doc
+from conftest import made_up_study, make_doc
+from optuna_dashboard import get_note
 
 import iasf_search
 from iasf_search.cli import main
-from iasf_search.results.dashboard import make_dashboard_server
+from iasf_search.results.access import open_stored_study
+from iasf_search.results.dashboard import make_dashboard_server, refresh_study_page
+from iasf_search.results.study_plots import TITLES
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SPACE = make_doc({"manifold.ops": {"attention": {"heads": 2, "pattern": "full"}, "conv": {"kernel": 3}},
                   "manifold.width": 16, "training.lr": 0.01, "training.epochs": 2, "costs": ["params"]})
@@ -109,3 +118,66 @@ def test_missing_database_is_bad_input(tmp_path, capsys):
 def test_unknown_study_is_bad_input(study_db, capsys):
     rc = main(["dashboard", "--storage", study_db[0], "--study", "nope", "--port", "0"])
     assert rc == 2 and "no study 'nope'" in capsys.readouterr().err
+
+
+def _screenshots_script():
+    spec = importlib.util.spec_from_file_location("dashboard_screenshots", ROOT / "scripts" / "dashboard_screenshots.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_dashboard_refreshes_the_page_of_a_study_no_search_runs(tmp_path):
+    url = f"sqlite:///{tmp_path / 'made.db'}"
+    study = optuna.create_study(storage=url, study_name="made-up")
+    for trial in made_up_study(6).get_trials():
+        study.add_trial(trial)
+    out = io.StringIO()
+    assert refresh_study_page(open_stored_study(url, "made-up"), url, out)
+    assert get_note(study).startswith("## made-up: what the search found")
+    study.ask()  # a trial runs: a search is going on, and its worker 0 writes the page
+    assert not refresh_study_page(open_stored_study(url, "made-up"), url, out)
+    assert out.getvalue() == "a search is running: its worker 0 keeps the study page up to date\n"
+
+
+def test_the_study_page_in_a_real_browser(page_search):
+    """``iasf-search dashboard --port 0`` on a finished search, read by headless Chromium: the study note's table of
+    the best trials, every NAS plot's title, and a trial's architecture diagram are rendered."""
+    script = _screenshots_script()
+    if (why := script.missing()) is not None:
+        pytest.skip(f"no browser to drive: {why}")
+    _, _, url = page_search
+    best = iasf_search.best_trials(iasf_search.load_results(url, "tiny"))[0]
+    proc = subprocess.Popen([sys.executable, "-m", "iasf_search", "dashboard", "--storage", url, "--study", "tiny", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    driver = None
+    try:
+        proc.stdout.readline()
+        match = re.search(r"open (http://127\.0\.0\.1:\d+/dashboard/studies/\d+)", proc.stdout.readline())
+        assert match, proc.stderr.read() if proc.poll() is not None else ""
+        page = match.group(1)
+        driver = script.chromium()
+        driver.get(page + "/note")
+        script.wait_for_text(driver, "The best 5 architectures")
+        rows = driver.find_elements("css selector", "table tbody tr")
+        assert len(rows) == 5 and rows[0].text.split()[0].strip("\u2003") == f"#{best.number}"
+        link = rows[0].find_element("tag name", "a")
+        assert link.get_attribute("href").endswith(f"/dashboard/studies/1/trials?numbers={best.number}")
+        driver.get(page)
+        for title in ("Accuracy against parameters (Pareto set ringed)", "Accuracy against FLOPs per sample (Pareto set ringed)",
+                      *TITLES.values()):
+            script.wait_for_text(driver, title)
+        driver.get(f"{page}/trials?numbers={best.number}")
+        script.wait_for_text(driver, "Artifacts")
+        deadline = time.monotonic() + 30
+        while True:
+            diagrams = driver.find_elements("css selector", "img[alt='architecture.svg']")
+            if diagrams and driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", diagrams[0]):
+                break
+            assert time.monotonic() < deadline, "the trial's diagram was not rendered"
+            time.sleep(0.3)
+    finally:
+        if driver is not None:
+            driver.quit()
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from conftest import make_doc
 from optuna.trial import TrialState
+from optuna_dashboard import get_note
 
 import iasf_search
 from iasf_search.cli import main
@@ -51,6 +52,8 @@ def test_four_workers_finish_exactly_the_target_without_duplicates(shared_storag
     assert {line.split()[0] for line in out.splitlines() if line.startswith("w")} <= {"w0", "w1", "w2", "w3"}
     assert len({line.split()[0] for line in out.splitlines() if line.startswith("w") and "] #" in line}) >= 2
     assert "study 'tiny': 6/6 finished trials" in out and out.count("best trial #") == 1
+    # the last worker out wrote the study page with every trial
+    assert f"({len(study.trials)} of {len(study.trials)} trials finished)" in get_note(study)
     # resuming with more workers than trials left still lands exactly on the target
     assert main(["--space", "tiny.yaml", "--storage", url, "--trials", "7", "--workers", "2", "-q"]) == 0
     assert len([t for t in load(url).trials if t.state in FINISHED]) == 7
