@@ -61,7 +61,10 @@ def study_path(storage: optuna.storages.BaseStorage, opened: StoredStudy | None)
 def refresh_study_page(opened: StoredStudy, storage_url: str, out: TextIO) -> bool:
     """Write the study's page (note and plots, :class:`~iasf_search.results.dashboard_page.StudyPage`, as the space's
     ``study_page:`` section sets it) unless a trial is running (a search is going on, and its worker 0 writes the page);
-    returns whether it was written. A study made before the page existed gets one this way."""
+    returns whether it was written. A study made before the page existed gets one this way; a study no iasf-search
+    search made (it records no space) is left as it is."""
+    if not opened.space:  # not made by an iasf-search search: its note is its owner's
+        return False
     if opened.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         print("a search is running: its worker 0 keeps the study page up to date", file=out)
         return False

@@ -33,12 +33,12 @@ from iasf_search.results.records import ARCHITECTURE, TRAIN_CONFIG, VAL_ACCURACY
 Value = float | str
 """A feature's value: a number (counts, sizes, numeric settings) or a category (readout, optimizer)."""
 
-IMPORTANCE_METHOD = "permutation importance of a random forest (scikit-learn, 64 trees, 5 shuffles per feature)"
+IMPORTANCE_METHOD = "permutation importance of a random forest (scikit-learn, 48 trees, 3 shuffles per feature)"
 """How :func:`feature_importance` measures importance, as the study page names it."""
 MIN_TRIALS = 5
 """Complete trials with a validation accuracy that :func:`feature_importance` and :func:`op_win_rates` need."""
-TREES = 64
-SHUFFLES = 5
+TREES = 48
+SHUFFLES = 3
 SEED = 0
 TOP_SHARE = 0.25
 """A trial "wins" (:func:`op_win_rates`) when its validation accuracy is in the study's top quarter."""

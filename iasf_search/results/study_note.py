@@ -223,8 +223,9 @@ def health_lines(trials: Sequence[FrozenTrial]) -> list[str]:
     trained = [(a, b) for a, b in trained if a is not None and b > 0]
     if trained:
         share = sum(a for a, _ in trained) / sum(b for _, b in trained)
-        parts.append(f"a complete trial spends {100 * min(share, 1.0):.0f}% of its time in its training loop (the rest: "
-                     f"building, costs, evaluation, metrics, records)")
+        share = min(share, 1.0)
+        parts.append(f"engine overhead {100 * (1 - share):.0f}% of a complete trial's time (building, costs, evaluation, "
+                     f"metrics, records), {100 * share:.0f}% in its training loop")
     gaps = [g for g in gaps if g <= PAUSE]
     if gaps:
         parts.append(f"{statistics.median(gaps):.2f} s from one trial's end to the next one's start (median)")

@@ -33,6 +33,10 @@ FEATURES_SHOWN = 15
 METRICS_SHOWN = 3
 """Representation metrics plotted, at most (the most often recorded): one row, as high as the dashboard's plot card."""
 GREY = "#bbbbbb"
+_GRID = {"gridcolor": "#ebebeb", "zerolinecolor": "#ebebeb"}
+TEMPLATE = go.layout.Template(layout={"plot_bgcolor": "white", "paper_bgcolor": "white", "font": {"color": "#2a3f5f"},
+                                      "xaxis": _GRID, "yaxis": _GRID})
+"""A light look, stored with each figure: plotly's own ``plotly_white`` is about 6 KB per figure and 20 times slower to apply."""
 COST_LABELS = {"params": "parameters", "flops": "FLOPs per sample", "latency_ms": "latency (ms)", "peak_memory_mb": "peak memory (MB)"}
 TITLES = {
     "what-matters": "What matters for accuracy: feature importance",
@@ -61,7 +65,7 @@ def _round(value: float | None) -> float | None:
 
 
 def _layout(fig: go.Figure, title: str, x: str, y: str, **layout) -> go.Figure:
-    fig.update_layout(title={"text": title}, xaxis_title=x, yaxis_title=y, template="plotly_white",
+    fig.update_layout(title={"text": title}, xaxis_title=x, yaxis_title=y, template=TEMPLATE,
                       margin={"t": 60, "l": 60, "r": 20, "b": 50}, **{"height": 420, **layout})
     return fig
 
@@ -212,6 +216,6 @@ def metrics_against_accuracy(snap: StudySnapshot) -> go.Figure:
                                  customdata=[t.number for t, _, _ in points],
                                  hovertemplate="#%{customdata}: " + name + " %{x}, validation accuracy %{y}<extra></extra>"),
                       row=1, col=i + 1)
-    fig.update_layout(title={"text": title}, template="plotly_white", height=420, margin={"t": 90, "l": 60, "r": 20, "b": 40})
+    fig.update_layout(title={"text": title}, template=TEMPLATE, height=420, margin={"t": 90, "l": 60, "r": 20, "b": 40})
     fig.update_yaxes(title_text="validation accuracy", col=1)
     return fig

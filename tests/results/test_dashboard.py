@@ -133,6 +133,9 @@ def test_dashboard_refreshes_the_page_of_a_study_no_search_runs(tmp_path):
     for trial in made_up_study(6).get_trials():
         study.add_trial(trial)
     out = io.StringIO()
+    assert not refresh_study_page(open_stored_study(url, "made-up"), url, out)  # no space recorded: not ours to write
+    assert get_note(study) == ""
+    study.set_user_attr("space", {"name": "made-up"})
     assert refresh_study_page(open_stored_study(url, "made-up"), url, out)
     assert get_note(study).startswith("## made-up: what the search found")
     study.ask()  # a trial runs: a search is going on, and its worker 0 writes the page

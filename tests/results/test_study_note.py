@@ -34,7 +34,8 @@ def test_a_finished_search_s_note(page_search):
                                                                           "val loss", "architecture"]
     assert "**How trials ended:** 7 complete." in note
     assert re.search(r"\*\*Health:\*\* 7 trials finished in [\d.]+ min of search \([\d.]+ per minute\); a complete trial "
-                     r"takes [\d.]+ s \(median\); a complete trial spends \d+% of its time in its training loop", note)
+                     r"takes [\d.]+ s \(median\); engine overhead \d+% of a complete trial's time \(building, costs, evaluation, metrics, "
+                     r"records\), \d+% in its training loop", note)
     assert f"**Resume or extend it** (the last command that ran it): `iasf-search --space {path} --storage {url} --trials 7 -q`" in note
     assert f"**Open this page:** `iasf-search dashboard --storage {url} --study tiny`" in note
     assert note.rstrip().endswith("_Written after trial #6 finished (7 of 7 trials finished); the plots on the study's main "
