@@ -66,15 +66,18 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     driver = chromium()
     try:
+        driver.set_window_size(1400, 1100)
         driver.get(args.study_page + "/note")
         wait_for_text(driver, "The engine's pick")
         pick = re.search(r"The engine's pick: trial #(\d+)", driver.find_element("tag name", "body").text)
         driver.save_screenshot(str(args.out / "study-note.png"))
+        driver.set_window_size(1400, 3300)  # Optuna's history, importance and timeline, then the NAS plots
         driver.get(args.study_page)
         wait_for_text(driver, "What matters")
         time.sleep(2)  # plotly finishes drawing
         driver.save_screenshot(str(args.out / "study-page.png"))
         if pick:
+            driver.set_window_size(1400, 1500)
             driver.get(f"{args.study_page}/trials?numbers={pick.group(1)}")
             wait_for_text(driver, "Artifacts")
             time.sleep(1)

@@ -66,7 +66,7 @@ def _round(value: float | None) -> float | None:
 
 def _layout(fig: go.Figure, title: str, x: str, y: str, **layout) -> go.Figure:
     fig.update_layout(title={"text": title}, xaxis_title=x, yaxis_title=y, template=TEMPLATE,
-                      margin={"t": 60, "l": 60, "r": 20, "b": 50}, **{"height": 420, **layout})
+                      **{"height": 420, "margin": {"t": 60, "l": 60, "r": 20, "b": 50}, **layout})
     return fig
 
 
@@ -140,7 +140,8 @@ def what_matters(snap: StudySnapshot) -> go.Figure:
                              f"({len(snap.table.rows)} complete so far)")
     fig = go.Figure(go.Bar(x=[_round(s) for _, s in reversed(ranked)], y=[n for n, _ in reversed(ranked)], orientation="h",
                            marker={"color": PALETTE[0]}, hovertemplate="%{y}: %{x:.1%} of the importance<extra></extra>"))
-    fig = _layout(fig, title, f"share of importance over {len(snap.table.rows)} complete trials", "")
+    fig = _layout(fig, title, f"share of importance over {len(snap.table.rows)} complete trials", "",
+                  margin={"t": 60, "l": 130, "r": 20, "b": 50})  # room for the features' names
     fig.add_annotation(text=IMPORTANCE_METHOD, showarrow=False, x=1, y=0, xref="paper", yref="paper", xanchor="right",
                        yanchor="bottom", font={"size": 9, "color": "#666666"})
     fig.update_xaxes(tickformat=".0%")
@@ -193,7 +194,8 @@ def learning_curves(snap: StudySnapshot, top: int = TOP) -> go.Figure:
                     if t.state == TrialState.PRUNED and PRUNED_AT_EPOCH in t.user_attrs)
     for epoch, count in sorted(rungs.items()):
         fig.add_vline(x=epoch, line={"dash": "dash", "color": "#888888", "width": 1},
-                      annotation={"text": f"{count} pruned", "font": {"size": 10}}, annotation_position="top")
+                      annotation={"text": f"{count} pruned", "font": {"size": 10}, "textangle": -90, "yanchor": "top"},
+                      annotation_position="top right")
     return _layout(fig, title, "epoch", metric)
 
 
