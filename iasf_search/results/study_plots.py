@@ -21,7 +21,7 @@ from plotly.subplots import make_subplots
 from iasf_search.results.access import finite_number, objective_names, representation_metrics
 from iasf_search.results.features import IMPORTANCE_METHOD, MIN_TRIALS, TOP_SHARE, dominant_op, feature_importance, op_win_rates
 from iasf_search.results.figures import PALETTE
-from iasf_search.results.records import COST_PREFIX, PARAMS, PRUNED_AT_EPOCH, SUMMARY, VAL_ACCURACY
+from iasf_search.results.records import COST_PREFIX, PARAMS, PRUNED_AT_EPOCH, SUMMARY, VAL_ACCURACY, epoch_values
 from iasf_search.results.study_snapshot import StudySnapshot
 
 PLOT_PREFIX = "iasf-"
@@ -163,31 +163,42 @@ def win_rates(snap: StudySnapshot) -> go.Figure:
     return fig
 
 
+def curve(trial: FrozenTrial, objective: int = 0) -> dict[int, float]:
+    """The trial's validation score per epoch: what it reported to the pruner (one objective), else objective
+    ``objective`` of its recorded per-epoch objective vectors (several objectives, which Optuna's ``report`` refuses)."""
+    if trial.intermediate_values:
+        return dict(trial.intermediate_values)
+    return {epoch: values[objective] for epoch, values in epoch_values(trial).items() if objective < len(values)}
+
+
 def learning_curves(snap: StudySnapshot, top: int = TOP) -> go.Figure:
     """The validation score per epoch of the best ``top`` trials in colour, every other finished trial's in grey, and a
-    dashed line at each epoch after which the pruner stopped trials (its rungs, with how many it stopped there)."""
+    dashed line at each epoch after which the pruner stopped trials (its rungs, with how many it stopped there).
+    With several objectives, the curves are of the first one that is an accuracy (else the first)."""
     title = TITLES["learning-curves"]
-    metric = objective_names(snap.study)[0] if snap.study.metric_names else "validation score"
-    finished = [t for t in snap.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.intermediate_values]
-    if not finished:
+    names = objective_names(snap.study)
+    objective = next((i for i, name in enumerate(names) if "accuracy" in name), 0)
+    curves = {t.number: curve(t, objective) for t in snap.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)}
+    curves = {number: c for number, c in curves.items() if c}
+    if not curves:
         return _empty(title, "no trial reported a score per epoch yet")
-    best = [t for t in snap.ranked[:top] if t.intermediate_values]
+    best = [t for t in snap.ranked[:top] if t.number in curves]
     shown = {t.number for t in best}
     xs: list[float | None] = []
     ys: list[float | None] = []
-    for t in finished:
-        if t.number in shown:
+    for number, c in curves.items():
+        if number in shown:
             continue
-        steps = sorted(t.intermediate_values)
+        steps = sorted(c)
         xs += [*steps, None]
-        ys += [*(_round(t.intermediate_values[s]) for s in steps), None]
+        ys += [*(_round(c[s]) for s in steps), None]
     fig = go.Figure()
     if xs:
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="other trials", line={"color": GREY, "width": 1},
                                  hoverinfo="skip"))
     for i, t in enumerate(best):
-        steps = sorted(t.intermediate_values)
-        fig.add_trace(go.Scatter(x=steps, y=[_round(t.intermediate_values[s]) for s in steps], mode="lines+markers",
+        steps = sorted(curves[t.number])
+        fig.add_trace(go.Scatter(x=steps, y=[_round(curves[t.number][s]) for s in steps], mode="lines+markers",
                                  name=f"#{t.number}", line={"color": PALETTE[i % len(PALETTE)], "width": 2}, marker={"size": 4},
                                  hovertemplate=f"#{t.number} epoch %{{x}}: %{{y}}<extra>{t.user_attrs.get(SUMMARY, '')}</extra>"))
     rungs = Counter(int(t.user_attrs[PRUNED_AT_EPOCH]) for t in snap.trials
@@ -196,7 +207,7 @@ def learning_curves(snap: StudySnapshot, top: int = TOP) -> go.Figure:
         fig.add_vline(x=epoch, line={"dash": "dash", "color": "#888888", "width": 1},
                       annotation={"text": f"{count} pruned", "font": {"size": 10}, "textangle": -90, "yanchor": "top"},
                       annotation_position="top right")
-    return _layout(fig, title, "epoch", metric)
+    return _layout(fig, title, "epoch", names[objective])
 
 
 def metrics_against_accuracy(snap: StudySnapshot) -> go.Figure:

@@ -7,6 +7,7 @@ import json
 import random
 
 import optuna
+import pytest
 from conftest import attention_decides, made_up_study, made_up_trial
 from optuna.trial import TrialState
 
@@ -85,3 +86,19 @@ def test_figures_grow_slowly_with_the_study():
     large = sum(len(f.to_json()) for f in study_figures(take_snapshot(stored_study(made_up_study(400)))).values())
     assert large < 8 * small  # 8x the trials: less than 8x the bytes (rounded numbers, one grey trace)
     assert all(json.loads(f.to_json()) for f in study_figures(take_snapshot(stored_study(made_up_study(10)))).values())
+
+
+def test_several_objectives_draw_the_accuracy_s_recorded_curve():
+    study = optuna.create_study(directions=["maximize", "minimize"], study_name="two")
+    with pytest.warns(optuna.exceptions.ExperimentalWarning):
+        study.set_metric_names(["val accuracy", "params"])
+    rng = random.Random(6)
+    for i in range(4):
+        made = made_up_trial(i, rng, attention_decides)
+        study.add_trial(optuna.trial.create_trial(
+            values=[made.value, made.user_attrs["params"]], user_attrs=made.user_attrs,
+            system_attrs={**made.system_attrs, "epoch_values": {"1": [0.5, 9.0], "2": [made.value, 9.0]}}))
+    fig = study_figures(take_snapshot(stored_study(study)))["iasf-learning-curves"]
+    assert fig.layout.yaxis.title.text == "val accuracy"
+    coloured = [t for t in fig.data if t.name != "other trials"]
+    assert coloured and all(list(t.x) == [1, 2] and t.y[0] == 0.5 for t in coloured)
