@@ -181,6 +181,20 @@ def test_study_created_from_another_space_warns(capsys, tmp_path, write_space):
     assert len(optuna.load_study(study_name="tiny", storage=url).trials) == 2
 
 
+def test_a_study_resumes_with_other_presentation_settings_without_a_warning(capsys, tmp_path, write_space):
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    write_space({"manifold.nodes": 1, "manifold.width": 8})
+    assert run(capsys, "--space", "tiny.yaml", "--storage", url, "--trials", "1")[0] == 0
+    study = optuna.load_study(study_name="tiny", storage=url)
+    stored = dict(study.user_attrs["space"])
+    del stored["study_page"]  # as a study recorded before the study page existed
+    study.set_user_attr("space", stored)
+    write_space({"manifold.nodes": 1, "manifold.width": 8, "study_page": {"top": 3}, "artifacts": {"heatmaps": "none"}})
+    rc, out, err = run(capsys, "--space", "tiny.yaml", "--storage", url, "--trials", "2")
+    assert rc == 0, err
+    assert "different space" not in err
+
+
 def test_architecture_json_is_plain_json(capsys, tmp_path, write_space):
     write_space({"manifold.nodes": 2, "manifold.width": 8})
     url = f"sqlite:///{tmp_path / 'j.db'}"

@@ -37,6 +37,9 @@ WORKER_SEED_STRIDE = 7919
 """Sampler seed offset between parallel workers (a prime, so workers never share a seed)."""
 BUDGET_KEYS = ("trials", "timeout", "max_trial_seconds", "heartbeat_interval", "grace_period", "proxies")
 """``search`` keys a resumed study may change without changing what its trials mean."""
+PRESENTATION_SECTIONS = ("artifacts", "study_page")
+"""Space sections that change what a search shows (trial files, the dashboard's study page), never what its trials
+mean: a resumed study may change them, and a study recorded before one existed resumes without a warning."""
 
 
 @dataclass
@@ -224,7 +227,8 @@ def open_study(session: Session, url: str, name: str, *, seed: int,
 def _without_budget(space: dict) -> dict:
     out = dict(space)
     out["search"] = {k: v for k, v in space.get("search", {}).items() if k not in BUDGET_KEYS}
-    out.pop("artifacts", None)
+    for section in PRESENTATION_SECTIONS:
+        out.pop(section, None)
     return out
 
 
