@@ -1,4 +1,4 @@
-"""Errors that the CLI turns into a one-line message and exit status 2."""
+"""Errors that the CLI turns into a one-line message: exit status 2 for bad input, 1 for a search that failed."""
 
 from __future__ import annotations
 
@@ -10,6 +10,14 @@ class BadInput(Exception):
     """User input is wrong (space file, flags, dataset, plugin); the message says what and how to fix it.
 
     The CLI prints ``iasf-search: error: <message>`` and exits with status 2, without a traceback.
+    """
+
+
+class SearchFailed(Exception):
+    """A search stopped because every trial it ran failed; the message names the first failure's reason.
+
+    The CLI prints ``iasf-search: error: <message>`` and exits with status 1, without a traceback: the input was
+    valid, but nothing could be trained (a broken plugin, data the ops cannot take, too little memory).
     """
 
 

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from iasf_search.errors import BadInput
+from iasf_search.errors import BadInput, SearchFailed
 from iasf_search.results.access import FINISHED, best_trials, load_results
 from iasf_search.results.artifacts import default_artifact_dir
+from iasf_search.results.records import FAILURE_REASON
 from iasf_search.search import interrupts
 from iasf_search.search.prescreen import prescreen
 from iasf_search.search.setup import WORKER_SEED_STRIDE, prepare_search
@@ -71,17 +72,32 @@ def pareto_plot_path(storage_url: str, study_name: str) -> Path:
 
 
 class _FailureGuard:
-    """Stops the study after too many consecutive failed trials (a broken space or plugin)."""
+    """Stops the study after too many consecutive failed trials (a broken space or plugin), remembering whether
+    any trial of this run finished and the first failure's reason."""
 
     def __init__(self) -> None:
         self.streak = 0
         self.tripped = False
+        self.finished_any = False
+        self.first_failure: FrozenTrial | None = None
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.streak = self.streak + 1 if trial.state == TrialState.FAIL else 0
+        self.finished_any = self.finished_any or trial.state in FINISHED
+        if trial.state == TrialState.FAIL and self.first_failure is None:
+            self.first_failure = trial
         if self.streak >= MAX_CONSECUTIVE_FAILURES:
             self.tripped = True
             study.stop()
+
+    def failed_search(self) -> SearchFailed | None:
+        """The error of a run that stopped with every trial failed (None if any finished or it did not stop so)."""
+        if not self.tripped or self.finished_any or self.first_failure is None:
+            return None
+        first = self.first_failure
+        reason = first.user_attrs.get(FAILURE_REASON) or "no reason recorded"
+        return SearchFailed(f"every trial of this run failed ({self.streak} in a row) and the search stopped; the first, "
+                            f"#{first.number}: {reason}")
 
 
 def run_search(space: SearchSpace | Session, *, trials: int | None = None, timeout: float | None = None,
@@ -111,6 +127,8 @@ def run_search(space: SearchSpace | Session, *, trials: int | None = None, timeo
         study's ``commands`` attribute for exported model cards.
     :param worker: this process's index among parallel workers (offsets the sampler's seed).
     :raises BadInput: unusable device, data or storage; nothing is written in that case.
+    :raises SearchFailed: the run stopped after :data:`MAX_CONSECUTIVE_FAILURES` failed trials without finishing
+        any (the first failure's reason in the message); with some finished, a warning says it stopped.
     """
     start = time.perf_counter()
     session = session_for(space)
@@ -148,6 +166,8 @@ def run_search(space: SearchSpace | Session, *, trials: int | None = None, timeo
     finally:
         hook.iasf_study_end(study=study, space=space, components=session.components)
         checkpoint(run.url)
+    if (failed := guard.failed_search()) is not None:
+        raise failed
     if guard.tripped:
         warnings.warn(f"stopped after {MAX_CONSECUTIVE_FAILURES} consecutive failed trials; "
                       f"see their failure_reason (iasf-search best shows the study)", stacklevel=2)

@@ -135,12 +135,28 @@ def test_all_failing_trials_stop_after_a_streak(capsys, tmp_path, write_space):
     url = f"sqlite:///{tmp_path / 'streak.db'}"
     rc = main(["--space", "tiny.yaml", "--plugin", "plugin_samples.explode_op", "--storage", url, "--trials", "3"])
     out, err = capsys.readouterr()
-    assert rc == 0, err
+    assert rc == 1, err  # nothing could be trained: the command fails, naming the first failure's reason
     study = optuna.load_study(study_name="tiny", storage=url)
     assert len(study.trials) == MAX_CONSECUTIVE_FAILURES
     assert all(t.state == TrialState.FAIL for t in study.trials)
-    assert f"stopped after {MAX_CONSECUTIVE_FAILURES} consecutive failed trials" in err
-    assert "no trial completed yet" in out
+    assert err.strip().splitlines()[-1] == (
+        f"iasf-search: error: every trial of this run failed ({MAX_CONSECUTIVE_FAILURES} in a row) and the search stopped; "
+        "the first, #0: plugin 'plugin_samples.explode_op' raised RuntimeError: boom: this op explodes")
+    assert "Traceback" not in err
+
+
+def test_a_streak_after_finished_trials_only_warns(capsys, tmp_path, write_space, monkeypatch):
+    from iasf_search.search import study as study_module
+
+    monkeypatch.setattr(study_module, "MAX_CONSECUTIVE_FAILURES", 2)
+    write_space({**ONE_ARCHITECTURE, "manifold.ops": {"explode": {"explode": [False, True]}}, "search.sampler": "random"})
+    url = f"sqlite:///{tmp_path / 'some.db'}"
+    rc = main(["--space", "tiny.yaml", "--plugin", "plugin_samples.explode_op", "--storage", url, "--trials", "40"])
+    out, err = capsys.readouterr()
+    study = optuna.load_study(study_name="tiny", storage=url)
+    assert any(t.state in FINISHED for t in study.trials) and any(t.state == TrialState.FAIL for t in study.trials)
+    assert rc == 0, err
+    assert "stopped after 2 consecutive failed trials" in err
 
 
 def test_diverging_trials_are_pruned_with_a_reason(capsys, tmp_path, write_space):
