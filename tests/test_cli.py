@@ -170,14 +170,26 @@ def test_no_arguments_prints_help_and_exits_2(capsys):
 # -- a study searched again ------------------------------------------------------------------------
 
 
-def test_study_created_from_another_space_warns(capsys, tmp_path, write_space):
+def test_a_study_created_from_another_space_is_refused_before_anything_runs(capsys, tmp_path, write_space):
     url = f"sqlite:///{tmp_path / 'w.db'}"
     write_space({"manifold.nodes": 1, "manifold.width": 8, "manifold.ops": {"mlp": {"expansion": 1}}})
     assert run(capsys, "--space", "tiny.yaml", "--storage", url, "--trials", "1")[0] == 0
-    write_space({"manifold.nodes": 1, "manifold.width": 8, "manifold.ops": {"mlp": {"expansion": 2}}})
+    before = optuna.load_study(study_name="tiny", storage=url)
+    write_space({"manifold.nodes": 1, "manifold.width": 8, "manifold.ops": {"mlp": {"expansion": 1}, "conv": {"kernel": 3}}})
+    rc, out, err = run(capsys, "--space", "tiny.yaml", "--storage", url, "--trials", "2", "--timeout", "60")
+    assert rc == 2
+    assert err.splitlines() == [
+        f"iasf-search: error: study 'tiny' in {url} was created from another space: manifold.ops.conv: absent before, "
+        '{"dilation": 1, "kernel": 3} now; search it under a new name with --study NEW_NAME, or put the space back (a '
+        "resumed study may change only search.trials, search.timeout, search.max_trial_seconds, "
+        "search.heartbeat_interval, search.grace_period, search.proxies, --trials, --timeout, --workers and the artifacts "
+        "and study_page sections)"]
+    after = optuna.load_study(study_name="tiny", storage=url)
+    assert len(after.trials) == 1 and after.user_attrs == before.user_attrs  # nothing stored changed
+    # what a resumed study may change is accepted as it is
+    write_space({"manifold.nodes": 1, "manifold.width": 8, "manifold.ops": {"mlp": {"expansion": 1}}, "search.timeout": 30})
     rc, out, err = run(capsys, "--space", "tiny.yaml", "--storage", url, "--trials", "2")
     assert rc == 0, err
-    assert "iasf-search: warning: study 'tiny' was created from a different space" in err
     assert len(optuna.load_study(study_name="tiny", storage=url).trials) == 2
 
 

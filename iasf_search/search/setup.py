@@ -7,6 +7,7 @@ first; ``iasf-search baseline`` opens the study through the same :func:`open_tas
 from __future__ import annotations
 
 import itertools
+import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from iasf_search.data import check_task
 from iasf_search.errors import BadInput
 from iasf_search.results.artifacts import check_artifact_dir, default_artifact_dir, open_artifact_store
 from iasf_search.results.baselines import SEARCH_FIT_LIMIT, fit_baselines, fit_work, record_baselines, recorded_baselines
-from iasf_search.results.records import STUDY_COMMANDS, STUDY_DATA, STUDY_SPACE, study_commands, study_space
+from iasf_search.results.records import STUDY_COMMANDS, STUDY_DATA, STUDY_SPACE, study_commands, study_data, study_space
 from iasf_search.search.enqueue import check_feasible, enqueue
 from iasf_search.search.enqueue import resolve as resolve_enqueued
 from iasf_search.search.prescreen import new_sampler
@@ -105,11 +106,30 @@ def study_location(space: SearchSpace, storage: str | None, study_name: str | No
 def open_task_study(session: Session, data: TaskData, url: str, name: str, *, seed: int,
                     pruner: optuna.pruners.BasePruner | None = None, worker: int = 0) -> tuple[optuna.Study, dict[str, Any]]:
     """Create or load the study (:func:`open_study`) and record the task it runs on: ``(study, the data
-    fingerprint recorded)`` (:func:`data_fingerprint` of ``data`` with the space's split)."""
-    study = open_study(session, url, name, seed=seed, pruner=pruner, worker=worker)
+    fingerprint recorded)`` (:func:`data_fingerprint` of ``data`` with the space's split).
+
+    :raises BadInput: the study was created from another space (:func:`open_study`) or searched on other data (its
+        recorded fingerprint differs: :func:`data_changes`); nothing is written then.
+    """
     fingerprint = data_fingerprint(data, session.space.split)
-    study.set_user_attr(STUDY_DATA, fingerprint)
+    study = open_study(session, url, name, seed=seed, pruner=pruner, worker=worker)
+    stored = study_data(study)
+    if changed := data_changes(stored, fingerprint):
+        raise BadInput(f"study '{name}' in {safe_url(url)} was searched on other data: {changed}; search it under a new "
+                       f"name with --study NEW_NAME, or give it the data it was searched on")
+    if stored != {**stored, **fingerprint}:  # the first run, or an older study whose fingerprint recorded less
+        study.set_user_attr(STUDY_DATA, {**stored, **fingerprint})
     return study, fingerprint
+
+
+def data_changes(stored: dict[str, Any], fingerprint: dict[str, Any]) -> str:
+    """Where the task's data fingerprint differs from the one the study recorded (:func:`differences`); empty when
+    the study recorded none, or the same. A key the recorded one lacks (an older iasf-search recorded less) is no
+    change, except ``padded``, which is recorded only when true."""
+    if not stored:
+        return ""
+    now = {k: v for k, v in fingerprint.items() if k in stored}
+    return differences({**stored, "padded": stored.get("padded", False)}, {**now, "padded": fingerprint.get("padded", False)})
 
 
 def load_task(session: Session) -> TaskData:
@@ -219,9 +239,45 @@ def open_study(session: Session, url: str, name: str, *, seed: int,
     stored = study_space(study)
     if not stored:
         study.set_user_attr(STUDY_SPACE, resolved)
-    elif _without_budget(stored) != _without_budget(resolved):
-        warnings.warn(f"study '{name}' was created from a different space; trials from both are compared", stacklevel=3)
+    elif changed := differences(_without_budget(stored), _without_budget(resolved)):
+        raise BadInput(f"study '{name}' in {safe_url(url)} was created from another space: {changed}; search it under a "
+                       f"new name with --study NEW_NAME, or put the space back (a resumed study may change only "
+                       f"{_safe_changes()})")
     return study
+
+
+def differences(stored: Any, now: Any, path: str = "", limit: int = 3) -> str:
+    """``"manifold.ops.mlp.expansion: 1 before, 2 now; ..."``: where ``now`` differs from ``stored`` (nested dicts
+    compared key by key), at most ``limit`` places, each value cut to 40 characters; empty when they are equal."""
+    found: list[str] = []
+    _differences(stored, now, path, found)
+    shown = "; ".join(found[:limit])
+    return shown + (f"; and {len(found) - limit} more" if len(found) > limit else "")
+
+
+def _differences(stored: Any, now: Any, path: str, found: list[str]) -> None:
+    if isinstance(stored, dict) and isinstance(now, dict):
+        for key in sorted(set(stored) | set(now), key=str):
+            where = f"{path}.{key}" if path else str(key)
+            if key not in now:
+                found.append(f"{where}: {_short(stored[key])} before, absent now")
+            elif key not in stored:
+                found.append(f"{where}: absent before, {_short(now[key])} now")
+            else:
+                _differences(stored[key], now[key], where, found)
+    elif stored != now:
+        found.append(f"{path or 'the whole'}: {_short(stored)} before, {_short(now)} now")
+
+
+def _short(value: Any, width: int = 40) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _safe_changes() -> str:
+    """The changes a resumed study accepts, for the refusal's message."""
+    return (", ".join(f"search.{key}" for key in BUDGET_KEYS) + ", --trials, --timeout, --workers and the "
+            + " and ".join(PRESENTATION_SECTIONS) + " sections")
 
 
 def _without_budget(space: dict) -> dict:

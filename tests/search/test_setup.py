@@ -98,3 +98,57 @@ def test_padded_series_need_a_stem_that_masks_padding(make_session, monkeypatch)
     assert str(info.value) == ("test-space.yaml: task: dataset 'timeseries_shapes' gives series of unequal lengths padded to one, "
                                "but stem 'sequence' cannot mask padding (its module has no padding_mask); "
                                "set task.options.lengths to resample or truncate")
+
+
+# -- a study's identity: the space and data it was searched on --------------------------------------------------
+
+
+def test_differences_name_each_place_and_cut_long_values():
+    from iasf_search.search.setup import differences
+
+    assert differences({"a": {"b": 1, "c": [1, 2]}}, {"a": {"b": 1, "c": [1, 2]}}) == ""
+    assert differences({"a": {"b": 1}}, {"a": {"b": 2, "d": "x"}}) == "a.b: 1 before, 2 now; a.d: absent before, \"x\" now"
+    assert differences({"k": "y" * 100}, {}) == f'k: "{"y" * 36}... before, absent now'
+    many = differences({str(i): i for i in range(5)}, {str(i): -i for i in range(1, 5)})
+    assert many.endswith("; and 2 more") and many.count(" before, ") == 3
+
+
+def test_data_changes_accept_what_an_older_study_did_not_record():
+    from iasf_search.search.setup import data_changes
+
+    now = {"sample_shape": [8, 8], "num_classes": 10, "train": 100, "source": "x"}
+    assert data_changes({}, now) == ""
+    assert data_changes({"sample_shape": [8, 8], "num_classes": 10, "train": 100}, now) == ""  # no source recorded then
+    assert data_changes({**now, "train": 90}, now) == "train: 90 before, 100 now"
+    assert data_changes(now, {**now, "padded": True}) == "padded: false before, true now"
+
+
+def _ucr_file(path, count: int, length: int = 24) -> None:
+    """``count`` series of two classes (a rising and a falling ramp, with noise) in the UCR text layout."""
+    gen = torch.Generator().manual_seed(count)
+    lines = []
+    for i in range(count):
+        ramp = torch.linspace(0, 1, length) * (1 if i % 2 else -1) + 0.1 * torch.randn(length, generator=gen)
+        lines.append(",".join([str(i % 2), *(f"{v:.4f}" for v in ramp.tolist())]))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_a_study_searched_on_other_data_is_refused_and_keeps_its_record(tmp_path, write_space, capsys):
+    from conftest import run
+
+    data = tmp_path / "series.txt"
+    _ucr_file(data, 40)
+    write_space({"task.dataset": "timeseries_file", "task.options": {"path": str(data)}, "stem": {"patch": 4},
+                 "manifold.nodes": 1, "manifold.width": 8, "manifold.ops": {"mlp": {"expansion": 1}}})
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    assert run(capsys, "--space", "tiny.yaml", "--storage", url, "--trials", "1")[0] == 0
+    recorded = optuna.load_study(study_name="tiny", storage=url).user_attrs["data"]
+    _ucr_file(data, 60)  # the same file, other samples
+    rc, out, err = run(capsys, "--space", "tiny.yaml", "--storage", url, "--trials", "2")
+    assert rc == 2
+    (line,) = err.splitlines()
+    assert line.startswith(f"iasf-search: error: study 'tiny' in {url} was searched on other data: test: ")
+    assert "train: " in line and line.endswith("search it under a new name with --study NEW_NAME, or give it the data it "
+                                               "was searched on")
+    study = optuna.load_study(study_name="tiny", storage=url)
+    assert len(study.trials) == 1 and study.user_attrs["data"] == recorded
