@@ -181,13 +181,13 @@ def test_a_study_created_from_another_space_is_refused_before_anything_runs(caps
     assert err.splitlines() == [
         f"iasf-search: error: study 'tiny' in {url} was created from another space: manifold.ops.conv: absent before, "
         '{"dilation": 1, "kernel": 3} now; search it under a new name with --study NEW_NAME, or put the space back (a '
-        "resumed study may change only search.trials, search.timeout, search.max_trial_seconds, "
-        "search.heartbeat_interval, search.grace_period, search.proxies, --trials, --timeout, --workers and the artifacts "
-        "and study_page sections)"]
+        "resumed study may change only its search, artifacts and study_page sections (budget, sampler, pruner, seed, "
+        "files, page) and --trials, --timeout, --workers)"]
     after = optuna.load_study(study_name="tiny", storage=url)
     assert len(after.trials) == 1 and after.user_attrs == before.user_attrs  # nothing stored changed
     # what a resumed study may change is accepted as it is
-    write_space({"manifold.nodes": 1, "manifold.width": 8, "manifold.ops": {"mlp": {"expansion": 1}}, "search.timeout": 30})
+    write_space({"manifold.nodes": 1, "manifold.width": 8, "manifold.ops": {"mlp": {"expansion": 1}}, "search.timeout": 30,
+                 "search.sampler": "tpe", "search.pruner": "median"})
     rc, out, err = run(capsys, "--space", "tiny.yaml", "--storage", url, "--trials", "2")
     assert rc == 0, err
     assert len(optuna.load_study(study_name="tiny", storage=url).trials) == 2

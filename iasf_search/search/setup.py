@@ -36,11 +36,10 @@ if TYPE_CHECKING:
 
 WORKER_SEED_STRIDE = 7919
 """Sampler seed offset between parallel workers (a prime, so workers never share a seed)."""
-BUDGET_KEYS = ("trials", "timeout", "max_trial_seconds", "heartbeat_interval", "grace_period", "proxies")
-"""``search`` keys a resumed study may change without changing what its trials mean."""
-PRESENTATION_SECTIONS = ("artifacts", "study_page")
-"""Space sections that change what a search shows (trial files, the dashboard's study page), never what its trials
-mean: a resumed study may change them, and a study recorded before one existed resumes without a warning."""
+FREE_SECTIONS = ("search", "artifacts", "study_page")
+"""Space sections a resumed study may change: how it is searched (budget, sampler, pruner, seed, queued
+architectures, prescreen) and what a search shows (trial files, the dashboard's study page), never what its trials
+mean (the task, stem, manifold, training, costs, objectives, constraints, ...)."""
 
 
 @dataclass
@@ -239,7 +238,7 @@ def open_study(session: Session, url: str, name: str, *, seed: int,
     stored = study_space(study)
     if not stored:
         study.set_user_attr(STUDY_SPACE, resolved)
-    elif changed := differences(_without_budget(stored), _without_budget(resolved)):
+    elif changed := differences(_trial_meaning(stored), _trial_meaning(resolved)):
         raise BadInput(f"study '{name}' in {safe_url(url)} was created from another space: {changed}; search it under a "
                        f"new name with --study NEW_NAME, or put the space back (a resumed study may change only "
                        f"{_safe_changes()})")
@@ -276,16 +275,13 @@ def _short(value: Any, width: int = 40) -> str:
 
 def _safe_changes() -> str:
     """The changes a resumed study accepts, for the refusal's message."""
-    return (", ".join(f"search.{key}" for key in BUDGET_KEYS) + ", --trials, --timeout, --workers and the "
-            + " and ".join(PRESENTATION_SECTIONS) + " sections")
+    return (f"its {', '.join(FREE_SECTIONS[:-1])} and {FREE_SECTIONS[-1]} sections (budget, sampler, pruner, seed, files, "
+            f"page) and --trials, --timeout, --workers")
 
 
-def _without_budget(space: dict) -> dict:
-    out = dict(space)
-    out["search"] = {k: v for k, v in space.get("search", {}).items() if k not in BUDGET_KEYS}
-    for section in PRESENTATION_SECTIONS:
-        out.pop(section, None)
-    return out
+def _trial_meaning(space: dict) -> dict:
+    """The resolved space without :data:`FREE_SECTIONS`: what must not change for a study's trials to stay comparable."""
+    return {k: v for k, v in space.items() if k not in FREE_SECTIONS}
 
 
 def _existing_trial_count(storage: optuna.storages.BaseStorage, name: str) -> int:
