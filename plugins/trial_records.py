@@ -171,9 +171,13 @@ def is_front_runner(study: optuna.Study, values: Sequence[float], trial: optuna.
     """One objective: better than every completed trial, or level with the best of them and ahead of each level
     one by :func:`~iasf_search.results.access.tie_break` (``trial``'s validation loss; without ``trial``, a tie
     is not ahead), so that the trial :func:`~iasf_search.results.access.best_trials` names was one when it
-    finished; several: dominated by none."""
+    finished; several: dominated by none. Under constraints, as ``best_trials`` picks: a ``trial`` that breaks one is
+    no front runner, and only completed trials that meet every constraint count."""
+    if trial is not None and not all(c.get("feasible", True) for c in (trial.user_attrs.get(CONSTRAINTS) or {}).values()):
+        return False
     signs = [1 if d == optuna.study.StudyDirection.MAXIMIZE else -1 for d in study.directions]
-    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if all(v <= 0 for v in t.constraints.values())]
     if len(signs) == 1:
         s = signs[0]
         return all(s * values[0] > s * t.values[0]

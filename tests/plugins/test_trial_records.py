@@ -216,3 +216,20 @@ def test_dominance_and_front_runner_rule():
     surer.set_user_attr("val_loss", 0.1)
     less_sure.set_user_attr("val_loss", 0.3)
     assert is_front_runner(single, [0.5], surer) and not is_front_runner(single, [0.5], less_sure)
+
+
+def test_the_front_runner_rule_reads_constraints_as_the_pick_does():
+    """An infeasible trial with the best accuracy neither is a front runner nor keeps later feasible ones from being
+    one (they get the checkpoint ``export`` needs)."""
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(optuna.trial.create_trial(value=0.99, user_attrs={"val_loss": 0.1}, constraints={"oversmoothing": 0.5}))
+    feasible = study.ask()
+    feasible.set_user_attr("constraints", {"oversmoothing": {"value": 0.2, "max": 0.5, "feasible": True}})
+    feasible.set_user_attr("val_loss", 0.3)
+    assert is_front_runner(study, [0.9], feasible)
+    infeasible = study.ask()
+    infeasible.set_user_attr("constraints", {"oversmoothing": {"value": 0.9, "max": 0.5, "feasible": False}})
+    assert not is_front_runner(study, [0.995], infeasible)
+    study.tell(feasible, 0.9)
+    later = study.ask()
+    assert not is_front_runner(study, [0.85], later) and is_front_runner(study, [0.95], later)
