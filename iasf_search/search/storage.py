@@ -50,14 +50,20 @@ def journal_path(url: str) -> Path | None:
     return Path(url[len(JOURNAL_PREFIX):]) if url.startswith(JOURNAL_PREFIX) else None
 
 
+SECRET_QUERY = re.compile(r"([?&][^=&#\s]*(?:password|passwd|pwd|secret|token)[^=&#\s]*=)[^&#\s]*", re.IGNORECASE)
+"""A query parameter that carries a secret (``?password=``, ``&sslpassword=``, ``&token=``, ...), any case."""
+
+
 def safe_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for messages and logs), even when malformed."""
+    """``url`` with any password replaced by ``***`` (for messages and logs), even when malformed: the one after the
+    user name, and the value of every query parameter named like a password or token (``?password=...``)."""
     if journal_path(url) is not None:
         return url
     try:
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+        shown = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
     except Exception:
-        return re.sub(r"(//[^:/@\s]*:)[^@\s]*@", r"\1***@", url)
+        shown = re.sub(r"(//[^:/@\s]*:)[^@\s]*@", r"\1***@", url)
+    return SECRET_QUERY.sub(r"\1***", shown)
 
 
 def masked_command(argv: Sequence[str]) -> str:

@@ -41,6 +41,16 @@ def test_safe_url_hides_the_password_of_any_url_even_a_malformed_one():
     assert "s3cret" not in safe_url("post gres://me:s3cret@db/x")
 
 
+def test_safe_url_hides_passwords_and_tokens_in_the_query_string():
+    assert safe_url("postgresql://me@db/nas?password=s3cret&sslmode=require") == \
+        "postgresql://me@db/nas?password=***&sslmode=require"
+    assert safe_url("postgresql://me:a@db/nas?sslpassword=b&PASSWORD=c&token=d") == \
+        "postgresql://me:***@db/nas?PASSWORD=***&sslpassword=***&token=***"
+    assert safe_url("postgresql://me@db/nas?application_name=pwdless") == "postgresql://me@db/nas?application_name=pwdless"
+    assert masked_command(["iasf-search", "--storage", "postgresql://me@db/x?password=s3cret"]) == \
+        "iasf-search --storage 'postgresql://me@db/x?password=***'"
+
+
 # -- URLs and the files behind them ---------------------------------------------------------------------
 
 
