@@ -216,9 +216,25 @@ def _entry_graph(entry: str, space: SearchSpace, components: Components) -> tupl
         graph = from_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, KeyError, GraphError) as exc:
         raise ValueError(f"{path} is not an architecture graph ({type(exc).__name__}: {exc})") from None
-    info = path.parent / "model.json"
-    config = json.loads(info.read_text(encoding="utf-8")).get("train_config", {}) if info.is_file() else {}
-    return graph, training_params(config, space)
+    return graph, training_params(_export_training(path.parent / "model.json"), space)
+
+
+def _export_training(info: Path) -> dict[str, Any]:
+    """The ``train_config`` an export's ``model.json`` records (empty without the file).
+
+    :raises ValueError: the file is not a JSON object, or its ``train_config`` is not one.
+    """
+    if not info.is_file():
+        return {}
+    try:
+        doc = json.loads(info.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{info} is not readable JSON ({type(exc).__name__}: {exc})") from None
+    config = doc.get("train_config", {}) if isinstance(doc, dict) else None
+    if not isinstance(config, dict):
+        raise ValueError(f"{info} is not an export's model.json (a JSON object whose train_config is an object); "
+                         f"remove it or export the trial again")
+    return config
 
 
 def check_feasible(space: SearchSpace, components: Components, entries: Sequence[Enqueued], data: TaskData,

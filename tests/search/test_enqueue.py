@@ -127,3 +127,22 @@ def test_the_resolved_space_keeps_the_entries(make_space):
     space = make_space({"search.enqueue": ["cnn"]})
     assert space.resolved()["search"]["enqueue"] == ["cnn"]
     assert yaml.safe_load(yaml.safe_dump(space.resolved()))["search"]["enqueue"] == ["cnn"]
+
+
+@pytest.mark.parametrize(("model_json", "fragment"), [
+    ("[1, 2]", "is not an export's model.json (a JSON object whose train_config is an object)"),
+    ('{"train_config": [1]}', "is not an export's model.json"),
+    ("{not json", "is not readable JSON (JSONDecodeError"),
+])
+def test_a_tampered_model_json_beside_an_arch_json_is_one_line(write_space, export_search, tmp_path, model_json, fragment):
+    from iasf_search.cli import main as cli_main
+
+    _, _, url = export_search
+    exported = tmp_path / "exported"
+    assert cli_main(["export", "--storage", url, "--study", "tiny", "--out", str(exported)]) == 0
+    (exported / "model.json").write_text(model_json, encoding="utf-8")
+    path = write_space({"manifold.ops": {"attention": {"heads": 2, "pattern": ["full", "local"], "window": 3},
+                                         "conv": {"kernel": 3}}, "manifold.width": [8, 16], "search.enqueue": [str(exported)]})
+    with pytest.raises(BadInput) as err:
+        iasf_search.load_space(path)
+    assert f"search.enqueue[0]: {exported}: {exported / 'model.json'} " in str(err.value) and fragment in str(err.value)
