@@ -174,7 +174,10 @@ def _read_images(root: Path, folders: list[str], size: int, mode: str,
             try:
                 with Image.open(file) as img:
                     pixels = np.asarray(img.convert(mode).resize((size, size)), dtype=np.float32) / 255.0
-            except (UnidentifiedImageError, OSError) as exc:
+            except Image.DecompressionBombError as exc:
+                raise BadInput(f"dataset 'image_folder': {file}: too large to decode safely ({exc}); shrink the image "
+                               f"or remove it") from None
+            except (UnidentifiedImageError, OSError, ValueError) as exc:
                 raise BadInput(f"dataset 'image_folder': {file}: cannot read the image ({exc})") from None
             images.append(pixels.reshape(size, size, -1).transpose(2, 0, 1))  # (C, H, W)
             labels.append(index[cls])

@@ -111,6 +111,15 @@ def test_image_folder(tmp_path):
         dataset.load(opts, SplitSpec())
 
 
+def test_an_image_too_large_to_decode_safely_is_one_line(tmp_path, components, monkeypatch):
+    from PIL import Image
+
+    root = _image_folder(tmp_path / "imgs")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20)  # Pillow refuses an image of over twice as many pixels (10x14 here)
+    with pytest.raises(BadInput, match=r"0\.png: too large to decode safely \(Image size \(140 pixels\) exceeds limit"):
+        components.datasets.get("image_folder").load({"path": str(root), "size": 8, "channels": 1}, SplitSpec())
+
+
 def _image_folder(root, classes=("cats", "dogs"), per_class=6):
     from PIL import Image
 
