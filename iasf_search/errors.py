@@ -21,10 +21,16 @@ class SearchFailed(Exception):
     """
 
 
+MAX_PROBLEM = 1000
+"""The longest problem a :class:`SpaceError` states; a longer one is cut, saying how long it was."""
+
+
 class SpaceError(BadInput):
     """A search-space file is invalid at ``key`` (a dotted path such as ``manifold.ops.attention``)."""
 
     def __init__(self, file: str, key: str, problem: str) -> None:
+        if len(problem) > MAX_PROBLEM:  # a long value quoted in full (a list of thousands) would bury the line
+            problem = problem[:MAX_PROBLEM - 30] + f" ... ({len(problem):,} characters in all)"
         self.file, self.key, self.problem = file, key, problem
         where = f"{file}: {key}" if key else file
         super().__init__(f"{where}: {problem}")

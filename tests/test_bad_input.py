@@ -153,6 +153,10 @@ CASES = [
          "search_spaces/vision.yaml"),
     case("yaml-syntax-error", SEARCH, SPACE, "not valid YAML", "line 3", space="name: tiny\ntask: {dataset: digits\nmanifold: [\n"),
     case("yaml-tab-indent", SEARCH, SPACE, "not valid YAML", "line 2", space="name: tiny\n\ttask: {dataset: digits}\n"),
+    case("yaml-alias-bomb", SEARCH, SPACE, "expands to over 100,000 values through YAML aliases", space=(
+        "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n"
+                                                       for p, c in zip("abcdefgh", "bcdefghi", strict=True)))),
+    case("yaml-recursive-alias", SEARCH, SPACE, "a YAML alias refers to the value that holds it", space="name: &n [tiny, *n]\n"),
     case("yaml-not-a-mapping", SEARCH, SPACE, "must hold a YAML mapping", "'name'", space="- name: tiny\n- task: digits\n"),
     case("yaml-empty-file", SEARCH, SPACE, "must hold a YAML mapping", space=""),
     case("unknown-top-level-key", SEARCH, SPACE, "manifld", "did you mean 'manifold'", "allowed:",

@@ -43,3 +43,11 @@ def test_allowed_lists_options_sorted():
     assert allowed({"b": 1, "a": 2}) == "allowed: a, b"
     assert allowed([3, 1, 2]) == "allowed: 1, 2, 3"
     assert allowed([]) == "allowed: "
+
+
+def test_a_space_error_quoting_a_huge_value_stays_short():
+    from iasf_search.errors import MAX_PROBLEM, SpaceError
+
+    error = SpaceError("x.yaml", "name", f"expected letters, got {list(range(5000))!r}")
+    assert len(error.problem) <= MAX_PROBLEM and error.problem.endswith("characters in all)")
+    assert str(error).startswith("x.yaml: name: expected letters, got [0, 1, 2")
