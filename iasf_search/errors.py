@@ -30,7 +30,8 @@ class SpaceError(BadInput):
 
     def __init__(self, file: str, key: str, problem: str) -> None:
         if len(problem) > MAX_PROBLEM:  # a long value quoted in full (a list of thousands) would bury the line
-            problem = problem[:MAX_PROBLEM - 30] + f" ... ({len(problem):,} characters in all)"
+            tail = f" ... ({len(problem):,} characters in all)"
+            problem = problem[:MAX_PROBLEM - len(tail)] + tail
         self.file, self.key, self.problem = file, key, problem
         where = f"{file}: {key}" if key else file
         super().__init__(f"{where}: {problem}")
