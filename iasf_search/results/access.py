@@ -278,9 +278,19 @@ def trained_source(study: optuna.Study, trial: FrozenTrial) -> FrozenTrial:
 
 
 def trial_weights(study: optuna.Study, trial: FrozenTrial, store: ArtifactStore) -> dict[str, torch.Tensor] | None:
-    """The trial's trained weights from its checkpoint artifact, or None when it has none."""
-    data = read_trial_file(study, trained_source(study, trial), store, CHECKPOINT)
-    return None if data is None else safetensors.torch.load(data)
+    """The trial's trained weights from its checkpoint artifact, or None when it has none.
+
+    :raises BadInput: the checkpoint is there but damaged (truncated, overwritten): one line naming the trial.
+    """
+    source = trained_source(study, trial)
+    data = read_trial_file(study, source, store, CHECKPOINT)
+    if data is None:
+        return None
+    try:
+        return safetensors.torch.load(data)
+    except Exception as exc:  # safetensors raises its own SafetensorError (and others) on a damaged file
+        raise BadInput(f"trial #{source.number}'s {CHECKPOINT} is damaged ({type(exc).__name__}: {str(exc)[:200]}); pick "
+                       f"another trial with --trial N, or search again to train it anew") from None
 
 
 def study_components(study: optuna.Study, plugins: Sequence[str] = ()) -> Components:

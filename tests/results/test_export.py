@@ -101,3 +101,24 @@ def test_export_bad_input(export_search, capsys, tmp_path, args, message):
 def test_load_model_of_a_folder_that_is_not_an_export(tmp_path):
     with pytest.raises(iasf_search.BadInput, match="no model.json"):
         iasf_search.load_model(tmp_path)
+
+
+def test_a_truncated_checkpoint_is_one_line_for_export_and_best_reads_on(export_search, capsys, tmp_path):
+    import shutil
+
+    folder, _, _ = export_search
+    shutil.copytree(folder / "runs", tmp_path / "runs")  # the shared study stays whole
+    url = f"sqlite:///{tmp_path / 'runs' / 'tiny.db'}"
+    truncated = 0
+    for file in (tmp_path / "runs" / "artifacts").rglob("*"):
+        data = file.read_bytes() if file.is_file() else b""
+        if data[8:9] == b"{":  # a safetensors file: 8 bytes of header length, then its JSON header
+            file.write_bytes(data[: len(data) // 3])
+            truncated += 1
+    assert truncated
+    rc, out, err = run(capsys, "export", "--storage", url, "--study", "tiny", "--out", str(tmp_path / "out"))
+    assert rc == 2 and "Traceback" not in err
+    (line,) = err.strip().splitlines()
+    assert "model.safetensors is damaged (SafetensorError" in line and line.endswith(
+        "pick another trial with --trial N, or search again to train it anew")
+    assert run(capsys, "best", "--storage", url, "--study", "tiny")[0] == 0  # reading the study needs no weights
