@@ -81,6 +81,7 @@ def export_trial(study: optuna.Study, trial: FrozenTrial, store: ArtifactStore, 
         raise _no_checkpoint(study, trial)
     sample_shape, num_classes = data_shape(study)
     prepare_out_dir(out)
+    (out / "model.onnx").unlink(missing_ok=True)  # an earlier export's: it would sit beside other weights
     files = _write_export_files(study, trial, model, out, model_info(study, trial, sample_shape, num_classes), opened.space)
     onnx_error = None
     if onnx:

@@ -122,3 +122,12 @@ def test_a_truncated_checkpoint_is_one_line_for_export_and_best_reads_on(export_
     assert "model.safetensors is damaged (SafetensorError" in line and line.endswith(
         "pick another trial with --trial N, or search again to train it anew")
     assert run(capsys, "best", "--storage", url, "--study", "tiny")[0] == 0  # reading the study needs no weights
+
+
+def test_an_earlier_export_s_onnx_file_does_not_outlive_it(export_search, capsys, tmp_path):
+    _, _, url = export_search
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.onnx").write_bytes(b"an earlier export's model")
+    assert run(capsys, "export", "--storage", url, "--study", "tiny", "--out", str(out))[0] == 0
+    assert not (out / "model.onnx").exists() and (out / "model.safetensors").is_file()
