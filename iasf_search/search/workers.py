@@ -1,7 +1,7 @@
 """``--workers N``: N worker processes on this machine, one study, coordinated by the storage only.
 
 The parent validates the search and creates the study (workers started together on a fresh
-database would race on its schema), then starts ``python -m iasf_search search ... --worker i/N``
+database would race on its schema), then starts ``iasf-search search ... --worker i/N`` (:data:`WORKER_BOOT`)
 N times. Each worker is an ordinary search process: Optuna's storage hands out trial numbers and
 queued retries, and :func:`iasf_search.search.study.run_search` makes the workers together finish exactly
 the target. Workers on other machines join by running the same command with the same
@@ -43,6 +43,12 @@ STOP_GRACE_SECONDS = 30
 """How long a stopped worker may take to record its running trial before it is killed."""
 
 
+WORKER_BOOT = "import sys; del sys.path[0]; from iasf_search.cli import main; sys.exit(main())"
+"""A worker's program: the CLI, with the current directory taken off the import path first (``python -m`` and ``-c``
+put it there), so that a stray ``yaml.py`` or ``PIL.py`` beside the command shadows nothing, as in the parent's
+``iasf-search`` console script, whose import path starts at its own folder."""
+
+
 def worker_argv(typed: Sequence[str], index: int, count: int) -> list[str]:
     """The command line of worker ``index``: the user's search arguments without ``--workers``."""
     args, skip = [], False
@@ -58,7 +64,7 @@ def worker_argv(typed: Sequence[str], index: int, count: int) -> list[str]:
         args.append(word)
     if args and args[0] == "search":
         args = args[1:]
-    return [sys.executable, "-m", "iasf_search", "search", *args, WORKER_FLAG, f"{index}/{count}"]
+    return [sys.executable, "-c", WORKER_BOOT, "search", *args, WORKER_FLAG, f"{index}/{count}"]
 
 
 def worker_index(flag: str) -> int:

@@ -19,7 +19,7 @@ from optuna_dashboard import get_note
 import iasf_search
 from iasf_search.cli import main
 from iasf_search.results.summary import stop_reasons
-from iasf_search.search.workers import worker_argv, worker_count, worker_env
+from iasf_search.search.workers import WORKER_BOOT, worker_argv, worker_count, worker_env
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -59,10 +59,20 @@ def test_four_workers_finish_exactly_the_target_without_duplicates(shared_storag
     assert len([t for t in load(url).trials if t.state in FINISHED]) == 7
 
 
+def test_workers_import_nothing_from_the_current_directory(tmp_path, write_space, capsys):
+    (tmp_path / "yaml.py").write_text("raise ImportError('a stray yaml.py shadowed the installed one')\n", encoding="utf-8")
+    write_space({"manifold.width": 8})
+    url = f"sqlite:///{tmp_path / 'runs' / 'tiny.db'}"
+    rc = main(["--space", "tiny.yaml", "--storage", url, "--trials", "2", "--workers", "2", "-q"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "shadowed" not in err and len([t for t in load(url).trials if t.state in FINISHED]) == 2
+
+
 def test_worker_command_lines_and_environment(monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     argv = worker_argv(["--space", "s.yaml", "--workers", "4", "--trials", "9"], 2, 4)
-    assert argv[1:] == ["-m", "iasf_search", "search", "--space", "s.yaml", "--trials", "9", "--worker", "2/4"]
+    assert argv[1:] == ["-c", WORKER_BOOT, "search", "--space", "s.yaml", "--trials", "9", "--worker", "2/4"]
     assert worker_argv(["search", "--workers=2", "--space", "s.yaml"], 0, 2)[3:] == ["search", "--space", "s.yaml", "--worker", "0/2"]
     env = worker_env(5, 4, "auto", ["0", "3", "6"])
     assert env["CUDA_VISIBLE_DEVICES"] == "6"  # round robin over the visible GPUs
