@@ -29,7 +29,7 @@ from iasf_search.results.retrain import retrain
 from iasf_search.results.summary import print_baselines, print_pareto, print_summary, print_trial
 from iasf_search.search import interrupts
 from iasf_search.search.setup import load_task, open_task_study, study_location
-from iasf_search.search.storage import masked_command, safe_url
+from iasf_search.search.storage import masked_command, safe_url, storage_from_env
 from iasf_search.search.study import SearchResult, pareto_plot_path, run_search, run_with_workers
 from iasf_search.search.workers import AUTO, WORKER_FLAG, use_worker_threads, worker_index
 from iasf_search.session import Session, open_session
@@ -468,6 +468,8 @@ def _run(args: argparse.Namespace) -> int:
             write_event(sys.stdout, error_event(kind, message))
 
     try:
+        if getattr(args, "storage", None):
+            args.storage = storage_from_env(args.storage)
         return args.func(args)
     except BadInput as exc:
         print(f"iasf-search: error: {exc}", file=sys.stderr)

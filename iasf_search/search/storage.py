@@ -54,6 +54,25 @@ SECRET_QUERY = re.compile(r"([?&][^=&#\s]*(?:password|passwd|pwd|secret|token)[^
 """A query parameter that carries a secret (``?password=``, ``&sslpassword=``, ``&token=``, ...), any case."""
 
 
+ENV_PREFIX = "env:"
+"""``--storage env:NAME`` reads the storage URL from the environment variable ``NAME`` (a password stays out of ``ps``)."""
+
+
+def storage_from_env(value: str) -> str:
+    """``value`` itself, or for ``env:NAME`` the URL in the environment variable ``NAME``.
+
+    :raises BadInput: ``NAME`` is not set or empty.
+    """
+    if not value.startswith(ENV_PREFIX):
+        return value
+    name = value[len(ENV_PREFIX):]
+    url = os.environ.get(name, "")
+    if not url:
+        raise BadInput(f"--storage {value}: the environment variable {name or '(no name)'} is not set; set it to the "
+                       f"storage URL, or give the URL itself")
+    return url
+
+
 def safe_url(url: str) -> str:
     """``url`` with any password replaced by ``***`` (for messages and logs), even when malformed: the one after the
     user name, and the value of every query parameter named like a password or token (``?password=...``)."""

@@ -197,7 +197,7 @@ def run_with_workers(space: SearchSpace | Session, argv: Sequence[str], count: i
     before = len(run.study.trials)
     count = worker_count(count, device, trials_per_gpu=trials_per_gpu, gpus=gpus, cores=cores,
                          trials_left=run.target - _counts(run.study)[0])
-    status = run_workers(argv, count, device, json_lines=json_lines)
+    status = run_workers(argv, count, device, storage=run.url, json_lines=json_lines)
     if status in (interrupts.INTERRUPTED_STATUS, interrupts.TERMINATED_STATUS):
         raise interrupts.Terminated() if status == interrupts.TERMINATED_STATUS else KeyboardInterrupt()
     if status:

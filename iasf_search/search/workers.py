@@ -49,10 +49,17 @@ put it there), so that a stray ``yaml.py`` or ``PIL.py`` beside the command shad
 ``iasf-search`` console script, whose import path starts at its own folder."""
 
 
+STORAGE_ENV = "IASF_SEARCH_WORKER_STORAGE"
+"""The environment variable that hands workers the storage URL (``--storage env:...``): a password in the URL stays
+off their command lines, which every user of the machine can read (``ps``)."""
+
+
 def worker_argv(typed: Sequence[str], index: int, count: int) -> list[str]:
-    """The command line of worker ``index``: the user's search arguments without ``--workers``."""
+    """The command line of worker ``index``: the user's search arguments without ``--workers``, and ``--storage``
+    pointing at :data:`STORAGE_ENV` (:func:`worker_env` sets it) instead of the URL."""
     args, skip = [], False
-    for word in typed:
+    words = iter(typed)
+    for word in words:
         if skip:
             skip = False
             continue
@@ -60,6 +67,11 @@ def worker_argv(typed: Sequence[str], index: int, count: int) -> list[str]:
             skip = True
             continue
         if word.startswith(tuple(f"{flag}=" for flag in OWN_FLAGS)):
+            continue
+        if word == "--storage" or word.startswith("--storage="):
+            if word == "--storage":
+                next(words, None)
+            args += ["--storage", f"env:{STORAGE_ENV}"]
             continue
         args.append(word)
     if args and args[0] == "search":
@@ -124,10 +136,12 @@ def worker_count(requested: str | int, device: str, *, trials_per_gpu: int | Non
     return max(1, min(count, trials_left))
 
 
-def worker_env(index: int, count: int, device: str, gpus: Sequence[str]) -> dict[str, str]:
+def worker_env(index: int, count: int, device: str, gpus: Sequence[str], storage: str | None = None) -> dict[str, str]:
     """Worker ``index``'s environment: its own GPU (round robin over ``gpus``) when the device is
-    ``auto`` or ``cuda``, and a share of the CPU threads."""
+    ``auto`` or ``cuda``, a share of the CPU threads, and the storage URL (:data:`STORAGE_ENV`)."""
     env = dict(os.environ)
+    if storage is not None:
+        env[STORAGE_ENV] = storage
     if gpus and device in ("auto", "cuda"):
         env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
     env[THREADS_ENV] = str(max(1, (os.cpu_count() or 1) // count))
@@ -157,7 +171,7 @@ def _pump(stream: TextIO, prefix: str, out: TextIO, lock: threading.Lock) -> Non
             out.flush()
 
 
-def run_workers(typed: Sequence[str], count: int, device: str, *, json_lines: bool = False) -> int:
+def run_workers(typed: Sequence[str], count: int, device: str, *, storage: str | None = None, json_lines: bool = False) -> int:
     """Start ``count`` workers, relay their output, wait for all; returns the combined exit status
     (143 if any was terminated, else 130 if any was interrupted, else 1 if any failed, else 2 if
     any had bad input, else 0).
@@ -166,9 +180,11 @@ def run_workers(typed: Sequence[str], count: int, device: str, *, json_lines: bo
     every worker explicitly, whatever reached their process group: each marks its running trial
     failed (``interrupted`` or ``terminated``) and exits; this process waits for them and raises
     the same interrupt.
+
+    :param storage: the storage URL (the study's, as the parent resolved it), handed over in :data:`STORAGE_ENV`.
     """
     gpus = visible_gpus()
-    procs = [subprocess.Popen(worker_argv(typed, i, count), env=worker_env(i, count, device, gpus), text=True,
+    procs = [subprocess.Popen(worker_argv(typed, i, count), env=worker_env(i, count, device, gpus, storage), text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=1)
              for i in range(count)]
     lock = threading.Lock()

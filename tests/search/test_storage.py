@@ -148,3 +148,17 @@ def test_checkpoint_folds_the_write_ahead_log_into_the_database(tmp_path):
     checkpoint(f"sqlite:///{tmp_path}/missing.db")  # nothing to do: no error, no file
     checkpoint("postgresql://me@db/nas")
     assert not (tmp_path / "missing.db").exists()
+
+
+def test_storage_from_the_environment(monkeypatch, capsys):
+    from conftest import run
+
+    from iasf_search.search.storage import storage_from_env
+
+    monkeypatch.setenv("MY_DB", "sqlite:///runs/x.db")
+    assert storage_from_env("env:MY_DB") == "sqlite:///runs/x.db"
+    assert storage_from_env("sqlite:///y.db") == "sqlite:///y.db"
+    monkeypatch.delenv("MY_DB")
+    rc, out, err = run(capsys, "best", "--storage", "env:MY_DB", "--study", "x")
+    assert rc == 2 and err.strip() == ("iasf-search: error: --storage env:MY_DB: the environment variable MY_DB is not set; "
+                                       "set it to the storage URL, or give the URL itself")

@@ -19,7 +19,7 @@ from optuna_dashboard import get_note
 import iasf_search
 from iasf_search.cli import main
 from iasf_search.results.summary import stop_reasons
-from iasf_search.search.workers import WORKER_BOOT, worker_argv, worker_count, worker_env
+from iasf_search.search.workers import STORAGE_ENV, WORKER_BOOT, worker_argv, worker_count, worker_env
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -73,6 +73,10 @@ def test_worker_command_lines_and_environment(monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     argv = worker_argv(["--space", "s.yaml", "--workers", "4", "--trials", "9"], 2, 4)
     assert argv[1:] == ["-c", WORKER_BOOT, "search", "--space", "s.yaml", "--trials", "9", "--worker", "2/4"]
+    secret = worker_argv(["--space", "s.yaml", "--storage", "postgresql://me:s3cret@db/x", "--workers", "2"], 0, 2)
+    assert secret[3:] == ["search", "--space", "s.yaml", "--storage", f"env:{STORAGE_ENV}", "--worker", "0/2"]
+    assert worker_argv(["--storage=postgresql://me:s3cret@db/x"], 1, 2)[3:6] == ["search", "--storage", f"env:{STORAGE_ENV}"]
+    assert worker_env(0, 2, "cpu", [], "postgresql://me:s3cret@db/x")[STORAGE_ENV] == "postgresql://me:s3cret@db/x"
     assert worker_argv(["search", "--workers=2", "--space", "s.yaml"], 0, 2)[3:] == ["search", "--space", "s.yaml", "--worker", "0/2"]
     env = worker_env(5, 4, "auto", ["0", "3", "6"])
     assert env["CUDA_VISIBLE_DEVICES"] == "6"  # round robin over the visible GPUs
