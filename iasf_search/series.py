@@ -34,6 +34,7 @@ for the dataset's own test set, when given.
 
 from __future__ import annotations
 
+import io
 import os
 import zipfile
 from collections.abc import Sequence
@@ -44,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from iasf_search.errors import BadInput
+from iasf_search.files import write_atomically
 
 TEST_PREFIX = "test_"
 """The prefix of the test set's arrays in a series file."""
@@ -134,11 +136,9 @@ def save_series(path: str | os.PathLike, x: Any, y: Any, *, x_test: Any = None, 
         arrays[prefix + "lengths"] = np.array([a.shape[1] for a in s.series], dtype=np.int64)
         arrays[prefix + "labels"] = np.array(s.labels, dtype=str)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as f:
-        np.savez_compressed(f, **arrays)
-    partial.replace(path)
-    return path
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return write_atomically(path, buffer.getvalue())
 
 
 def read_series_file(path: Path, *, dataset: str, option: str = "path") -> tuple[SeriesSet, SeriesSet | None]:

@@ -38,6 +38,7 @@ from typing import Any
 import yaml
 
 from iasf_search.errors import BadInput, SpaceError
+from iasf_search.files import write_atomically
 from iasf_search.hardware.kernels import DTYPES, KINDS, Kernel
 from iasf_search.yaml_io import read_yaml_document
 
@@ -208,7 +209,7 @@ def write_profile(profile: HardwareProfile, path: str | Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     header = (f"# Hardware profile for iasf-search's predicted_latency_ms cost model: name this file as\n"
               f"# `costs: {{predicted_latency_ms: {{target: {out}}}}}` in a space. FLOP/s, bytes/s, µs, ns.\n")
-    out.write_text(header + yaml.safe_dump(profile.to_dict(), sort_keys=False), encoding="utf-8")
+    write_atomically(out, header + yaml.safe_dump(profile.to_dict(), sort_keys=False))
     return out
 
 

@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 from scipy.stats import rankdata
 
+from iasf_search.files import write_atomically
 from iasf_search.results.access import finite_number, measurements
 from iasf_search.results.figures import save
 from iasf_search.results.records import VAL_ACCURACY
@@ -190,7 +191,7 @@ def correlations_png(analysis: Analysis) -> bytes:
 def write_correlations(analysis: Analysis, out: Path) -> list[Path]:
     """Write :data:`FILES` into the existing folder ``out`` (figure, CSV, Markdown table); returns their paths."""
     png, table, markdown = (out / name for name in FILES)
-    png.write_bytes(correlations_png(analysis))
-    table.write_text(csv_text(analysis), encoding="utf-8")
-    markdown.write_text(markdown_table(analysis), encoding="utf-8")
+    write_atomically(png, correlations_png(analysis))
+    write_atomically(table, csv_text(analysis))
+    write_atomically(markdown, markdown_table(analysis))
     return [png, table, markdown]

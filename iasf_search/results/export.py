@@ -30,6 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from iasf_search.build import ArchNet, build_model, example_batch
 from iasf_search.errors import BadInput
+from iasf_search.files import PARTIAL_SUFFIX, write_atomically
 from iasf_search.graph import from_json
 from iasf_search.plugin_manager import Components, load_components, plugins_to_load
 from iasf_search.results.access import data_shape, rebuild_trial_model, stored_study, trained_source, trial_numbers
@@ -48,7 +49,7 @@ def prepare_out_dir(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise BadInput(f"--out {out}: is a file; give a folder")
     if out.is_dir():
-        foreign = [p.name for p in out.iterdir() if p.name not in EXPORT_FILES]
+        foreign = [p.name for p in out.iterdir() if p.name not in EXPORT_FILES and not p.name.endswith(PARTIAL_SUFFIX)]
         if foreign:
             raise BadInput(f"--out {out}: folder holds other files ({', '.join(sorted(foreign)[:3])}); give an empty or new folder")
     try:
@@ -103,12 +104,12 @@ def _write_export_files(study: optuna.Study, trial: FrozenTrial, model: ArchNet,
                         space: dict[str, Any]) -> list[str]:
     """Write the architecture, weights, ``model.json``, ``space`` (the study's, resolved) and model card into ``out``;
     their names."""
-    (out / "arch.json").write_text(json.dumps(json.loads(record(trial, ARCHITECTURE)), indent=2) + "\n", encoding="utf-8")
-    safetensors.torch.save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / CHECKPOINT),
-                                metadata={"format": FORMAT, "trial": str(trial.number)})
-    (out / "model.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    (out / "space.yaml").write_text(yaml.safe_dump(space, sort_keys=False), encoding="utf-8")
-    (out / "README.md").write_text(model_card(info, space), encoding="utf-8")
+    write_atomically(out / "arch.json", json.dumps(json.loads(record(trial, ARCHITECTURE)), indent=2) + "\n")
+    write_atomically(out / CHECKPOINT, safetensors.torch.save({k: v.contiguous() for k, v in model.state_dict().items()},
+                                                              metadata={"format": FORMAT, "trial": str(trial.number)}))
+    write_atomically(out / "model.json", json.dumps(info, indent=2) + "\n")
+    write_atomically(out / "space.yaml", yaml.safe_dump(space, sort_keys=False))
+    write_atomically(out / "README.md", model_card(info, space))
     return ["arch.json", CHECKPOINT, "model.json", "space.yaml", "README.md"]
 
 

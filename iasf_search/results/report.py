@@ -34,6 +34,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from iasf_search import optuna_internals
+from iasf_search.files import write_atomically
 from iasf_search.plugin_manager import Components
 from iasf_search.results.access import best_trials, lead_trial, objective_names, stored_study
 from iasf_search.results.analysis import analyze
@@ -91,7 +92,7 @@ def write_report(study: optuna.Study, out_dir: str | Path, *, store: ArtifactSto
 
     page = report_page(study, url, names, trials, best, lead, figures, metrics, analysis, correlations)
     index = out / "index.html"
-    index.write_text(page, encoding="utf-8")
+    write_atomically(index, page)
     return index
 
 
@@ -113,4 +114,4 @@ def _write_figure_files(out: Path, figures: list[Figured]) -> None:
         (out / stale).unlink(missing_ok=True)  # only this report's names: a rerun leaves no figure of the last one
     for fig in figures:
         if fig.png is not None:
-            (out / fig.filename).write_bytes(fig.png)
+            write_atomically(out / fig.filename, fig.png)

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
 from iasf_search.errors import BadInput
+from iasf_search.files import write_atomically
 from iasf_search.plugin_manager import Components
 from iasf_search.results.access import (
     objective_names,
@@ -140,7 +141,7 @@ def write_pareto_plot(study: optuna.Study, path: str | Path) -> Path | None:
         return None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(fig.png)
+    write_atomically(path, fig.png)
     return path
 
 

@@ -7,7 +7,6 @@ validation samples too and train longer. The test split stays held out, as in th
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from iasf_search.build import build_model, count_parameters
 from iasf_search.components import TaskData
 from iasf_search.data import check_task
 from iasf_search.errors import BadInput
+from iasf_search.files import write_atomically
 from iasf_search.graph import GraphError, from_json, validate
 from iasf_search.plugin_manager import plugins_to_load
 from iasf_search.results.artifacts import CHECKPOINT
@@ -88,7 +88,7 @@ def retrain(arch: str | Path, *, space_path: str | Path | None = None, epochs: i
     trained = _train_from_scratch(graph, session, data, config, torch_device, seed, space_file)
     _save_files(out, arch, space_file, trained.model)
     new_info = _retrained_info(info, space, data, config, trained, seed, torch_device)
-    (out / "model.json").write_text(json.dumps(new_info, indent=2) + "\n", encoding="utf-8")
+    write_atomically(out / "model.json", json.dumps(new_info, indent=2) + "\n")
     search_metrics = info.get("metrics", {})
     return RetrainResult(out, trained.epochs, trained.seconds, trained.test_accuracy, trained.test_loss,
                          search_metrics.get("test_accuracy"), len(data.x_train), trained.params)
@@ -172,11 +172,12 @@ def _train_from_scratch(graph: nx.DiGraph, session: Session, data: TaskData, con
 
 def _save_files(out: Path, arch: Path, space_file: Path, model: torch.nn.Module) -> None:
     """The architecture and space copied into ``out``, and the retrained weights."""
-    shutil.copyfile(arch, out / "arch.json")
+    if arch.resolve() != (out / "arch.json").resolve():
+        write_atomically(out / "arch.json", arch.read_bytes())
     if space_file.resolve() != (out / "space.yaml").resolve():
-        shutil.copyfile(space_file, out / "space.yaml")
-    safetensors.torch.save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(out / CHECKPOINT),
-                                metadata={"format": FORMAT, "retrained": "train+val"})
+        write_atomically(out / "space.yaml", space_file.read_bytes())
+    write_atomically(out / CHECKPOINT, safetensors.torch.save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                                                              metadata={"format": FORMAT, "retrained": "train+val"}))
 
 
 def _retrained_info(info: dict[str, Any], space: SearchSpace, data: TaskData, config: dict[str, Any], trained: _Trained,

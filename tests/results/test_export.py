@@ -131,3 +131,22 @@ def test_an_earlier_export_s_onnx_file_does_not_outlive_it(export_search, capsys
     (out / "model.onnx").write_bytes(b"an earlier export's model")
     assert run(capsys, "export", "--storage", url, "--study", "tiny", "--out", str(out))[0] == 0
     assert not (out / "model.onnx").exists() and (out / "model.safetensors").is_file()
+
+
+def test_export_on_a_full_disk_is_one_line_and_keeps_the_earlier_export(export_search, capsys, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    _, _, url = export_search
+    out = tmp_path / "out"
+    assert run(capsys, "export", "--storage", url, "--study", "tiny", "--out", str(out))[0] == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    rc, _, err = run(capsys, "export", "--storage", url, "--study", "tiny", "--out", str(out))
+    assert rc == 2 and err.strip() == (f"iasf-search: error: {out / 'arch.json'}: cannot write it (No space left on device); "
+                                       f"make room or choose another folder")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # every file whole, none half-written
