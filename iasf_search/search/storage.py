@@ -138,7 +138,9 @@ def open_storage(url: str, *, create: bool = True, heartbeat: tuple[int, int] | 
     try:
         if journal is not None:
             return optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
-        engine_kwargs = {"connect_args": {"timeout": 60}} if path is not None else {}
+        # a server database: check a pooled connection before use, so that one a server, PgBouncer or a load balancer
+        # dropped while idle (a restart, an idle timeout) is replaced instead of failing the next call
+        engine_kwargs = {"connect_args": {"timeout": 60}} if path is not None else {"pool_pre_ping": True}
         with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5, and work
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             kwargs = {}

@@ -162,3 +162,20 @@ def test_storage_from_the_environment(monkeypatch, capsys):
     rc, out, err = run(capsys, "best", "--storage", "env:MY_DB", "--study", "x")
     assert rc == 2 and err.strip() == ("iasf-search: error: --storage env:MY_DB: the environment variable MY_DB is not set; "
                                        "set it to the storage URL, or give the URL itself")
+
+
+def test_a_server_connection_dropped_while_idle_is_replaced(postgres_db_url):
+    """A PostgreSQL restart, PgBouncer or a load balancer drops idle connections: the pool checks one before use
+    (``pool_pre_ping``) instead of failing the next storage call with it."""
+    import sqlalchemy
+
+    storage = open_storage(postgres_db_url)
+    study_id = storage.create_new_study([optuna.study.StudyDirection.MAXIMIZE], "idle")
+    admin = sqlalchemy.create_engine(postgres_db_url)
+    with admin.connect() as connection:
+        dropped = connection.execute(sqlalchemy.text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar()
+    admin.dispose()
+    assert dropped >= 1  # the storage's pooled connection
+    assert storage.get_study_id_from_name("idle") == study_id
