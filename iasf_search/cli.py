@@ -17,7 +17,7 @@ import optuna
 import torch
 from tqdm import tqdm
 
-from iasf_search.errors import BadInput, SearchFailed
+from iasf_search.errors import BadInput, SearchFailed, one_line
 from iasf_search.plugin_manager import contributions, load_components, plugins_to_load
 from iasf_search.plugins.console_progress import ConsoleProgress
 from iasf_search.plugins.json_event_log import JsonEventLog, error_event, summary_event, write_event
@@ -472,11 +472,11 @@ def _run(args: argparse.Namespace) -> int:
             args.storage = storage_from_env(args.storage)
         return args.func(args)
     except BadInput as exc:
-        print(f"iasf-search: error: {exc}", file=sys.stderr)
+        print(f"iasf-search: error: {one_line(str(exc))}", file=sys.stderr)
         json_error("bad_input", str(exc))
         return 2
     except SearchFailed as exc:
-        print(f"iasf-search: error: {exc}", file=sys.stderr)
+        print(f"iasf-search: error: {one_line(str(exc))}", file=sys.stderr)
         json_error("search_failed", str(exc))
         return 1
     except BrokenPipeError:  # the reader went away (`iasf-search best | head`): nothing more to say

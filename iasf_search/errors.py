@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
+
+_BREAKS = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters and line breaks written as escapes (``\\n``): an error stays one line, whatever
+    a key or value it quotes holds."""
+    return _BREAKS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 class BadInput(Exception):
@@ -29,6 +38,7 @@ class SpaceError(BadInput):
     """A search-space file is invalid at ``key`` (a dotted path such as ``manifold.ops.attention``)."""
 
     def __init__(self, file: str, key: str, problem: str) -> None:
+        key, problem = one_line(str(key)), one_line(problem)
         if len(problem) > MAX_PROBLEM:  # a long value quoted in full (a list of thousands) would bury the line
             tail = f" ... ({len(problem):,} characters in all)"
             problem = problem[:MAX_PROBLEM - len(tail)] + tail

@@ -51,3 +51,10 @@ def test_a_space_error_quoting_a_huge_value_stays_short():
     error = SpaceError("x.yaml", "name", f"expected letters, got {list(range(5000))!r}")
     assert len(error.problem) <= MAX_PROBLEM and error.problem.endswith("characters in all)")
     assert str(error).startswith("x.yaml: name: expected letters, got [0, 1, 2")
+
+
+def test_errors_stay_one_line_whatever_they_quote():
+    from iasf_search.errors import SpaceError, one_line
+
+    assert one_line("a\nb\r\tc é 🧪 \x00\u2028") == "a\\nb\\r\\tc é 🧪 \\x00\\u2028"
+    assert str(SpaceError("x.yaml", "task.\n", "unknown key 'a\nb'")) == "x.yaml: task.\\n: unknown key 'a\\nb'"

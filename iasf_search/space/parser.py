@@ -101,7 +101,9 @@ class _Reader:
         """A list of component names, or a mapping of name to parameter ranges (null: defaults)."""
         kind = registry.kind
         if isinstance(value, list):
-            if len(set(map(str, value))) != len(value):
+            if not all(isinstance(name, str) for name in value):
+                raise self.fail(key, f"expected {kind} names (text), got {value!r}; {allowed(registry)}")
+            if len(set(value)) != len(value):
                 raise self.fail(key, f"{kind} names repeat in {value!r}; list each once")
             value = {name: None for name in value}
         if not isinstance(value, dict) or not value:
