@@ -51,7 +51,11 @@ def resolve_target(target: str) -> HardwareProfile:
     """
     builtins = builtin_profiles()
     path = builtins.get(target) or Path(target)
-    if not path.is_file():
+    try:
+        usable = path.is_file()
+    except (OSError, ValueError):  # a name the file system cannot hold (too long, a NUL byte)
+        usable = False
+    if not usable:
         raise BadInput(f"hardware target {target!r} is neither a built-in profile ({', '.join(builtins)}) nor a profile file; "
                        f"write one with `iasf-search calibrate --out FILE`")
     return _load(str(path.resolve()), path.stat().st_mtime_ns)

@@ -133,3 +133,12 @@ def test_calibrate_bad_arguments_exit_2(capsys, tmp_path, args, words):
     rc, out, err = run(capsys, "calibrate", *args)
     assert rc == 2 and err.count("\n") == 1 and words in err, err
     assert not (tmp_path / "x.yaml").exists()
+
+
+@pytest.mark.parametrize("target", ["a" * 400, "bad\x00name"])
+def test_a_target_no_file_system_can_name_is_one_line(target):
+    from iasf_search.errors import BadInput
+    from iasf_search.plugins.latency_predictor import resolve_target
+
+    with pytest.raises(BadInput, match="is neither a built-in profile"):
+        resolve_target(target)
