@@ -144,9 +144,10 @@ def test_out_of_memory_retries_with_half_the_micro_batch_and_keeps_the_effective
 def test_out_of_memory_even_at_one_sample_fails_after_the_retries(write_space, capsys):
     write_space({"plugins": ["plugin_samples.out_of_memory"], "manifold.ops": {"oom": {}},
                  "manifold.nodes": {"low": 1, "high": 1}, "training.batch_size": 8})
-    rc, _, _ = run(capsys, "--space", "tiny.yaml", "--trials", "1", "-q")
-    assert rc == 0
-    t = load().trials[0]  # (the study goes on with other trials, which fail the same way)
+    rc, _, err = run(capsys, "--space", "tiny.yaml", "--trials", "1", "-q")
+    assert rc == 1  # the study goes on with other trials, which fail the same way, until the streak stops it
+    assert "every trial of this run failed" in err and "the first, #0: out of memory: CUDA out of memory" in err
+    t = load().trials[0]
     assert t.state == TrialState.FAIL and t.user_attrs["failure_reason"].startswith("out of memory: CUDA out of memory")
     assert [r["micro_batch_size"] for r in t.user_attrs["oom_retries"]] == [4, 2, 1]
 
