@@ -13,6 +13,7 @@ from conftest import run
 from optuna.trial import TrialState
 
 import iasf_search
+from iasf_search.results.artifacts import trial_files
 from iasf_search.results.dashboard import make_dashboard_server
 from iasf_search.results.records import epoch_values
 
@@ -235,11 +236,13 @@ def test_trials_breaking_a_metric_constraint_complete_as_infeasible_and_best_say
     write_space({**METRIC_SEARCH, "objectives": [{"metric": "accuracy"}], "constraints": {"oversmoothing": {"max": -2.0}}})
     rc, _, _ = run(capsys, "--space", "tiny.yaml", "--trials", "3", "-q")
     assert rc == 0
-    trials = load().trials
+    study = load()
+    trials = study.trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3  # trained: the bound is known only afterwards
     for t in trials:
         assert t.user_attrs["infeasible"] == ["oversmoothing"]
         assert t.constraints["oversmoothing"] == pytest.approx(t.user_attrs["metric.oversmoothing"] + 2.0)
+        assert "model.safetensors" not in trial_files(study, t)  # an infeasible trial is never the best so far
     rc, _, err = run(capsys, "best", "--space", "tiny.yaml")
     assert rc == 2
     assert "no completed trial of study 'tiny' meets the space's constraints" in err and "Traceback" not in err
