@@ -91,7 +91,7 @@ def iasf_study_start(study: optuna.Study, space: SearchSpace, components: Compon
     _writers.pop(study.study_name, None)
     if not (settings["note"] or settings["plots"]):
         return
-    page = StudyPage(top=settings["top"], note=settings["note"], plots=settings["plots"], storage_url=_storage_url(study))
+    page = StudyPage.from_settings(settings, _storage_url(study))
     writer = _writers[study.study_name] = _Writer(page, components, worker, settings["refresh_seconds"], settings["max_share"])
     if worker == 0:
         writer.write(study)

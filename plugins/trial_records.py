@@ -30,7 +30,7 @@ from iasf_search import hookimpl
 from iasf_search.components import SpaceSection, TaskData
 from iasf_search.graph import INPUT, OUTPUT, from_json, hidden_nodes, inputs_of
 from iasf_search.params import Param
-from iasf_search.results.access import tie_break
+from iasf_search.results.access import feasible, tie_break
 from iasf_search.results.artifacts import CHECKPOINT, DIAGRAM, HEATMAPS, upload_bytes
 from iasf_search.results.markdown import number, table_row
 from iasf_search.results.records import (
@@ -176,8 +176,7 @@ def is_front_runner(study: optuna.Study, values: Sequence[float], trial: optuna.
     if trial is not None and not all(c.get("feasible", True) for c in (trial.user_attrs.get(CONSTRAINTS) or {}).values()):
         return False
     signs = [1 if d == optuna.study.StudyDirection.MAXIMIZE else -1 for d in study.directions]
-    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-            if all(v <= 0 for v in t.constraints.values())]
+    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if feasible(t)]
     if len(signs) == 1:
         s = signs[0]
         return all(s * values[0] > s * t.values[0]

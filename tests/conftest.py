@@ -320,13 +320,18 @@ EXPORT_SPACE = make_doc({"manifold.ops": {"attention": {"heads": 2, "pattern": [
 def export_search(tmp_path_factory):
     """A finished 4-trial search of :data:`EXPORT_SPACE` (through the CLI), for the export and retrain tests:
     ``(folder, space file, storage URL)``; the study is ``tiny``, its artifacts beside the database."""
+    return finished_search(tmp_path_factory.mktemp("export"), EXPORT_SPACE, trials=4)
+
+
+def finished_search(tmp: Path, doc: Mapping[str, Any], *, trials: int) -> tuple[Path, Path, str]:
+    """A search of the space ``doc`` run through the CLI to ``trials`` finished trials in the folder ``tmp``:
+    ``(folder, space file, storage URL)``; the study is ``tiny``, its artifacts beside the database."""
     from iasf_search.cli import main
 
-    tmp = tmp_path_factory.mktemp("export")
     path = tmp / "space.yaml"
-    path.write_text(yaml.safe_dump(EXPORT_SPACE), encoding="utf-8")
+    path.write_text(yaml.safe_dump(dict(doc)), encoding="utf-8")
     url = f"sqlite:///{tmp / 'runs' / 'tiny.db'}"
-    assert main(["--space", str(path), "--storage", url, "--trials", "4", "-q"]) == 0
+    assert main(["--space", str(path), "--storage", url, "--trials", str(trials), "-q"]) == 0
     return tmp, path, url
 
 
@@ -340,11 +345,4 @@ PAGE_SPACE = make_doc({"manifold.ops": {"attention": {"heads": 2, "pattern": "fu
 def page_search(tmp_path_factory):
     """A finished 7-trial search of :data:`PAGE_SPACE` through the CLI, for the study page's tests:
     ``(folder, space file, storage URL)``; the study is ``tiny``, its artifacts beside the database."""
-    from iasf_search.cli import main
-
-    tmp = tmp_path_factory.mktemp("page")
-    path = tmp / "space.yaml"
-    path.write_text(yaml.safe_dump(PAGE_SPACE), encoding="utf-8")
-    url = f"sqlite:///{tmp / 'runs' / 'tiny.db'}"
-    assert main(["--space", str(path), "--storage", url, "--trials", "7", "-q"]) == 0
-    return tmp, path, url
+    return finished_search(tmp_path_factory.mktemp("page"), PAGE_SPACE, trials=7)

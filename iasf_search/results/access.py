@@ -174,7 +174,7 @@ def best_trials(study: optuna.Study) -> list[FrozenTrial]:
         except ValueError:  # Optuna's best trial is a feasible one: every complete trial broke a constraint
             return []
         level = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                 if t.values == best.values and _feasible(t)]
+                 if t.values == best.values and feasible(t)]
         return [min(level, key=tie_break)]  # Optuna's best is complete and feasible: it is among them
     return sorted(study.best_trials, key=lambda t: t.number)
 
@@ -185,7 +185,7 @@ def tie_break(trial: FrozenTrial | optuna.Trial) -> tuple[float, int]:
     return _number_or(trial.user_attrs.get(VAL_LOSS), math.inf), trial.number
 
 
-def _feasible(trial: FrozenTrial) -> bool:
+def feasible(trial: FrozenTrial) -> bool:
     """Whether a complete trial met every constraint it was checked against (Optuna's rule: no value above 0)."""
     return all(v <= 0 for v in trial.constraints.values())
 

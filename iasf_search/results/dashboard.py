@@ -20,7 +20,6 @@ from iasf_search.errors import BadInput
 from iasf_search.results.access import StoredStudy, open_stored_study
 from iasf_search.results.artifacts import open_artifact_store
 from iasf_search.results.dashboard_page import StudyPage
-from iasf_search.results.study_note import TOP
 from iasf_search.search.storage import absolute_url, open_storage, safe_url
 
 STUDY_PAGE_SECTION = "study_page"
@@ -68,9 +67,7 @@ def refresh_study_page(opened: StoredStudy, storage_url: str, out: TextIO) -> bo
     if opened.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         print("a search is running: its worker 0 keeps the study page up to date", file=out)
         return False
-    settings = opened.space.get(STUDY_PAGE_SECTION) or {}
-    page = StudyPage(top=settings.get("top", TOP), note=settings.get("note", True), plots=settings.get("plots", True),
-                     storage_url=absolute_url(storage_url))
+    page = StudyPage.from_settings(opened.space.get(STUDY_PAGE_SECTION) or {}, absolute_url(storage_url))
     if not (page.note or page.plots):
         return False
     try:

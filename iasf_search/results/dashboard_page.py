@@ -11,8 +11,10 @@ import importlib
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
+from typing import Any
 
 import networkx as nx
 
@@ -46,6 +48,13 @@ class StudyPage:
     storage_url: str | None = None
     """The storage URL the note's "open this page" command names (passwords hidden); None: left out."""
     graphs: dict[int, nx.DiGraph] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], storage_url: str | None = None) -> StudyPage:
+        """The page a space's ``study_page:`` section asks for (the plugin ``study_page``); a key it lacks (a study
+        recorded before the section existed) takes the default."""
+        return cls(top=settings.get("top", TOP), note=settings.get("note", True), plots=settings.get("plots", True),
+                   storage_url=storage_url)
 
     def publish(self, opened: StoredStudy) -> float:
         """Read the study once and write its note and plots; returns the seconds it took."""

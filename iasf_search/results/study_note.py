@@ -17,7 +17,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from iasf_search.optuna_internals import storage_of
-from iasf_search.results.access import finite_number, objective_names, tie_break
+from iasf_search.results.access import feasible, finite_number, objective_names, tie_break
 from iasf_search.results.baselines import LABELS, comparison, recorded_baselines
 from iasf_search.results.markdown import number, table_row
 from iasf_search.results.records import (
@@ -134,7 +134,7 @@ def _optuna_best(study: optuna.Study) -> FrozenTrial | None:
 
 
 def _why_not(theirs: FrozenTrial, pick: FrozenTrial) -> str:
-    if any(v > 0 for v in theirs.constraints.values()):
+    if not feasible(theirs):
         broken = ", ".join(k for k, v in theirs.constraints.items() if v > 0)
         return f"It breaks the space's constraints ({broken}), so the engine does not pick it."
     if theirs.values == pick.values:
@@ -189,7 +189,7 @@ def ending_lines(trials: Sequence[FrozenTrial]) -> list[str]:
     parts = []
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if complete:
-        infeasible = sum(any(v > 0 for v in t.constraints.values()) for t in complete)
+        infeasible = sum(not feasible(t) for t in complete)
         parts.append(f"{len(complete)} complete" + (f" ({infeasible} break a constraint)" if infeasible else ""))
     pruned = [t for t in trials if t.state == TrialState.PRUNED and PRUNED_AT_EPOCH in t.user_attrs]
     if pruned:

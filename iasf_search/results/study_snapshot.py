@@ -13,7 +13,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from iasf_search.optuna_internals import storage_of
-from iasf_search.results.access import StoredStudy, best_trials, finite_number, tie_break, trial_architecture
+from iasf_search.results.access import StoredStudy, best_trials, feasible, finite_number, tie_break, trial_architecture
 from iasf_search.results.features import FeatureTable, feature_table
 from iasf_search.results.records import ARCHITECTURE, VAL_ACCURACY, record
 
@@ -47,7 +47,7 @@ class StudySnapshot:
     @cached_property
     def ranked(self) -> list[FrozenTrial]:
         """The complete trials that met every constraint, in the engine's order, best first (:func:`engine_order`)."""
-        return engine_order(self.study, [t for t in self.complete if all(v <= 0 for v in t.constraints.values())], self.best)
+        return engine_order(self.study, [t for t in self.complete if feasible(t)], self.best)
 
     @cached_property
     def table(self) -> FeatureTable:

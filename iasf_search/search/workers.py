@@ -57,23 +57,15 @@ off their command lines, which every user of the machine can read (``ps``)."""
 def worker_argv(typed: Sequence[str], index: int, count: int) -> list[str]:
     """The command line of worker ``index``: the user's search arguments without ``--workers``, and ``--storage``
     pointing at :data:`STORAGE_ENV` (:func:`worker_env` sets it) instead of the URL."""
-    args, skip = [], False
+    args: list[str] = []
     words = iter(typed)
     for word in words:
-        if skip:
-            skip = False
+        flag = word.partition("=")[0]
+        if flag in (*OWN_FLAGS, "--storage") and "=" not in word:
+            next(words, None)  # the flag's value
+        if flag in OWN_FLAGS:
             continue
-        if word in OWN_FLAGS:
-            skip = True
-            continue
-        if word.startswith(tuple(f"{flag}=" for flag in OWN_FLAGS)):
-            continue
-        if word == "--storage" or word.startswith("--storage="):
-            if word == "--storage":
-                next(words, None)
-            args += ["--storage", f"env:{STORAGE_ENV}"]
-            continue
-        args.append(word)
+        args += ["--storage", f"env:{STORAGE_ENV}"] if flag == "--storage" else [word]
     if args and args[0] == "search":
         args = args[1:]
     return [sys.executable, "-c", WORKER_BOOT, "search", *args, WORKER_FLAG, f"{index}/{count}"]

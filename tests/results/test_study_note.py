@@ -84,11 +84,19 @@ def test_how_trials_ended_counts_rungs_failures_and_running_trials():
 
 
 def test_health_leaves_out_pauses_between_runs():
-    study = made_up_study(4)
-    trials = study.get_trials()
+    import datetime
+
+    trials = made_up_study(4).get_trials()
+    start = datetime.datetime(2026, 12, 7, 12, 0, 0)
+    for t, begin in zip(trials, (0, 30, 60, 60 + 3600), strict=True):  # an hour's pause before the last trial
+        t.datetime_start = start + datetime.timedelta(seconds=begin)
+        t.datetime_complete = t.datetime_start + datetime.timedelta(seconds=20)
+        t.user_attrs["train_seconds"] = 15.0
     assert health_lines([]) == ["**Health:** no trial finished yet."]
-    line = health_lines(trials)[0]
-    assert line.startswith("**Health:** 4 trials finished in ") and "pauses" not in line
+    assert health_lines(trials) == [
+        "**Health:** 4 trials finished in 1.7 min of search (2.40 per minute; 1 pauses between runs left out); a complete "
+        "trial takes 20.0 s (median); engine overhead 25% of a complete trial's time (building, costs, evaluation, "
+        "metrics, records), 75% in its training loop; 10.00 s from one trial's end to the next one's start (median)."]
 
 
 def test_a_study_with_no_complete_trial():
