@@ -477,7 +477,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     except SearchFailed as exc:
         print(f"iasf-search: error: {one_line(str(exc))}", file=sys.stderr)
-        json_error("search_failed", str(exc))
+        json_error(exc.kind, str(exc))
         return 1
     except BrokenPipeError:  # the reader went away (`iasf-search best | head`): nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

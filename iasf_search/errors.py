@@ -29,6 +29,16 @@ class SearchFailed(Exception):
     valid, but nothing could be trained (a broken plugin, data the ops cannot take, too little memory).
     """
 
+    kind = "search_failed"
+    """The ``kind`` of the JSON ``error`` event (``--log-format json``)."""
+
+
+class DiskFull(SearchFailed):
+    """A search could not write a file because its disk is full (the message names the path). The search stops, exit
+    status 1; the same command resumes it once there is room."""
+
+    kind = "disk_full"
+
 
 MAX_PROBLEM = 1000
 """The longest problem a :class:`SpaceError` states; a longer one is cut, saying how long it was."""

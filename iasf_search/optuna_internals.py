@@ -8,7 +8,10 @@ says the public API that is missing.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import optuna
+import sqlalchemy.orm
 
 # The protocol every artifact store implements (FileSystemArtifactStore, Boto3ArtifactStore, ...),
 # for type hints. Optuna exports the stores but not the protocol they share.
@@ -18,11 +21,17 @@ from optuna.artifacts._protocol import ArtifactStore
 # RetryHeartbeatStaleTrialCallback, but not this test (nor the BaseHeartbeat class behind it).
 from optuna.storages._heartbeat import is_heartbeat_enabled
 
-__all__ = ["ArtifactStore", "heartbeat_enabled", "storage_of", "storage_url", "trial_id"]
+# The tables of an RDB storage, to find RUNNING trials that never recorded a heartbeat: Optuna's stale-trial check
+# skips them (``RDBStorage._get_stale_trial_ids``), and no public call says whether a trial has a heartbeat.
+from optuna.storages._rdb import models as rdb_models
+
+__all__ = ["ArtifactStore", "heartbeat_enabled", "running_trials_without_heartbeat", "storage_of", "storage_url",
+           "trial_id"]
 
 PRIVATE_NAMES = {
     "ArtifactStore": "optuna.artifacts._protocol.ArtifactStore",
     "is_heartbeat_enabled": "optuna.storages._heartbeat.is_heartbeat_enabled",
+    "rdb_models": "optuna.storages._rdb.models",
 }
 """Our name -> the private dotted path it comes from (checked by the tests)."""
 PRIVATE_ATTRIBUTES = ("optuna.study.Study._storage", "optuna.trial.Trial._trial_id",
@@ -52,3 +61,19 @@ def storage_url(study: optuna.Study) -> str | None:
     a private ``_CachedStorage``, whose ``_backend`` holds it; no public accessor gives the URL back."""
     storage = storage_of(study)
     return getattr(getattr(storage, "_backend", storage), "url", None)
+
+
+def running_trials_without_heartbeat(storage: optuna.storages.RDBStorage, study_id: int, started_before: datetime) -> list[int]:
+    """The ids of the study's RUNNING trials that started before ``started_before`` (local time, as Optuna records a
+    start) and never recorded a heartbeat. Read from Optuna's tables, as ``RDBStorage._get_stale_trial_ids`` does."""
+    session = storage.scoped_session()
+    try:
+        trials = (session.query(rdb_models.TrialModel)
+                  .options(sqlalchemy.orm.selectinload(rdb_models.TrialModel.heartbeats))
+                  .filter(rdb_models.TrialModel.state == optuna.trial.TrialState.RUNNING,
+                          rdb_models.TrialModel.study_id == study_id)
+                  .all())
+        return [t.trial_id for t in trials
+                if not t.heartbeats and t.datetime_start is not None and t.datetime_start < started_before]
+    finally:
+        session.close()

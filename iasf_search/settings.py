@@ -64,6 +64,8 @@ SEARCH_PARAMS: dict[str, Param] = {
                                help="a trial still training after this long is stopped (pruned, reason 'time limit')"),
     "heartbeat_interval": Param(20, int, low=1, help="seconds between a running trial's heartbeats (SQL storages)"),
     "grace_period": Param(120, int, low=2, help="a running trial without a heartbeat this long is failed and retried once"),
+    "outage_limit": Param(600, int, low=0, help="seconds a search retries an unreachable database (SQL storages) "
+                                                "before it stops with exit status 1; the same command resumes it"),
 }
 """Keys of ``search:`` besides ``sampler_options`` and ``pruner_options`` (fixed values)."""
 

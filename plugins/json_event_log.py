@@ -39,7 +39,7 @@ from iasf_search.search.storage import safe_url
 from iasf_search.search.study import SearchResult
 from iasf_search.space import SearchSpace
 
-ERROR_KINDS = ("bad_input", "interrupted", "terminated", "unexpected")
+ERROR_KINDS = ("bad_input", "search_failed", "storage_unavailable", "disk_full", "interrupted", "terminated", "unexpected")
 
 
 def jsonable(value: Any) -> Any:
@@ -85,7 +85,7 @@ def best_event(study: optuna.Study) -> dict[str, Any] | None:
 
 
 def error_event(kind: str, message: str) -> dict[str, Any]:
-    """``{"event": "error", "kind": bad_input | interrupted | terminated | unexpected, "message": ...}``."""
+    """``{"event": "error", "kind": one of ERROR_KINDS, "message": ...}``."""
     if kind not in ERROR_KINDS:
         raise ValueError(f"error kind {kind!r}: expected one of {', '.join(ERROR_KINDS)}")
     return {"event": "error", "kind": kind, "message": message, "time": time.time()}
@@ -188,10 +188,14 @@ class JsonEventLog:
 
     @hookimpl
     def iasf_study_end(self, study: optuna.Study, space: SearchSpace) -> None:
+        try:
+            finished: int | None = len(finished_trials(study))
+        except Exception:  # the database is gone: the error event that follows says why
+            finished = None
         self._emit({
             "event": "study_end",
             "study": study.study_name,
-            "finished": len(finished_trials(study)),
+            "finished": finished,
             "target": self.target,
             "trials_run": self.trials_ended,
             "elapsed_s": time.perf_counter() - self.start,

@@ -99,6 +99,19 @@ def create_database(url: str) -> str:
     return with_database(url, name)
 
 
+def terminate_connections(url: str, db_url: str) -> int:
+    """Close every connection to ``db_url``'s database but ours (``pg_terminate_backend``, as an administrator or a
+    connection pooler does); returns how many were closed."""
+    name = sqlalchemy.engine.make_url(db_url).database
+    engine = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return len(conn.exec_driver_sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' "
+                                            f"AND pid <> pg_backend_pid()").fetchall())
+    finally:
+        engine.dispose()
+
+
 def drop_database(url: str, db_url: str) -> None:
     """Drop the database of ``db_url`` (connected through the server's ``url``), closing its connections still open."""
     name = sqlalchemy.engine.make_url(db_url).database
@@ -197,9 +210,23 @@ class ThrowawayCluster:
             except RuntimeError as exc:
                 last = exc
                 continue
-            self.started = True
+            self.started, self.options = True, options
             return f"postgresql://{SUPERUSER}@127.0.0.1:{port}/postgres"
         raise last or RuntimeError("pg_ctl start failed")
+
+    def stop_server(self) -> None:
+        """``pg_ctl stop -m fast``: the server is away until :meth:`start_again`."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def start_again(self) -> None:
+        """Start the server :meth:`stop_server` stopped, on the same port."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", self.options, "-w",
+                  "-t", "30", "start")
+
+    def restart(self) -> None:
+        """``pg_ctl restart -m fast``: every connection is closed, the server is away for about a second."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-m", "fast", "-w", "-t", "30",
+                  "restart")
 
     def stop(self) -> None:
         if self.started:

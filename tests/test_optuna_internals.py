@@ -7,6 +7,7 @@ and the Optuna version; fix :mod:`iasf_search.optuna_internals` (and only it).
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import optuna
@@ -14,7 +15,15 @@ import pytest
 from conftest import resolve_private
 
 from iasf_search import optuna_internals
-from iasf_search.optuna_internals import PRIVATE_ATTRIBUTES, PRIVATE_NAMES, heartbeat_enabled, storage_of, storage_url, trial_id
+from iasf_search.optuna_internals import (
+    PRIVATE_ATTRIBUTES,
+    PRIVATE_NAMES,
+    heartbeat_enabled,
+    running_trials_without_heartbeat,
+    storage_of,
+    storage_url,
+    trial_id,
+)
 from iasf_search.search.storage import open_storage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +51,17 @@ def test_private_attributes_still_hold_what_the_code_reads(tmp_path):
     assert storage_url(study) == url, f"_CachedStorage._backend no longer holds the RDBStorage in optuna {optuna.__version__}"
     assert storage_url(optuna.create_study()) is None
     assert heartbeat_enabled(optuna.create_study()) is False  # in memory: no heartbeats
+
+
+def test_running_trials_without_heartbeat_are_read_from_optunas_tables(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 'x.db'}", heartbeat=(5, 20))
+    study = optuna.create_study(storage=storage, study_name="s")
+    beating, silent, done = study.ask(), study.ask(), study.ask()
+    study.tell(done, 1.0)
+    storage.record_heartbeat(trial_id(beating))
+    later = datetime.now() + timedelta(seconds=1)
+    assert running_trials_without_heartbeat(storage, study._study_id, later) == [trial_id(silent)]
+    assert running_trials_without_heartbeat(storage, study._study_id, later - timedelta(hours=1)) == []  # too recent
 
 
 def test_the_artifact_protocol_is_what_file_system_stores_implement(tmp_path):

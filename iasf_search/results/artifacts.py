@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
 
 from iasf_search.errors import BadInput
+from iasf_search.files import write_search_file
 from iasf_search.optuna_internals import storage_of
 from iasf_search.search.storage import storage_file
 
@@ -51,6 +52,21 @@ def check_artifact_dir(directory: str | Path) -> None:
                        f"with a writable folder (or --no-artifacts)")
 
 
+class FolderArtifactStore(FileSystemArtifactStore):
+    """Optuna's file-system artifact store whose files are written whole or not at all (a temporary file renamed):
+    a full disk or a killed process leaves no partial checkpoint, and a full disk stops the search
+    (:func:`~iasf_search.files.write_search_file`)."""
+
+    def __init__(self, folder: str | Path) -> None:
+        super().__init__(str(folder))
+        self.folder = Path(folder)
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        if Path(artifact_id).name != artifact_id or artifact_id in ("", ".", ".."):
+            raise ValueError(f"artifact id {artifact_id!r} is not a plain file name")
+        write_search_file(self.folder / artifact_id, content_body)
+
+
 def open_artifact_store(directory: str | Path, *, create: bool = True) -> FileSystemArtifactStore:
     """A file-system artifact store in ``directory`` (created when ``create``).
 
@@ -60,14 +76,14 @@ def open_artifact_store(directory: str | Path, *, create: bool = True) -> FileSy
     if not create:
         if not path.is_dir():
             raise BadInput(f"{path}: no artifact folder there; pass --artifacts DIR (the folder the search wrote)")
-        return FileSystemArtifactStore(str(path))
+        return FolderArtifactStore(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BadInput(f"cannot create the artifact folder {path}: {exc.strerror}; pass --artifacts DIR") from None
     if not os.access(path, os.W_OK):
         raise BadInput(f"{path}: artifact folder not writable; pass --artifacts DIR with a writable folder")
-    return FileSystemArtifactStore(str(path))
+    return FolderArtifactStore(path)
 
 
 def upload_bytes(trial: optuna.Trial, store: ArtifactStore, filename: str, data: bytes, mimetype: str) -> str:

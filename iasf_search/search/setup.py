@@ -222,7 +222,8 @@ def open_study(session: Session, url: str, name: str, *, seed: int,
     """
     space = session.space
     settings = space.search
-    storage = open_storage(url, heartbeat=(settings.heartbeat_interval, settings.grace_period))
+    storage = open_storage(url, heartbeat=(settings.heartbeat_interval, settings.grace_period),
+                           outage_limit=settings.outage_limit)
     existing = _existing_trial_count(storage, name)
     sampler = new_sampler(session, seed + existing + WORKER_SEED_STRIDE * worker)
     try:

@@ -14,7 +14,8 @@ out) and Optuna's journal file for local multi-process runs.
   local storage, but without heartbeats, so a killed worker's trial stays RUNNING.
 
 SQL storages get heartbeats: a running trial whose worker stops beating for ``grace_period``
-seconds is failed by the next worker and retried once (``RetryHeartbeatStaleTrialCallback``).
+seconds is failed by the next worker and retried once (``RetryHeartbeatStaleTrialCallback``). A search's
+SQL storage rides out database outages (:mod:`iasf_search.search.retrying_storage`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
 
 from iasf_search.errors import BadInput
+from iasf_search.search.retrying_storage import RetryingStorage
 
 JOURNAL_PREFIX = "journal:"
 MAX_RETRY = 1
@@ -118,11 +120,14 @@ def storage_file(url: str) -> Path | None:
     return journal_path(url) or sqlite_path(url)
 
 
-def open_storage(url: str, *, create: bool = True, heartbeat: tuple[int, int] | None = None) -> optuna.storages.BaseStorage:
+def open_storage(url: str, *, create: bool = True, heartbeat: tuple[int, int] | None = None,
+                 outage_limit: float | None = None) -> optuna.storages.BaseStorage:
     """Open the storage ``url`` names; for a file storage, create its folder (``create``) or require the file.
 
     :param heartbeat: ``(interval, grace_period)`` seconds for SQL storages: running trials beat, and
         a stale one is failed and retried :data:`MAX_RETRY` time(s). None: no heartbeats (reading).
+    :param outage_limit: for SQL storages, ride out database outages for up to this many seconds each
+        (:class:`~iasf_search.search.retrying_storage.RetryingStorage`); None: a failed call raises at once (reading).
     :raises BadInput: malformed or unreachable URL, unwritable folder, or (``create=False``) no such file.
     """
     journal = journal_path(url)
@@ -147,7 +152,11 @@ def open_storage(url: str, *, create: bool = True, heartbeat: tuple[int, int] | 
             if heartbeat is not None:
                 kwargs = {"heartbeat_interval": heartbeat[0], "grace_period": heartbeat[1],
                           "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)}
-            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+            if outage_limit is None:
+                storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+            else:
+                storage = RetryingStorage(url, outage_limit=outage_limit, where=safe_url(url), engine_kwargs=engine_kwargs,
+                                          **kwargs)
         if path is not None:
             sqlalchemy.event.listen(storage.engine, "connect", _sqlite_connection)
             storage.engine.dispose()  # connections opened while the schema was checked get the setting too

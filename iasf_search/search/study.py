@@ -25,6 +25,7 @@ from iasf_search.results.artifacts import default_artifact_dir
 from iasf_search.results.records import FAILURE_REASON
 from iasf_search.search import interrupts
 from iasf_search.search.prescreen import prescreen
+from iasf_search.search.retrying_storage import StorageUnavailable, storage_lost_raised
 from iasf_search.search.setup import WORKER_SEED_STRIDE, prepare_search
 from iasf_search.search.storage import absolute_url, checkpoint
 from iasf_search.search.workers import run_workers, visible_gpus, wait_for_others, worker_count
@@ -158,13 +159,19 @@ def run_search(space: SearchSpace | Session, *, trials: int | None = None, timeo
                 prescreen(study, session, run.data, run.device, seed=run.seed + WORKER_SEED_STRIDE * worker,
                           batch=objective.proxy_batch, limit=run.target - finished - running)
             # one trial per call: the target is checked right before each new trial is created
-            with interrupts.deferred():  # a stop signal during Optuna's bookkeeping waits for it to finish
+            with interrupts.deferred(), storage_lost_raised():  # a stop signal during Optuna's bookkeeping waits for it
                 study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks, gc_after_trial=False)
             started = True
+            if objective.stopping is not None:  # a full disk: every later trial would lose its files too
+                raise objective.stopping
             if (stop := interrupts.arrived()) is not None:  # swallowed on its way (see interrupts.arrived)
                 raise stop
+    except BaseException as stopped:
+        _end_study(hook, study, space, session, stopped)
+        raise
+    else:
+        _end_study(hook, study, space, session, None)
     finally:
-        hook.iasf_study_end(study=study, space=space, components=session.components)
         checkpoint(run.url)
     if (failed := guard.failed_search()) is not None:
         raise failed
@@ -172,6 +179,19 @@ def run_search(space: SearchSpace | Session, *, trials: int | None = None, timeo
         warnings.warn(f"stopped after {MAX_CONSECUTIVE_FAILURES} consecutive failed trials; "
                       f"see their failure_reason (iasf-search best shows the study)", stacklevel=2)
     return SearchResult(study, run.url, run.target, len(study.trials) - before, time.perf_counter() - start, run.artifact_dir)
+
+
+def _end_study(hook: Any, study: optuna.Study, space: SearchSpace, session: Session, stopped: BaseException | None) -> None:
+    """Call ``iasf_study_end``; when the run is stopping on an error (``stopped``), a failing hook is a warning, so that
+    the first error is the one reported (a hook that reads the study fails too when the database is gone)."""
+    try:
+        hook.iasf_study_end(study=study, space=space, components=session.components)
+    except Exception as exc:
+        if stopped is None:
+            raise
+        if isinstance(exc, StorageUnavailable):  # the cause the run stops with: said once, by the error
+            return
+        warnings.warn(f"a study-end hook failed while the search stopped: {type(exc).__name__}: {exc}", stacklevel=2)
 
 
 def run_with_workers(space: SearchSpace | Session, argv: Sequence[str], count: int | str, *, trials_per_gpu: int | None = None,
@@ -185,7 +205,8 @@ def run_with_workers(space: SearchSpace | Session, argv: Sequence[str], count: i
     :param settings: keyword arguments of :func:`run_search` (``trials``, ``storage``, ``device``, ...).
     :raises BadInput: ``trials_per_gpu`` without a GPU in use, or with a number of workers.
     :raises KeyboardInterrupt: (:class:`~iasf_search.search.interrupts.Terminated` for SIGTERM) when this
-        process or a worker was stopped; RuntimeError when a worker failed.
+        process or a worker was stopped.
+    :raises SearchFailed: a worker failed (exit status 1 or 2; its own one-line error is above, prefixed ``w<i>``).
     """
     start = time.perf_counter()
     device, gpus, cores = settings.get("device", "auto"), visible_gpus(), os.cpu_count() or 1
@@ -201,7 +222,7 @@ def run_with_workers(space: SearchSpace | Session, argv: Sequence[str], count: i
     if status in (interrupts.INTERRUPTED_STATUS, interrupts.TERMINATED_STATUS):
         raise interrupts.Terminated() if status == interrupts.TERMINATED_STATUS else KeyboardInterrupt()
     if status:
-        raise RuntimeError(f"a worker stopped with exit status {status} (its messages are above, prefixed w<i>)")
+        raise SearchFailed(f"a worker stopped with exit status {status}; its error is above, prefixed w<i>")
     study = load_results(run.url, run.study.study_name)
     return SearchResult(study, run.url, run.target, len(study.trials) - before, time.perf_counter() - start, run.artifact_dir)
 

@@ -91,6 +91,8 @@ class SearchSettings:
     """Seconds between a running trial's heartbeats (RDB storages: SQLite, PostgreSQL, ...)."""
     grace_period: int
     """A running trial without a heartbeat for this long is failed and retried once."""
+    outage_limit: int = 600
+    """Seconds a search retries an unreachable database before it stops (:mod:`iasf_search.search.retrying_storage`)."""
     enqueue: tuple[str, ...] = ()
     """Architectures evaluated before the sampler's (:mod:`iasf_search.search.enqueue`): registered baseline names or arch.json paths."""
     proxies: tuple[str, ...] = ()

@@ -28,6 +28,7 @@ from torch import nn
 from iasf_search import graph as arch
 from iasf_search.build import build_model, count_parameters
 from iasf_search.components import TaskData
+from iasf_search.errors import DiskFull
 from iasf_search.optuna_internals import trial_id
 from iasf_search.plugin_manager import plugin_in_traceback
 from iasf_search.results.records import (
@@ -107,6 +108,9 @@ class TrialObjective:
         self.pool = pooled(data) if self.folds else data
         self.proxy_batch = proxy_batch(data, seed) if proxies_to_record(space) else None
         """The training samples the zero-cost proxies score every trial's model on (:mod:`iasf_search.search.prescreen`)."""
+        self.stopping: DiskFull | None = None
+        """An error that ends the search, not only the trial (a full disk); :func:`~iasf_search.search.study.run_search`
+        raises it after Optuna has recorded the trial."""
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         try:
@@ -121,6 +125,10 @@ class TrialObjective:
             raise
         except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM (iasf_search.search.interrupts)
             trial.set_user_attr(FAILURE_REASON, reason(stop))
+            raise
+        except DiskFull as exc:  # no room for the trial's files: the search stops (run_search raises it)
+            self.stopping = exc
+            trial.set_user_attr(FAILURE_REASON, f"disk full: {exc}"[:500])
             raise
         except torch.OutOfMemoryError as exc:
             trial.set_user_attr(FAILURE_REASON, f"out of memory: {str(exc).splitlines()[0] if str(exc) else ''}"[:500])

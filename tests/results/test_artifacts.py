@@ -48,3 +48,21 @@ def test_custom_artifact_folder_is_named_in_the_dashboard_command(tmp_path, writ
     assert main(["--space", "tiny.yaml", "--artifacts", str(tmp_path / "files"), "--trials", "1", "-q"]) == 0
     out = capsys.readouterr().out
     assert f"--artifacts {tmp_path / 'files'}" in out and any((tmp_path / "files").iterdir())
+
+
+def test_the_store_writes_files_whole_and_refuses_ids_that_are_paths(tmp_path):
+    import io
+
+    from iasf_search.files import PARTIAL_SUFFIX
+    from iasf_search.results.artifacts import FolderArtifactStore
+
+    store = open_artifact_store(tmp_path / "artifacts")
+    assert isinstance(store, FolderArtifactStore)
+    store.write("abc", io.BytesIO(b"weights"))
+    with store.open_reader("abc") as reader:
+        assert reader.read() == b"weights"
+    for bad in ("../x", "a/b", ""):
+        with pytest.raises(ValueError, match="not a plain file name"):
+            store.write(bad, io.BytesIO(b"x"))
+    assert [p.name for p in (tmp_path / "artifacts").iterdir()] == ["abc"]
+    assert not [p for p in (tmp_path / "artifacts").iterdir() if p.name.endswith(PARTIAL_SUFFIX)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 
 import optuna
@@ -143,6 +144,50 @@ def test_all_failing_trials_stop_after_a_streak(capsys, tmp_path, write_space):
         f"iasf-search: error: every trial of this run failed ({MAX_CONSECUTIVE_FAILURES} in a row) and the search stopped; "
         "the first, #0: plugin 'plugin_samples.explode_op' raised RuntimeError: boom: this op explodes")
     assert "Traceback" not in err
+    # the same as a JSON error event (its kind was once refused, and the event log then raised a traceback)
+    rc = main(["--space", "tiny.yaml", "--plugin", "plugin_samples.explode_op", "--storage", url, "--trials", "3",
+               "--log-format", "json"])
+    out, err = capsys.readouterr()
+    events = [json.loads(line) for line in out.splitlines()]
+    assert rc == 1 and "Traceback" not in err
+    assert events[-1]["event"] == "error" and events[-1]["kind"] == "search_failed"
+    assert events[-1]["message"].startswith("every trial of this run failed")
+    assert [e for e in events if e["event"] == "study_end"][0]["finished"] == 0
+
+
+def test_a_full_disk_stops_the_search_with_one_line_and_the_same_command_resumes(capsys, tmp_path, write_space, monkeypatch):
+    import errno
+    import os
+
+    from iasf_search.files import PARTIAL_SUFFIX
+
+    write_space({"manifold.width": 8})
+    url = f"sqlite:///{tmp_path / 'runs' / 'full.db'}"
+    command = ["--space", "tiny.yaml", "--storage", url, "--trials", "4", "-q"]
+    real_fsync, synced = os.fsync, []
+
+    def filling_disk(fd):  # a fault-injecting writer: the disk fills after the first two trial files
+        synced.append(fd)
+        if len(synced) > 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", filling_disk)
+    rc = main(command)
+    _, err = capsys.readouterr()
+    folder = tmp_path / "runs" / "artifacts"
+    assert rc == 1 and err.strip().splitlines()[-1] == (
+        f"iasf-search: error: {folder}: the disk is full (No space left on device); the search stopped; make room and run "
+        f"the same command to resume the study"), err
+    study = optuna.load_study(study_name="tiny", storage=url)
+    assert [t.state for t in study.trials].count(TrialState.FAIL) == 1 and len(synced) == 3  # stopped at the first
+    assert study.trials[-1].user_attrs["failure_reason"].startswith(f"disk full: {folder}: the disk is full")
+    assert len(list(folder.iterdir())) == 2 and not [p for p in folder.iterdir() if p.name.endswith(PARTIAL_SUFFIX)]
+    monkeypatch.setattr(os, "fsync", real_fsync)  # room made
+    assert main(command) == 0
+    study = optuna.load_study(study_name="tiny", storage=url)
+    assert len([t for t in study.trials if t.state in FINISHED]) == 4
+    assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
 
 
 def test_a_streak_after_finished_trials_only_warns(capsys, tmp_path, write_space, monkeypatch):
