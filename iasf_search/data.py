@@ -19,9 +19,11 @@ rather than cut from its data by the engine: :func:`check_task` then warns about
 it instead of refusing them, since results published on that split include them."""
 
 
-def split_indices(y: np.ndarray, split: SplitSpec, *, has_test: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def split_indices(y: np.ndarray, split: SplitSpec, *, has_test: bool = False,
+                  source: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stratified ``(train, val, test)`` index arrays over ``len(y)`` samples (``test`` empty when ``has_test``).
 
+    :param source: where the samples came from (a file), named first in the error.
     :raises BadInput: a class has too few samples to be stratified.
     """
     from sklearn.model_selection import train_test_split  # imported here: scikit-learn takes a second to import
@@ -36,7 +38,9 @@ def split_indices(y: np.ndarray, split: SplitSpec, *, has_test: bool = False) ->
         train, val = train_test_split(rest, test_size=_held_out(val_share, y[rest], "val"), random_state=split.seed,
                                       stratify=y[rest])
     except ValueError as exc:
-        raise BadInput(f"cannot split {len(y)} samples into train/val/test by class: {exc}; use more data") from None
+        where = f"{source}: " if source else ""
+        raise BadInput(f"{where}cannot split {len(y)} samples into train/val/test by class: {exc}; use more data, or smaller "
+                       f"split.val and split.test") from None
     return train, val, test
 
 
@@ -61,8 +65,8 @@ def split_arrays(x: np.ndarray, y: np.ndarray, split: SplitSpec, *, modality: st
     :data:`OWN_TEST_SPLIT`. ``padded``: see :attr:`TaskData.padded`.
     """
     y = np.asarray(y)
-    train, val, test = split_indices(y, split, has_test=x_test is not None)
     info = dict(info or {})
+    train, val, test = split_indices(y, split, has_test=x_test is not None, source=info.get("source"))
     if x_test is None:
         x_test, y_test = x[test], y[test]
     else:

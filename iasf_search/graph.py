@@ -230,8 +230,18 @@ def to_json(graph: nx.DiGraph) -> str:
 
 
 def from_json(text: str) -> nx.DiGraph:
-    """Inverse of :func:`to_json`; validates the result."""
-    graph = nx.node_link_graph(json.loads(text), directed=True, edges="edges")
+    """Inverse of :func:`to_json`; validates the result.
+
+    :raises GraphError: ``text`` is not an architecture (not JSON, not a node-link graph, or one that breaks a rule).
+    """
+    try:
+        doc = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise GraphError(f"not JSON ({type(exc).__name__}: {str(exc)[:200]})") from None
+    try:
+        graph = nx.node_link_graph(doc, directed=True, edges="edges")
+    except Exception as exc:  # networkx on a document of another shape: KeyError, TypeError, AttributeError, ...
+        raise GraphError(f"not an architecture graph ({type(exc).__name__}: {str(exc)[:200]})") from None
     validate(graph)
     return graph
 

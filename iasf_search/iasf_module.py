@@ -9,7 +9,6 @@ blocks (pre-norm residual ``x + op(norm(x))``, fusions where a node reads severa
 from __future__ import annotations
 
 import copy
-import json
 import operator
 import os
 from collections import OrderedDict
@@ -99,8 +98,8 @@ def load_architecture(arch: nx.DiGraph | str | os.PathLike) -> nx.DiGraph:
         raise ValueError(f"arch: no such file or directory: {path}")
     try:
         return from_json(path.read_text(encoding="utf-8"))
-    except (ValueError, KeyError, TypeError, nx.NetworkXError) as exc:  # json.JSONDecodeError is a ValueError
-        kind = "not JSON" if isinstance(exc, json.JSONDecodeError) else "not an architecture graph"
+    except ValueError as exc:  # GraphError: not JSON, not a node-link graph, or one that breaks a rule
+        kind = "not JSON" if str(exc).startswith("not JSON") else "not an architecture graph"
         raise ValueError(f"arch: {path} is {kind} (expected the JSON that iasf_search.graph.to_json writes): {exc}") from None
 
 

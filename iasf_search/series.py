@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import io
 import os
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,7 +149,7 @@ def read_series_file(path: Path, *, dataset: str, option: str = "path") -> tuple
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except Exception as exc:  # a damaged file fails in numpy, zipfile or zlib in many ways (zlib.error, KeyError, ...)
         raise BadInput(f"{where}: not a series file ({type(exc).__name__}: {str(exc)[:100]}); "
                        f"write it with iasf_search.save_series or fix task.options.{option}") from None
     out: list[SeriesSet | None] = []

@@ -3,6 +3,7 @@ package), and CIFAR-10 and image folders read from a local path the user gives."
 
 from __future__ import annotations
 
+import io
 import pickle
 from collections.abc import Mapping
 from functools import partial
@@ -85,12 +86,15 @@ def _cifar_batch(path: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
         raise BadInput(f"dataset '{name}': {path}: no such file; task.options.path must be the extracted "
                        f"'cifar-10-batches-py' folder (data_batch_1..5, test_batch)")
     try:
-        with path.open("rb") as f:
-            batch = _CifarUnpickler(f, encoding="bytes").load()
+        # read whole first: a damaged length field in the pickle then cannot make the reader allocate more than the file
+        batch = _CifarUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
         x = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         y = np.asarray(batch[b"labels"], dtype=np.int64)
-    except (pickle.UnpicklingError, KeyError, ValueError, EOFError, TypeError) as exc:
-        raise BadInput(f"dataset '{name}': {path}: not a CIFAR-10 python batch ({exc})") from None
+        if len(x) != len(y):
+            raise ValueError(f"{len(x)} images but {len(y)} labels")
+    except Exception as exc:  # a damaged pickle fails in many ways (UnpicklingError, AttributeError, OverflowError, ...)
+        message = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise BadInput(f"dataset '{name}': {path}: not a CIFAR-10 python batch ({message})") from None
     return x, y
 
 

@@ -72,7 +72,7 @@ def text_task(texts: Sequence[str], labels: Sequence[str], split: SplitSpec, *, 
     classes = sorted(set(labels))
     y = np.array([classes.index(label) for label in labels], dtype=np.int64)
     words = _words(texts, name)
-    train, val, test_idx = split_indices(y, split, has_test=test is not None)
+    train, val, test_idx = split_indices(y, split, has_test=test is not None, source=info.get("source"))
     vocab = fit_vocabulary([words[i] for i in train], vocabulary)
 
     def part(idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

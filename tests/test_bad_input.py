@@ -137,12 +137,29 @@ class Case:
     """``existing``: a copy of the finished study's ``runs/``; ``file``: ``runs`` is a regular file; ``none``: no ``runs``"""
     secret: str | None = None
     """a password that must appear nowhere in the output"""
+    tamper: tuple[str, str, Any] | None = None
+    """``(table, key, value)``: the existing study's record ``key`` in Optuna's attribute ``table`` (of the study or its
+    first trial) set to ``value`` first, as a tool other than iasf-search might"""
 
 
 def case(id: str, argv: Iterable[str], *fragments: str, marks=(), **kwargs: Any):
     return pytest.param(Case(tuple(argv), fragments, **kwargs), id=id, marks=marks)
 
 
+
+
+def damaged_npz() -> bytes:
+    """A compressed series file with one byte of its compressed data flipped (zlib then fails, found by the fuzzer)."""
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, values=np.arange(400, dtype=np.float64).reshape(200, 2), lengths=np.full(20, 10),
+                        labels=np.array(["a", "b"] * 10))
+    data = bytearray(buffer.getvalue())
+    data[len(data) // 3] ^= 0xFF
+    return bytes(data)
 
 
 PG = "postgresql://u:secret@127.0.0.1:1/db"
@@ -295,6 +312,13 @@ CASES = [
     case("ts-test-labels-absent-from-training", SEARCH, "timeseries_file", "test.ts", "classes 'c' do not occur in the training data",
          "series.ts", space=space(file_task("timeseries_file", "series.ts", test_path="test.ts")),
          files={"series.ts": ts_file(), "test.ts": ts_file(header="@classLabel true a b c", rows=["1,2,3:c", "3,2,1:b"])}),
+    case("npz-damaged-compressed-data", SEARCH, "timeseries_file", "series.npz", "not a series file", "error",
+         space=space(file_task("timeseries_file", "series.npz")), files={"series.npz": damaged_npz()}),
+    case("cifar-damaged-pickle", SEARCH, "cifar10", "data_batch_1", "not a CIFAR-10 python batch",
+         space=space(file_task("cifar10", "cifar", train_batches=1)),
+         files={"cifar/data_batch_1": b"\x80\x04\x95" + b"\xff" * 8 + b".", "cifar/test_batch": b"."}),
+    case("csv-a-class-of-one-sample", SEARCH, "texts.csv", "cannot split", "by class", "smaller split.val and split.test",
+         space=space(file_task("text_file", "texts.csv")), files={"texts.csv": csv_rows(line=4, text="a lone sample,bird")}),
     case("npz-not-a-series-file", SEARCH, "timeseries_file", "series.npz", "not a series file", "iasf_search.save_series",
          space=space(file_task("timeseries_file", "series.npz")), files={"series.npz": b"PK\x03\x04 truncated"}),
     case("timeseries-empty-file", SEARCH, "timeseries_file", "series.txt", "no series found",
@@ -398,6 +422,15 @@ CASES = [
          "studies there: tiny"),
     case("dashboard-unknown-study", ["dashboard", "--space", SPACE, "--study", "tinny", "--port", "0"], "no study 'tinny'",
          "studies there: tiny"),
+    # -- a study changed outside iasf-search (found by tests/results/test_fuzz_stored_studies.py) ------------
+    case("best-record-of-the-wrong-kind", ["best", "--space", SPACE], "study 'tiny', trial #0", "'val_accuracy' holds [0.5], not a number",
+         "changed outside iasf-search", tamper=("trial_user_attributes", "val_accuracy", [0.5])),
+    case("search-space-record-not-a-mapping", SEARCH, "study 'tiny'", "'space' holds 'x', not a mapping",
+         tamper=("study_user_attributes", "space", "x")),
+    case("export-architecture-record-not-text", ["export", "--space", SPACE, "--out", "exported"], "trial #0",
+         "'architecture' holds 7, not text", tamper=("trial_system_attributes", "architecture", 7)),
+    case("report-baselines-record-a-list", ["report", "--space", SPACE, "--out", "report"], "'baselines' holds [],",
+         tamper=("study_user_attributes", "baselines", [])),
     case("train-missing-arch", ["train", "--arch", "exported/arch.json"], "exported/arch.json", "no such file", "arch.json"),
     # -- baseline: it reads the data as a search does and writes only once the baselines are fitted ----------
     case("baseline-missing-space-file", ["baseline", "--space", "no-such.yaml"], "no such space file", "search_spaces/vision.yaml"),
@@ -414,6 +447,17 @@ CASES = [
     case("baseline-runs-is-a-file", ["baseline", "--space", SPACE], "cannot create runs", "--storage", runs="file"),
     case("baseline-unknown-flag", ["baseline", "--space", SPACE, "--trials", "3"], "unrecognized arguments: --trials"),
 ]
+
+
+def tamper(db: Path, table: str, key: str, value: Any) -> None:
+    import contextlib
+    import json
+    import sqlite3
+
+    owner = "study_id" if table.startswith("study") else "trial_id"
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        changed = conn.execute(f"UPDATE {table} SET value_json = ? WHERE {owner} = 1 AND key = ?", (json.dumps(value), key))
+        assert changed.rowcount == 1, (table, key)
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -444,6 +488,8 @@ def test_bad_input(bad: Case, capsys, tmp_path, monkeypatch, existing_runs):
     monkeypatch.setattr(sys, "dont_write_bytecode", True)  # so importing them leaves no __pycache__ behind
     if bad.runs == "existing":
         shutil.copytree(existing_runs, tmp_path / "runs")
+        if bad.tamper is not None:
+            tamper(tmp_path / "runs" / "tiny.db", *bad.tamper)
     elif bad.runs == "file":
         (tmp_path / "runs").write_text("a regular file where the runs folder belongs", encoding="utf-8")
     if bad.space is not None:

@@ -309,3 +309,9 @@ def test_summary_line_names_a_norm_and_a_readout_other_than_the_defaults(make_gr
     assert arch.summary(g, describe_norm=lambda n, c: labels[n](c), describe_readout=lambda r, c: labels[r](c)) == (
         "w16 mlp > conv[bn] > attention<0,1|gated > pool<in out<2,3 head=cls/h2")
     assert arch.summary(_with(_diamond(make_graph), OUTPUT, "readout", "mean")) == arch.summary(_diamond(make_graph))
+
+
+@pytest.mark.parametrize("text", ["not json", "[]", "{}", '{"nodes": 3}', "7", '{"nodes": [], "edges": [1]}'])
+def test_from_json_of_anything_but_an_architecture_is_a_graph_error(text):
+    with pytest.raises(GraphError, match="not JSON|not an architecture graph|must have|input"):
+        arch.from_json(text)

@@ -27,6 +27,7 @@ from iasf_search.build import ArchNet, build_model
 from iasf_search.errors import BadInput
 from iasf_search.plugin_manager import DISABLE_AUTOLOAD_ENV, Components, load_components, plugins_to_load
 from iasf_search.results.artifacts import CHECKPOINT, read_trial_file
+from iasf_search.results.integrity import check_study
 from iasf_search.results.records import (
     ARCHITECTURE,
     AUX_PREFIX,
@@ -130,6 +131,7 @@ def stored_study(study: optuna.Study, *, plugins: Sequence[str] = (), components
     :param components: plugins the caller already loaded for this study (used as they are); default: loaded on
         first use, ``plugins`` first, then the ``plugins:`` of the study's space.
     """
+    check_study(study)
     space = study_space(study)
     return StoredStudy(study, space, study_data(study),
                        tuple(plugins_to_load(plugins, space.get("plugins", []), recorded_from="the study's space")), components)
@@ -265,8 +267,15 @@ def finite_number(value: Any) -> float | None:
 
 
 def trial_architecture(trial: FrozenTrial) -> nx.DiGraph:
-    """The architecture graph a trial trained (from its ``architecture`` record)."""
-    return arch.from_json(record(trial, ARCHITECTURE))
+    """The architecture graph a trial trained (from its ``architecture`` record).
+
+    :raises BadInput: the record is missing or is not an architecture (changed outside iasf-search).
+    """
+    try:
+        return arch.from_json(record(trial, ARCHITECTURE))
+    except (arch.GraphError, TypeError) as exc:
+        raise BadInput(f"trial #{trial.number}: its recorded architecture is damaged ({exc}); the study was changed "
+                       f"outside iasf-search: restore its database from a backup, or choose another trial") from None
 
 
 def trained_source(study: optuna.Study, trial: FrozenTrial) -> FrozenTrial:

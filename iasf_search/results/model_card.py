@@ -77,7 +77,7 @@ def model_card(info: dict[str, Any], space: dict[str, Any]) -> str:
     ]
     if info["costs"]:
         lines += ["", "## Costs (measured before training)", "", "| cost | value |", "|---|---|",
-                  *[f"| {k} | {v:,.6g} |" for k, v in info["costs"].items()]]
+                  *[f"| {k} | {'not measured' if v is None else format(v, ',.6g')} |" for k, v in info["costs"].items()]]
     dataset = info["dataset"]
     lines += ["", "## Data", "", f"Dataset `{dataset.get('dataset')}` with options `{json.dumps(dataset.get('options', {}))}`, "
               f"split `{json.dumps(dataset.get('split', {}))}` (validation selects, test reports)."]

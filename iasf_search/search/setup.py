@@ -21,6 +21,7 @@ from iasf_search.data import check_task
 from iasf_search.errors import BadInput
 from iasf_search.results.artifacts import check_artifact_dir, default_artifact_dir, open_artifact_store
 from iasf_search.results.baselines import SEARCH_FIT_LIMIT, fit_baselines, fit_work, record_baselines, recorded_baselines
+from iasf_search.results.integrity import check_study
 from iasf_search.results.records import STUDY_COMMANDS, STUDY_DATA, STUDY_SPACE, study_commands, study_data, study_space
 from iasf_search.search.enqueue import check_feasible, enqueue
 from iasf_search.search.enqueue import resolve as resolve_enqueued
@@ -235,6 +236,7 @@ def open_study(session: Session, url: str, name: str, *, seed: int,
     if [d.name.lower() for d in study.directions] != space.directions:
         raise BadInput(f"study '{name}' in {safe_url(url)} optimises {[d.name.lower() for d in study.directions]}, "
                        f"the space asks {space.directions}; use --study NEW_NAME")
+    check_study(study)  # records damaged outside iasf-search: refused before anything is written
     resolved = space.resolved()
     stored = study_space(study)
     if not stored:
