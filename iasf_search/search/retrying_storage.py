@@ -135,8 +135,8 @@ class _Outage:
         with self.lock:
             if self.since is None:
                 self.since = now
-                warnings.warn(f"the database {self.where} is unreachable ({first_line(exc)}); retrying for up to "
-                              f"{self.limit:g} s (search.outage_limit)", stacklevel=4)
+                _warn(f"the database {self.where} is unreachable ({first_line(exc)}); retrying for up to "
+                      f"{self.limit:g} s (search.outage_limit)")
             return now - self.since
 
     def succeeded(self) -> None:
@@ -147,7 +147,7 @@ class _Outage:
                 return
             away, self.since = monotonic() - self.since, None
             self.ended = monotonic()
-        warnings.warn(f"the database {self.where} is back after {away:.0f} s; the search goes on", stacklevel=4)
+        _warn(f"the database {self.where} is back after {away:.0f} s; the search goes on")
 
     def give_up(self, exc: BaseException, *, waited: bool) -> StorageUnavailable:
         cause = (f"unreachable for {self.limit:g} s (search.outage_limit)" if waited
@@ -159,6 +159,14 @@ class _Outage:
     def recovering(self, grace: float) -> bool:
         """Whether the database came back less than ``grace`` seconds ago (or is away now)."""
         return self.since is not None or (self.ended is not None and monotonic() - self.ended < grace)
+
+
+def _warn(message: str) -> None:
+    """Warn once per outage edge, every time: Python's default filter would show a repeated message (the second
+    outage's "back after 1 s") only once."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn(message, stacklevel=4)
 
 
 def _retried(name: str) -> Callable[..., Any]:

@@ -96,6 +96,16 @@ def test_a_short_outage_is_retried_with_one_warning_when_it_begins_and_one_when_
     assert "is back after 0 s; the search goes on" in lines[1]
 
 
+def test_every_outage_gets_its_two_lines_even_when_they_repeat_word_for_word(storage, monkeypatch):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # Python's own filter: a repeated message from one place is shown once
+        for _ in range(2):
+            failing(monkeypatch, "get_all_studies", [driver_error("server closed the connection unexpectedly")])
+            storage.get_all_studies()
+    lines = [str(w.message).split(" is ", 1)[1][:11] for w in caught]
+    assert lines == ["unreachable", "back after ", "unreachable", "back after "]
+
+
 def test_an_outage_past_the_limit_stops_with_one_line_and_every_later_call_fails_at_once(storage, monkeypatch):
     clock = iter(range(0, 10_000, 10))
     monkeypatch.setattr(retrying_storage, "monotonic", lambda: float(next(clock)))
