@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 moved.install()
 
 from iasf_search.build import build_model  # noqa: E402
-from iasf_search.errors import BadInput, SpaceError  # noqa: E402
+from iasf_search.errors import BadInput, SearchFailed, SpaceError  # noqa: E402
 from iasf_search.iasf_module import IASF  # noqa: E402
 from iasf_search.results.access import best_trials, load_results, trial_architecture  # noqa: E402
 from iasf_search.results.export import load_model  # noqa: E402
@@ -32,6 +32,7 @@ from iasf_search.space import SearchSpace  # noqa: E402
 __all__ = [
     "BadInput",
     "IASF",
+    "SearchFailed",
     "SearchResult",
     "SearchSpace",
     "Session",

@@ -129,7 +129,10 @@ def run_search(space: SearchSpace | Session, *, trials: int | None = None, timeo
     :param worker: this process's index among parallel workers (offsets the sampler's seed).
     :raises BadInput: unusable device, data or storage; nothing is written in that case.
     :raises SearchFailed: the run stopped after :data:`MAX_CONSECUTIVE_FAILURES` failed trials without finishing
-        any (the first failure's reason in the message); with some finished, a warning says it stopped.
+        any (the first failure's reason in the message); with some finished, a warning says it stopped. Its kinds
+        :class:`~iasf_search.search.retrying_storage.StorageUnavailable` (the database stayed away past
+        ``search.outage_limit``) and :class:`~iasf_search.errors.DiskFull` (no room for a trial's files) stop the run
+        at once; the study is kept, and the same call resumes it.
     """
     start = time.perf_counter()
     session = session_for(space)
