@@ -131,7 +131,6 @@ def stored_study(study: optuna.Study, *, plugins: Sequence[str] = (), components
     :param components: plugins the caller already loaded for this study (used as they are); default: loaded on
         first use, ``plugins`` first, then the ``plugins:`` of the study's space.
     """
-    check_study(study)
     space = study_space(study)
     return StoredStudy(study, space, study_data(study),
                        tuple(plugins_to_load(plugins, space.get("plugins", []), recorded_from="the study's space")), components)
@@ -146,13 +145,19 @@ def _same_plugins(opened: StoredStudy, session: Session) -> bool:
 
 
 def load_results(storage: str, study_name: str) -> optuna.Study:
-    """Open an existing study read-only-in-spirit (for ``best`` and reports)."""
+    """Open an existing study read-only-in-spirit (for ``best`` and reports), its records checked once
+    (:func:`~iasf_search.results.integrity.check_study`).
+
+    :raises BadInput: no such storage or study, or a study whose records were changed outside iasf-search.
+    """
     st = open_storage(storage, create=False)
     try:
-        return optuna.load_study(study_name=study_name, storage=st)
+        study = optuna.load_study(study_name=study_name, storage=st)
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(st)]
         raise BadInput(f"no study '{study_name}' in {safe_url(storage)}; studies there: {', '.join(names) or 'none'}") from None
+    check_study(study)
+    return study
 
 
 def finished_trials(study: optuna.Study) -> list[FrozenTrial]:

@@ -24,11 +24,9 @@ from optuna.trial import FrozenTrial
 
 from iasf_search.components import SplitSpec, TaskData
 from iasf_search.results.access import lead_trial
-from iasf_search.results.records import STUDY_BASELINES, TEST_ACCURACY
+from iasf_search.results.records import BASELINES_DATA, STUDY_BASELINES, TEST_ACCURACY
 from iasf_search.trial.cross_validation import fold_tasks, pooled
 
-DATA_KEY = "data"
-"""The key, inside the study's baselines record, of the data fingerprint the baselines were fitted on."""
 LABELS = {"1nn": "1-NN", "logistic_regression": "logistic regression"}
 """Each baseline's name as recorded -> as printed, in the order they are fitted and shown."""
 LOGISTIC_MAX_ITER = 2000
@@ -148,16 +146,16 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
 
 def record_baselines(study: optuna.Study, baselines: Mapping[str, Mapping[str, float]], data: Mapping[str, Any]) -> None:
     """Store ``baselines`` (:func:`fit_baselines`) on ``study``, with the fingerprint of the ``data`` they were fitted on."""
-    study.set_user_attr(STUDY_BASELINES, {**{k: dict(v) for k, v in baselines.items()}, DATA_KEY: dict(data)})
+    study.set_user_attr(STUDY_BASELINES, {**{k: dict(v) for k, v in baselines.items()}, BASELINES_DATA: dict(data)})
 
 
 def recorded_baselines(study: optuna.Study, data: Mapping[str, Any] | None = None) -> dict[str, dict[str, float]]:
     """The baselines recorded on ``study`` (``{name: metrics}``, without the fingerprint); empty when none,
     or when ``data`` is given and they were fitted on other data."""
     stored = study.user_attrs.get(STUDY_BASELINES) or {}
-    if data is not None and stored.get(DATA_KEY) != dict(data):
+    if data is not None and stored.get(BASELINES_DATA) != dict(data):
         return {}
-    return {k: v for k, v in stored.items() if k != DATA_KEY and isinstance(v, Mapping)}
+    return {k: v for k, v in stored.items() if k != BASELINES_DATA and isinstance(v, Mapping)}
 
 
 def baseline_line(name: str, metrics: Mapping[str, float]) -> str:

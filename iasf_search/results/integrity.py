@@ -3,9 +3,10 @@
 A study lives in a database that other tools can write: a migration script, a hand-edited row, a half-restored
 backup, another program sharing the database. A record of the wrong kind (a validation accuracy that is a list, an
 architecture that is a number) would otherwise fail deep inside ``best``, ``export``, ``report`` or a resumed search
-with a traceback. Every door to a stored study (:func:`iasf_search.results.access.stored_study`, and the search's
-:func:`iasf_search.search.setup.open_study` before it writes anything) checks the records iasf-search reads against
-their kinds, and refuses a damaged study with one line naming the trial, the record and what it holds.
+with a traceback. Both doors to a stored study (:func:`iasf_search.results.access.load_results`, which every reading
+command and the Python API open a study through, and the search's :func:`iasf_search.search.setup.open_study` before
+it writes anything) check the records iasf-search reads against their kinds, once per opening, and refuse a damaged
+study with one line naming the trial, the record and what it holds.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from iasf_search.errors import BadInput, one_line
 from iasf_search.results.records import (
     ARCH_HASH,
     ARCHITECTURE,
+    BASELINES_DATA,
     CONSTRAINTS,
     COST_PREFIX,
     ENQUEUED,
@@ -119,7 +121,7 @@ def _constraints(value: Any) -> bool:
 
 
 def _baselines(value: Any) -> bool:
-    return _mapping(value) and all(not _mapping(v) or k == "data" or all(
+    return _mapping(value) and all(not _mapping(v) or k == BASELINES_DATA or all(
         _number(v.get(m)) for m in ("val_accuracy", "test_accuracy", "seconds"))
         for k, v in value.items())
 

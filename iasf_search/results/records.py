@@ -27,6 +27,8 @@ STUDY_COMMANDS = "commands"
 STUDY_BASELINES = "baselines"
 """1-NN's and logistic regression's accuracies on the study's splits, with the data fingerprint they were fitted on
 (:mod:`iasf_search.results.baselines`)."""
+BASELINES_DATA = "data"
+"""The key of :data:`STUDY_BASELINES` that holds the data fingerprint the baselines were fitted on."""
 
 # -- system attributes (long records: read them with record()) -------------------------------------
 LEGACY_CONSTRAINTS = "constraints"

@@ -134,7 +134,7 @@ def corrupt(data: bytes, how: str, where: float, extent: float, piece: bytes) ->
     if how == "flip":
         out = bytearray(data)
         for i in range(at, min(len(out), at + 1 + int(extent * 16))):
-            out[i] ^= 0xFF if piece[:1] == b"" else piece[0] | 1
+            out[i] ^= piece[0] | 1  # never 0: every byte in the range changes
         return bytes(out)
     if how == "delete":
         return data[:at] + data[at + 1 + int(extent * len(data) / 4):]
